@@ -1,0 +1,28 @@
+// Device-side helpers shared by every kernel: element types and their conversion to f32, and the
+// dynamic shared memory declaration. On the host emulator (FRUGAL_EMULATION, see
+// kernels/emu/include/cuda_emu.h) the same names come from the emulation header instead.
+#pragma once
+
+#ifndef FRUGAL_EMULATION
+#include <cuda_bf16.h>
+#define FRUGAL_DYNAMIC_SHARED(type, name)                                                        \
+    extern __shared__ __align__(16) unsigned char frugal_dynamic_shared_[];                      \
+    type *name = reinterpret_cast<type *>(frugal_dynamic_shared_)
+#endif
+
+namespace frugal {
+
+// Activations are stored as f32 or bf16; all arithmetic is f32.
+template <typename T> __device__ __forceinline__ float to_f32(T v);
+template <> __device__ __forceinline__ float to_f32<float>(float v) { return v; }
+template <> __device__ __forceinline__ float to_f32<__nv_bfloat16>(__nv_bfloat16 v) {
+    return __bfloat162float(v);
+}
+
+template <typename T> __device__ __forceinline__ T from_f32(float v);
+template <> __device__ __forceinline__ float from_f32<float>(float v) { return v; }
+template <> __device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(float v) {
+    return __float2bfloat16(v);  // round to nearest even, as torch's .to(bfloat16)
+}
+
+}  // namespace frugal

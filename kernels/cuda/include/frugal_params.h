@@ -1,0 +1,52 @@
+/*
+ * Kernel parameter structs: the one definition of every kernel's launch layout.
+ *
+ * CUDA kernels take one of these by value. The Rust side (kernels/src/gpu/params.rs) is generated
+ * from this file by `cargo xtask bindings` (bindgen) and checked fresh in CI, so the two cannot
+ * drift. Plain C: fixed-width integers and pointers only, no CUDA types.
+ */
+#ifndef FRUGAL_PARAMS_H
+#define FRUGAL_PARAMS_H
+
+/* NVRTC has no system headers: give it the two fixed-width types this file uses. */
+#if defined(__CUDACC_RTC__)
+typedef int int32_t;
+typedef unsigned char uint8_t;
+#else
+#include <stdint.h>
+#endif
+
+/* ---- linear-recurrence scan: h_t = a_t * h_{t-1} + x_t -------------------------------------
+ * Tiling (see kernels/cuda/linear_scan.cu): a block covers FRUGAL_SCAN_CHANNELS_PER_BLOCK
+ * channels (one warp's lanes, so loads are coalesced) times one chunk of time, split into
+ * FRUGAL_SCAN_SEGMENTS segments (one warp each) of FRUGAL_SCAN_SEGMENT_LEN steps. */
+#define FRUGAL_SCAN_CHANNELS_PER_BLOCK 32
+#define FRUGAL_SCAN_SEGMENTS 8
+#define FRUGAL_SCAN_SEGMENT_LEN 16
+#define FRUGAL_SCAN_CHUNK_LEN (FRUGAL_SCAN_SEGMENTS * FRUGAL_SCAN_SEGMENT_LEN)
+/* Threads per block of the carry pass (one thread per batch x channel). */
+#define FRUGAL_SCAN_CARRY_THREADS 256
+
+typedef struct FrugalLinearScanParams {
+    /* [batch, seq_len, channels], f32 or bf16 (the kernel's suffix says which). */
+    const void *a;
+    const void *x;
+    /* [batch, channels] initial state, or NULL for zeros. */
+    const float *h0;
+    /* [batch, seq_len]: nonzero where the state restarts (h_t = x_t), or NULL. */
+    const uint8_t *reset;
+    /* [batch, seq_len, channels] output, same dtype as x. */
+    void *h;
+    /* [batch, channels] final state, always f32. */
+    float *h_last;
+    /* Workspace [batch, num_chunks, channels] (unused when num_chunks == 1): the product of the
+     * chunk's a, and the chunk-local scan's end value, replaced by the chunk's carry-in. */
+    float *chunk_a;
+    float *chunk_h;
+    int32_t batch;
+    int32_t seq_len;
+    int32_t channels;
+    int32_t num_chunks;
+} FrugalLinearScanParams;
+
+#endif /* FRUGAL_PARAMS_H */

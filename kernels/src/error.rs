@@ -1,0 +1,54 @@
+//! Typed errors of every kernel and launcher.
+use thiserror::Error;
+
+/// What went wrong in a kernel call: always names the kernel and the argument.
+#[derive(Debug, Error)]
+pub enum KernelError {
+    #[error("{kernel}: `{arg}` has {found} elements, expected {expected} (shape {shape})")]
+    Length {
+        kernel: &'static str,
+        arg: &'static str,
+        expected: usize,
+        found: usize,
+        shape: String,
+    },
+    #[error("{kernel}: `{arg}` has shape {found:?}, expected {expected}")]
+    Shape {
+        kernel: &'static str,
+        arg: &'static str,
+        expected: String,
+        found: Vec<usize>,
+    },
+    #[error("{kernel}: `{arg}` has dtype {found}, expected {expected}")]
+    Dtype {
+        kernel: &'static str,
+        arg: &'static str,
+        expected: &'static str,
+        found: String,
+    },
+    #[error("{kernel}: empty input ({what} is 0)")]
+    Empty {
+        kernel: &'static str,
+        what: &'static str,
+    },
+    #[error("{kernel}: {what} = {value} is past the kernel's limit of {limit}")]
+    TooLarge {
+        kernel: &'static str,
+        what: &'static str,
+        value: usize,
+        limit: usize,
+    },
+    #[error("{kernel}: `{arg}` is on {found}, expected {expected}")]
+    Device {
+        kernel: &'static str,
+        arg: &'static str,
+        expected: String,
+        found: String,
+    },
+    #[error("no CUDA device: {0}")]
+    NoCuda(String),
+    #[error("CUDA driver error in {context}: {message}")]
+    Cuda { context: String, message: String },
+}
+
+pub type Result<T> = std::result::Result<T, KernelError>;

@@ -1,0 +1,118 @@
+//! The linear scan on a GPU: `kernels/cuda/linear_scan.cu` run with the plan of
+//! [`crate::linear_scan::plan`].
+use std::ffi::c_void;
+use std::sync::Arc;
+
+use cudarc::driver::{
+    CudaSlice, CudaStream, DevicePtr, DeviceRepr, LaunchConfig, PushKernelArg, ValidAsZeroBits,
+};
+
+use super::{cuda_err, function};
+use crate::error::Result;
+use crate::linear_scan::plan::plan;
+use crate::linear_scan::{check_len, ScanDtype, ScanElement, ScanShape};
+use crate::params::FrugalLinearScanParams;
+use crate::ptx::LINEAR_SCAN;
+
+/// Scans device buffers: returns `h` `[batch, seq_len, channels]` and the final state
+/// `[batch, channels]` (f32). Lengths are checked against `shape`.
+pub fn linear_scan_gpu<T: ScanElement + DeviceRepr + ValidAsZeroBits>(
+    stream: &Arc<CudaStream>,
+    shape: ScanShape,
+    a: &CudaSlice<T>,
+    x: &CudaSlice<T>,
+    h0: Option<&CudaSlice<f32>>,
+    reset: Option<&CudaSlice<u8>>,
+) -> Result<(CudaSlice<T>, CudaSlice<f32>)> {
+    check_len("a", a.len(), shape.len(), shape)?;
+    check_len("x", x.len(), shape.len(), shape)?;
+    if let Some(h0) = h0 {
+        check_len("h0", h0.len(), shape.state_len(), shape)?;
+    }
+    if let Some(reset) = reset {
+        check_len("reset", reset.len(), shape.batch * shape.seq_len, shape)?;
+    }
+    let h = stream
+        .alloc_zeros::<T>(shape.len())
+        .map_err(cuda_err("allocating h"))?;
+    let h_last = stream
+        .alloc_zeros::<f32>(shape.state_len())
+        .map_err(cuda_err("allocating h_last"))?;
+    {
+        let (a_ptr, _ga) = a.device_ptr(stream);
+        let (x_ptr, _gx) = x.device_ptr(stream);
+        let h0_ptr = h0.map(|s| s.device_ptr(stream));
+        let reset_ptr = reset.map(|s| s.device_ptr(stream));
+        let (h_ptr, _gh) = h.device_ptr(stream);
+        let (last_ptr, _gl) = h_last.device_ptr(stream);
+        let params = FrugalLinearScanParams {
+            a: a_ptr as *const c_void,
+            x: x_ptr as *const c_void,
+            h0: h0_ptr
+                .as_ref()
+                .map_or(std::ptr::null(), |(p, _)| *p as *const f32),
+            reset: reset_ptr
+                .as_ref()
+                .map_or(std::ptr::null(), |(p, _)| *p as *const u8),
+            h: h_ptr as *mut c_void,
+            h_last: last_ptr as *mut f32,
+            ..Default::default()
+        };
+        // SAFETY: every pointer is a live device allocation on this stream's context whose length
+        // was checked against `shape` above.
+        unsafe { launch_linear_scan(stream, shape, T::DTYPE, params)? };
+    }
+    Ok((h, h_last))
+}
+
+/// Runs the plan on `params`' buffers, allocating the chunk workspace.
+///
+/// # Safety
+/// `a`, `x`, `h` (and `h0`, `reset` when not null) and `h_last` are device pointers on `stream`'s
+/// context to buffers of the sizes `shape` gives, in the dtype `dtype` says.
+pub unsafe fn launch_linear_scan(
+    stream: &Arc<CudaStream>,
+    shape: ScanShape,
+    dtype: ScanDtype,
+    mut params: FrugalLinearScanParams,
+) -> Result<()> {
+    let plan = plan(shape, dtype)?;
+    let workspace = if plan.workspace_len > 0 {
+        let alloc = || {
+            stream
+                .alloc_zeros::<f32>(plan.workspace_len)
+                .map_err(cuda_err("allocating the scan workspace"))
+        };
+        Some((alloc()?, alloc()?))
+    } else {
+        None
+    };
+    let guards = workspace
+        .as_ref()
+        .map(|(a, h)| (a.device_ptr(stream), h.device_ptr(stream)));
+    if let Some(((a, _), (h, _))) = &guards {
+        params.chunk_a = *a as *mut f32;
+        params.chunk_h = *h as *mut f32;
+    }
+    // ScanShape::new bounds every dimension by i32::MAX; the plan bounds the chunk count.
+    params.batch = shape.batch as i32;
+    params.seq_len = shape.seq_len as i32;
+    params.channels = shape.channels as i32;
+    params.num_chunks = plan.num_chunks as i32;
+    let ctx = stream.context();
+    for launch in &plan.launches {
+        let f = function(ctx, LINEAR_SCAN, launch.kernel)?;
+        let cfg = LaunchConfig {
+            grid_dim: (launch.grid[0], launch.grid[1], launch.grid[2]),
+            block_dim: (launch.block[0], launch.block[1], launch.block[2]),
+            shared_mem_bytes: launch.shared_bytes,
+        };
+        let mut builder = stream.launch_builder(&f);
+        builder.arg(&params);
+        // SAFETY: the caller vouches for the buffers; the workspace lives until after this loop
+        // and is freed in stream order.
+        unsafe { builder.launch(cfg) }.map_err(cuda_err("launching the linear scan"))?;
+    }
+    drop(guards);
+    Ok(())
+}

@@ -1,0 +1,133 @@
+//! GPU discovery, PTX loading and the kernels' launchers, through cudarc.
+//!
+//! With the default `cuda-dynamic` feature the driver library is loaded at run time: this builds
+//! on machines with no CUDA at all, and discovery reports "no driver" or "no device" instead of
+//! panicking (cudarc's `CudaContext::new` panics when libcuda is absent, so it is only called
+//! after [`status`] found a device).
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use cudarc::driver::{CudaContext, CudaFunction, CudaModule, DriverError};
+
+use crate::error::{KernelError, Result};
+use crate::params::FrugalLinearScanParams;
+use crate::ptx::PtxModule;
+
+pub mod linear_scan;
+
+/// What this machine offers for CUDA.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GpuStatus {
+    /// No CUDA driver library (libcuda) could be loaded.
+    NoDriver,
+    /// The driver loaded but reports no device (or failed to initialise: the message says why).
+    NoDevice(String),
+    /// Devices by ordinal: their names.
+    Devices(Vec<String>),
+}
+
+fn driver_present() -> bool {
+    #[cfg(feature = "cuda-dynamic")]
+    {
+        // SAFETY: only tries to dlopen the driver library under its known names.
+        unsafe { cudarc::driver::sys::is_culib_present() }
+    }
+    #[cfg(not(feature = "cuda-dynamic"))]
+    {
+        true // linked at build time (candle's `cuda` feature)
+    }
+}
+
+/// Probes for a driver and devices. Never panics.
+pub fn status() -> GpuStatus {
+    if !driver_present() {
+        return GpuStatus::NoDriver;
+    }
+    let count = match CudaContext::device_count() {
+        Ok(n) => n,
+        Err(e) => return GpuStatus::NoDevice(e.to_string()),
+    };
+    if count <= 0 {
+        return GpuStatus::NoDevice("the driver reports 0 devices".into());
+    }
+    let names = (0..count as usize)
+        .map(|i| {
+            CudaContext::new(i)
+                .and_then(|ctx| ctx.name())
+                .unwrap_or_else(|e| format!("device {i} (unusable: {e})"))
+        })
+        .collect();
+    GpuStatus::Devices(names)
+}
+
+/// A context on device `ordinal`, or [`KernelError::NoCuda`] when there is none.
+pub fn context(ordinal: usize) -> Result<Arc<CudaContext>> {
+    match status() {
+        GpuStatus::NoDriver => Err(KernelError::NoCuda("no CUDA driver library found".into())),
+        GpuStatus::NoDevice(why) => Err(KernelError::NoCuda(why)),
+        GpuStatus::Devices(d) if ordinal >= d.len() => Err(KernelError::NoCuda(format!(
+            "device {ordinal} requested, {} present",
+            d.len()
+        ))),
+        GpuStatus::Devices(_) => CudaContext::new(ordinal).map_err(cuda_err("creating a context")),
+    }
+}
+
+pub(crate) fn cuda_err(context: &'static str) -> impl Fn(DriverError) -> KernelError {
+    move |e| KernelError::Cuda {
+        context: context.into(),
+        message: e.to_string(),
+    }
+}
+
+type ModuleCache = Mutex<HashMap<(usize, &'static str), Arc<CudaModule>>>;
+
+/// A kernel of an embedded PTX module, loaded once per device.
+pub fn function(ctx: &Arc<CudaContext>, module: PtxModule, kernel: &str) -> Result<CudaFunction> {
+    static CACHE: OnceLock<ModuleCache> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let key = (ctx.ordinal(), module.name);
+    let loaded = {
+        let mut cache = cache
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match cache.get(&key) {
+            Some(m) => m.clone(),
+            None => {
+                let m = ctx
+                    .load_module(cudarc::nvrtc::Ptx::from_src(module.ptx))
+                    .map_err(cuda_err(
+                        "loading PTX (needs a driver for CUDA 12.4 or newer)",
+                    ))?;
+                cache.insert(key, m.clone());
+                m
+            }
+        }
+    };
+    loaded
+        .load_function(kernel)
+        .map_err(cuda_err("finding a kernel in its PTX module"))
+}
+
+// SAFETY: a plain C struct of pointers and integers (`frugal_params.h`), passed by value exactly as
+// the kernel declares it.
+unsafe impl cudarc::driver::DeviceRepr for FrugalLinearScanParams {}
+
+/// Runs the `FRUGAL_REQUIRE_GPU`-aware probe GPU tests use: a context, or `None` after printing
+/// `SKIPPED: no CUDA device` — and a panic instead when `FRUGAL_REQUIRE_GPU` is set
+/// (`cargo xtask test-gpu`), so a GPU run cannot pass by skipping.
+pub fn test_context(test: &str) -> Option<Arc<CudaContext>> {
+    match context(0) {
+        Ok(ctx) => Some(ctx),
+        Err(e) => {
+            if std::env::var_os("FRUGAL_REQUIRE_GPU").is_some() {
+                panic!("{test}: FRUGAL_REQUIRE_GPU is set but there is no usable GPU: {e}");
+            }
+            // Straight to the stderr handle: libtest's capture (print!/eprint!) would hide it,
+            // and a skip must be visible in a plain `cargo test`.
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "SKIPPED: no CUDA device ({test}: {e})");
+            None
+        }
+    }
+}

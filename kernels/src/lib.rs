@@ -1,0 +1,25 @@
+//! frugal's kernels: every kernel the models need, each in four forms that are tested against
+//! each other:
+//!
+//! - a plain CPU **reference**, written to be obviously correct;
+//! - a **fast CPU path** (vectorised, threaded with rayon);
+//! - a **CUDA kernel** (`kernels/cuda/*.cu`), compiled to PTX by `cargo xtask ptx`, embedded in
+//!   this crate ([`ptx`]) and launched through cudarc ([`gpu`], behind the default `cuda-dynamic`
+//!   feature, which loads the driver at run time and builds without any CUDA installed);
+//! - the same CUDA source **emulated on the CPU** in tests (the `kernels-emu` crate), so CI checks
+//!   the kernel logic without a GPU.
+//!
+//! Each kernel is also a candle custom op, so model crates call one function on tensors.
+//!
+//! Kernels so far:
+//! - [`linear_scan`]: `h_t = a_t * h_{t-1} + x_t` per channel (RG-LRU, Hawk), with resets.
+pub mod cpu;
+pub mod error;
+#[cfg(any(feature = "cuda-dynamic", feature = "candle-cuda"))]
+pub mod gpu;
+pub mod linear_scan;
+pub mod params;
+pub mod plan;
+pub mod ptx;
+
+pub use error::{KernelError, Result};

@@ -1,0 +1,37 @@
+//! PTX of every CUDA source, compiled by `cargo xtask ptx` (NVRTC 12.4, PTX ISA 8.4, sm_80: loads
+//! on drivers for CUDA 12.4 and newer, on Ampere, Hopper and later GPUs) and committed, so users
+//! need no CUDA compiler.
+
+/// A compiled CUDA source: its module name and PTX text.
+#[derive(Debug, Clone, Copy)]
+pub struct PtxModule {
+    pub name: &'static str,
+    pub ptx: &'static str,
+}
+
+pub const LINEAR_SCAN: PtxModule = PtxModule {
+    name: "linear_scan",
+    ptx: include_str!("../ptx/linear_scan.ptx"),
+};
+
+/// Every module, for listings such as `frugal info`.
+pub const MODULES: &[PtxModule] = &[LINEAR_SCAN];
+
+impl PtxModule {
+    /// The kernels (`.entry` points) this module defines.
+    pub fn entries(&self) -> Vec<&'static str> {
+        self.ptx
+            .lines()
+            .filter_map(|l| l.trim_start().strip_prefix(".visible .entry "))
+            .map(|rest| rest.split('(').next().unwrap_or(rest).trim())
+            .collect()
+    }
+
+    /// The PTX ISA version the module declares (`.version`), e.g. `"8.4"`.
+    pub fn isa_version(&self) -> Option<&'static str> {
+        self.ptx
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(".version "))
+            .map(str::trim)
+    }
+}
