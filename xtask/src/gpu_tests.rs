@@ -36,7 +36,8 @@ pub fn run(root: &Path, no_run: bool) -> Result<()> {
         .current_dir(root)
         .args([
             "test",
-            "--release",
+            "--profile",
+            "gpu-bundle",
             "-p",
             "kernels",
             "--test",
