@@ -81,18 +81,18 @@ fn run(cli: Cli) -> Result<()> {
             max_new_tokens: _,
             arch,
         } => {
-            let ids = model_dir::parse_ids(&input_ids)?;
+            model_dir::parse_ids(&input_ids)?;
             let arch = model_dir::architecture(&model, arch.as_deref())?;
-            model_dir::unsupported(&arch, "logits", ids.len())
+            model_dir::unsupported(&arch, "logits")
         }
         Command::Classify {
             model,
             input_ids,
             arch,
         } => {
-            let batch = model_dir::parse_batch(&input_ids)?;
+            model_dir::parse_batch(&input_ids)?;
             let arch = model_dir::architecture(&model, arch.as_deref())?;
-            model_dir::unsupported(&arch, "classify", batch.len())
+            model_dir::unsupported(&arch, "classify")
         }
     }
 }

@@ -71,7 +71,7 @@ pub fn architecture(dir: &Path, arch: Option<&str>) -> Result<String> {
 }
 
 /// No model crate implements an architecture yet: say so, and which crate will.
-pub fn unsupported(arch: &str, command: &str, _inputs: usize) -> Result<()> {
+pub fn unsupported(arch: &str, command: &str) -> Result<()> {
     let krate = ARCHITECTURES
         .iter()
         .find(|(a, _)| *a == arch)

@@ -1,8 +1,32 @@
-//! Griffin and Hawk (De et al., arXiv 2402.19427), as published in the RecurrentGemma checkpoints.
+//! Griffin and Hawk (De et al., "Griffin: Mixing Gated Linear Recurrences with Local Attention for
+//! Efficient Language Models", arXiv 2402.19427), loading RecurrentGemma checkpoints (HF
+//! `model_type: recurrent_gemma`).
 //!
-//! Residual blocks of RG-LRU recurrence (Hawk) or of recurrence mixed with local multi-query
-//! attention (Griffin). The RG-LRU's prefill runs on the `kernels` linear-recurrence scan
-//! ([`kernels::linear_scan`]), parallel over time, and decoding keeps a fixed-size state.
+//! Read top to bottom as the paper: [`config`], the layers ([`rms_norm`], [`mlp`], [`conv1d`],
+//! [`rg_lru`], [`recurrent_block`], [`local_attention`], [`residual_block`]), the [`model`], its
+//! decoding [`state`], [`loading`] and [`generation`]. Hawk is the same model with every block
+//! recurrent (`block_types = ["recurrent"]`).
 //!
-//! Not implemented yet: this crate holds the place of the model in the workspace layout.
-pub use kernels;
+//! Prefill runs the RG-LRU over the whole prompt at once on the `kernels` linear scan; decoding
+//! steps one token from a state of fixed size (conv inputs, RG-LRU state, a ring of `window`
+//! keys/values per attention layer).
+pub mod config;
+pub mod conv1d;
+pub mod error;
+pub mod generation;
+pub mod loading;
+pub mod local_attention;
+pub mod mlp;
+pub mod model;
+pub mod recurrent_block;
+pub mod residual_block;
+pub mod rg_lru;
+pub mod rms_norm;
+pub mod state;
+pub mod step;
+
+pub use config::{BlockType, Config};
+pub use error::{GriffinError, Result};
+pub use loading::load;
+pub use model::Model;
+pub use state::State;

@@ -4,13 +4,14 @@ use std::ffi::c_void;
 use std::sync::Arc;
 
 use cudarc::driver::{
-    CudaSlice, CudaStream, DevicePtr, DeviceRepr, LaunchConfig, PushKernelArg, ValidAsZeroBits,
+    CudaContext, CudaSlice, CudaStream, DevicePtr, DeviceRepr, LaunchConfig, PushKernelArg,
+    ValidAsZeroBits,
 };
 
 use super::{cuda_err, function};
-use crate::error::Result;
+use crate::error::{KernelError, Result};
 use crate::linear_scan::plan::plan;
-use crate::linear_scan::{check_len, ScanDtype, ScanElement, ScanShape};
+use crate::linear_scan::{check_len, ScanDtype, ScanElement, ScanShape, KERNEL};
 use crate::params::FrugalLinearScanParams;
 use crate::ptx::LINEAR_SCAN;
 
@@ -24,6 +25,15 @@ pub fn linear_scan_gpu<T: ScanElement + DeviceRepr + ValidAsZeroBits>(
     h0: Option<&CudaSlice<f32>>,
     reset: Option<&CudaSlice<u8>>,
 ) -> Result<(CudaSlice<T>, CudaSlice<f32>)> {
+    let ctx = stream.context();
+    same_device("a", a.context(), ctx)?;
+    same_device("x", x.context(), ctx)?;
+    if let Some(h0) = h0 {
+        same_device("h0", h0.context(), ctx)?;
+    }
+    if let Some(reset) = reset {
+        same_device("reset", reset.context(), ctx)?;
+    }
     check_len("a", a.len(), shape.len(), shape)?;
     check_len("x", x.len(), shape.len(), shape)?;
     if let Some(h0) = h0 {
@@ -63,6 +73,22 @@ pub fn linear_scan_gpu<T: ScanElement + DeviceRepr + ValidAsZeroBits>(
         unsafe { launch_linear_scan(stream, shape, T::DTYPE, params)? };
     }
     Ok((h, h_last))
+}
+
+fn same_device(
+    arg: &'static str,
+    found: &Arc<CudaContext>,
+    expected: &Arc<CudaContext>,
+) -> Result<()> {
+    if found == expected {
+        return Ok(());
+    }
+    Err(KernelError::Device {
+        kernel: KERNEL,
+        arg,
+        expected: format!("cuda:{}", expected.ordinal()),
+        found: format!("cuda:{}", found.ordinal()),
+    })
 }
 
 /// Runs the plan on `params`' buffers, allocating the chunk workspace.

@@ -1,0 +1,35 @@
+//! Greedy decoding with the model's state: the prompt is prefilled in parallel, then one token per
+//! step from the cached state.
+use candle_core::{IndexOp, Tensor};
+
+use crate::error::Result;
+use crate::model::Model;
+
+/// The prompt's logits `[1, T, V]`, and `max_new_tokens` greedy tokens.
+pub fn greedy(model: &Model, prompt: &[u32], max_new_tokens: usize) -> Result<(Tensor, Vec<u32>)> {
+    let mut state = model.new_state(1)?;
+    let logits = model.forward(&[prompt], &mut state)?;
+    let mut next = argmax_last(&logits)?;
+    let mut tokens = Vec::with_capacity(max_new_tokens);
+    for i in 0..max_new_tokens {
+        tokens.push(next);
+        if i + 1 < max_new_tokens {
+            let step = model.forward(&[[next]], &mut state)?;
+            next = argmax_last(&step)?;
+        }
+    }
+    Ok((logits, tokens))
+}
+
+/// The arg-max of the last position's logits (first index on ties, as torch.argmax).
+pub fn argmax_last(logits: &Tensor) -> Result<u32> {
+    let t = logits.dim(1)?;
+    let last: Vec<f32> = logits.i((0, t - 1))?.to_vec1()?;
+    let mut best = 0;
+    for (i, &v) in last.iter().enumerate() {
+        if v > last[best] {
+            best = i;
+        }
+    }
+    Ok(best as u32)
+}

@@ -1,0 +1,249 @@
+//! Local multi-query attention (SPEC §2.4; HF `RecurrentGemmaSdpaAttention`): RoPE on the first
+//! `rotary_dim` dimensions of each head (rotate-half layout), a query at position i sees the keys
+//! at positions i − window < j ≤ i, and the cache is a ring of `window` key/value slots per
+//! sequence, so its size never grows with the sequence.
+use candle_core::{DType, Device, Module, Tensor, D};
+use candle_nn::{linear, linear_no_bias, Linear, VarBuilder};
+
+use crate::config::Config;
+use crate::step::Step;
+
+#[derive(Debug, Clone)]
+pub struct LocalAttention {
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    o_proj: Linear,
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+    rotary_dim: usize,
+    rope_theta: f64,
+    window: usize,
+}
+
+/// The ring buffer of one attention layer: slot `p % window` holds the key/value of position p.
+#[derive(Debug, Clone)]
+pub struct AttentionState {
+    /// `[B, window, kv_heads * head_dim]`.
+    pub k: Tensor,
+    pub v: Tensor,
+    /// `[B * window]`: the position each slot holds, -1 when empty.
+    pub slot_pos: Vec<i64>,
+}
+
+impl AttentionState {
+    pub fn new(
+        cfg: &Config,
+        batch: usize,
+        dtype: DType,
+        device: &Device,
+    ) -> candle_core::Result<Self> {
+        let shape = (
+            batch,
+            cfg.attention_window_size,
+            cfg.num_key_value_heads * cfg.head_dim,
+        );
+        Ok(AttentionState {
+            k: Tensor::zeros(shape, dtype, device)?,
+            v: Tensor::zeros(shape, dtype, device)?,
+            slot_pos: vec![-1; batch * cfg.attention_window_size],
+        })
+    }
+}
+
+impl LocalAttention {
+    pub fn new(cfg: &Config, vb: VarBuilder) -> candle_core::Result<Self> {
+        let (d, h, kv, hd) = (
+            cfg.hidden_size,
+            cfg.num_attention_heads,
+            cfg.num_key_value_heads,
+            cfg.head_dim,
+        );
+        Ok(LocalAttention {
+            q_proj: linear_no_bias(d, h * hd, vb.pp("q_proj"))?,
+            k_proj: linear_no_bias(d, kv * hd, vb.pp("k_proj"))?,
+            v_proj: linear_no_bias(d, kv * hd, vb.pp("v_proj"))?,
+            o_proj: linear(h * hd, d, vb.pp("o_proj"))?,
+            heads: h,
+            kv_heads: kv,
+            head_dim: hd,
+            rotary_dim: cfg.rotary_dim(),
+            rope_theta: cfg.rope_theta,
+            window: cfg.attention_window_size,
+        })
+    }
+
+    /// cos and sin `[B, T, 1, rotary_dim / 2]` at each token's position (f32, as HF).
+    fn rope_tables(&self, step: &Step, device: &Device) -> candle_core::Result<(Tensor, Tensor)> {
+        let half = self.rotary_dim / 2;
+        let inv_freq: Vec<f32> = (0..half)
+            .map(|i| {
+                (1.0 / self
+                    .rope_theta
+                    .powf((2 * i) as f64 / self.rotary_dim as f64)) as f32
+            })
+            .collect();
+        let mut cos = Vec::with_capacity(step.pos.len() * half);
+        let mut sin = Vec::with_capacity(step.pos.len() * half);
+        for &p in &step.pos {
+            for &f in &inv_freq {
+                let angle = p.max(0) as f32 * f;
+                cos.push(angle.cos());
+                sin.push(angle.sin());
+            }
+        }
+        let shape = (step.batch, step.seq_len, 1, half);
+        Ok((
+            Tensor::from_vec(cos, shape, device)?,
+            Tensor::from_vec(sin, shape, device)?,
+        ))
+    }
+
+    /// Rotates the first `rotary_dim` dims of `x` `[B, T, heads, head_dim]` (rotate-half).
+    fn rope(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> candle_core::Result<Tensor> {
+        let half = self.rotary_dim / 2;
+        let dtype = x.dtype();
+        let x1 = x.narrow(D::Minus1, 0, half)?.to_dtype(DType::F32)?;
+        let x2 = x.narrow(D::Minus1, half, half)?.to_dtype(DType::F32)?;
+        let r1 = (x1.broadcast_mul(cos)? - x2.broadcast_mul(sin)?)?;
+        let r2 = (x2.broadcast_mul(cos)? + x1.broadcast_mul(sin)?)?;
+        let mut parts = vec![r1.to_dtype(dtype)?, r2.to_dtype(dtype)?];
+        if self.rotary_dim < self.head_dim {
+            parts.push(x.narrow(D::Minus1, self.rotary_dim, self.head_dim - self.rotary_dim)?);
+        }
+        Tensor::cat(&parts, D::Minus1)
+    }
+
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        state: &mut AttentionState,
+        step: &Step,
+    ) -> candle_core::Result<Tensor> {
+        let (b, t, _) = x.dims3()?;
+        let (h, kv, hd) = (self.heads, self.kv_heads, self.head_dim);
+        let device = x.device();
+        let (cos, sin) = self.rope_tables(step, device)?;
+        let q = self.rope(&self.q_proj.forward(x)?.reshape((b, t, h, hd))?, &cos, &sin)?;
+        let k = self.rope(
+            &self.k_proj.forward(x)?.reshape((b, t, kv, hd))?,
+            &cos,
+            &sin,
+        )?;
+        let v = self.v_proj.forward(x)?;
+
+        // Keys: the ring's slots, then this chunk's tokens.
+        let s = self.window + t;
+        let keys = Tensor::cat(&[&state.k, &k.reshape((b, t, kv * hd))?], 1)?;
+        let values = Tensor::cat(&[&state.v, &v], 1)?;
+        let mut key_pos = Vec::with_capacity(b * s);
+        for bi in 0..b {
+            key_pos.extend_from_slice(&state.slot_pos[bi * self.window..(bi + 1) * self.window]);
+            key_pos.extend_from_slice(&step.pos[bi * t..(bi + 1) * t]);
+        }
+        let mask = self.mask(step, &key_pos, s, device)?;
+
+        // Grouped heads: query head j reads KV head j / (heads / kv_heads).
+        let g = h / kv;
+        let q = q
+            .transpose(1, 2)?
+            .contiguous()?
+            .reshape((b, kv, g * t, hd))?;
+        let kt = keys
+            .reshape((b, s, kv, hd))?
+            .transpose(1, 2)?
+            .contiguous()?;
+        let vt = values
+            .reshape((b, s, kv, hd))?
+            .transpose(1, 2)?
+            .contiguous()?;
+        let scores = (q.matmul(&kt.t()?)? * (hd as f64).powf(-0.5))?
+            .to_dtype(DType::F32)?
+            .reshape((b, kv, g, t, s))?
+            .broadcast_add(&mask)?;
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(x.dtype())?;
+        let out = probs.reshape((b, kv, g * t, s))?.matmul(&vt)?;
+        let out = out
+            .reshape((b, h, t, hd))?
+            .transpose(1, 2)?
+            .reshape((b, t, h * hd))?;
+
+        self.update_ring(state, &keys, &values, &key_pos, b, s)?;
+        self.o_proj.forward(&out)
+    }
+
+    /// `[B, 1, 1, T, S]`: 0 where query t may see key s, −∞ elsewhere.
+    fn mask(
+        &self,
+        step: &Step,
+        key_pos: &[i64],
+        s: usize,
+        device: &Device,
+    ) -> candle_core::Result<Tensor> {
+        let (b, t) = (step.batch, step.seq_len);
+        let w = self.window as i64;
+        let mut m = vec![f32::NEG_INFINITY; b * t * s];
+        for bi in 0..b {
+            for ti in 0..t {
+                let qp = step.pos[bi * t + ti];
+                let row = &mut m[(bi * t + ti) * s..(bi * t + ti + 1) * s];
+                if qp < 0 {
+                    // Padding queries attend anywhere (finite output, never used).
+                    row.fill(0.0);
+                    continue;
+                }
+                for (si, &kp) in key_pos[bi * s..(bi + 1) * s].iter().enumerate() {
+                    if kp >= 0 && kp <= qp && qp - kp < w {
+                        row[si] = 0.0;
+                    }
+                }
+            }
+        }
+        Tensor::from_vec(m, (b, 1, 1, t, s), device)
+    }
+
+    /// Keeps, for each slot, the newest key whose position maps to it.
+    fn update_ring(
+        &self,
+        state: &mut AttentionState,
+        keys: &Tensor,
+        values: &Tensor,
+        key_pos: &[i64],
+        b: usize,
+        s: usize,
+    ) -> candle_core::Result<()> {
+        let w = self.window;
+        let mut src = Vec::with_capacity(b * w);
+        let mut slot_pos = vec![-1i64; b * w];
+        for bi in 0..b {
+            let mut best = vec![None::<(i64, usize)>; w];
+            for (si, &p) in key_pos[bi * s..(bi + 1) * s].iter().enumerate() {
+                if p < 0 {
+                    continue;
+                }
+                let slot = (p as usize) % w;
+                if best[slot].is_none_or(|(bp, _)| p > bp) {
+                    best[slot] = Some((p, si));
+                }
+            }
+            for (slot, entry) in best.iter().enumerate() {
+                let (p, si) = entry.unwrap_or((-1, slot));
+                slot_pos[bi * w + slot] = p;
+                src.push((bi * s + si) as u32);
+            }
+        }
+        let idx = Tensor::from_vec(src, b * w, keys.device())?;
+        let width = keys.dim(D::Minus1)?;
+        state.k = keys
+            .flatten_to(1)?
+            .index_select(&idx, 0)?
+            .reshape((b, w, width))?;
+        state.v = values
+            .flatten_to(1)?
+            .index_select(&idx, 0)?
+            .reshape((b, w, width))?;
+        state.slot_pos = slot_pos;
+        Ok(())
+    }
+}

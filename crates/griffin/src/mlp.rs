@@ -1,0 +1,28 @@
+//! The gated-GeLU MLP (SPEC §2.1): `down(gelu_tanh(gate(x)) * up(x))`, biases everywhere.
+use candle_core::{Module, Tensor};
+use candle_nn::{linear, Linear, VarBuilder};
+
+#[derive(Debug, Clone)]
+pub struct Mlp {
+    gate_proj: Linear,
+    up_proj: Linear,
+    down_proj: Linear,
+}
+
+impl Mlp {
+    pub fn new(hidden: usize, width: usize, vb: VarBuilder) -> candle_core::Result<Self> {
+        Ok(Mlp {
+            gate_proj: linear(hidden, width, vb.pp("gate_proj"))?,
+            up_proj: linear(hidden, width, vb.pp("up_proj"))?,
+            down_proj: linear(width, hidden, vb.pp("down_proj"))?,
+        })
+    }
+}
+
+impl Module for Mlp {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        // candle's `gelu` is the tanh approximation (`gelu_pytorch_tanh`).
+        let gate = self.gate_proj.forward(x)?.gelu()?;
+        self.down_proj.forward(&(gate * self.up_proj.forward(x)?)?)
+    }
+}

@@ -1,0 +1,174 @@
+//! The model: embedding (scaled by sqrt(D) rounded to bf16), residual blocks, final RMSNorm, tied
+//! output embedding and logit soft cap (SPEC §2.1).
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::{Embedding, VarBuilder};
+
+use crate::config::Config;
+use crate::error::{GriffinError, Result};
+use crate::residual_block::ResidualBlock;
+use crate::rms_norm::RmsNorm;
+use crate::state::State;
+use crate::step::Step;
+
+#[derive(Debug, Clone)]
+pub struct Model {
+    cfg: Config,
+    embed_tokens: Embedding,
+    layers: Vec<ResidualBlock>,
+    final_norm: RmsNorm,
+    /// sqrt(hidden_size) rounded to bf16, as the checkpoints were trained (HF `normalizer`).
+    embed_scale: f64,
+    /// Long prompts run through the layers this many tokens at a time (bounds attention memory;
+    /// same result as one pass).
+    prefill_chunk: usize,
+    dtype: DType,
+    device: Device,
+}
+
+impl Model {
+    /// Builds the model from `model.*` tensors (HF RecurrentGemmaForCausalLM names).
+    pub fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
+        cfg.validate()?;
+        let vb = vb.pp("model");
+        let build = || -> candle_core::Result<_> {
+            let embed_tokens =
+                candle_nn::embedding(cfg.vocab_size, cfg.hidden_size, vb.pp("embed_tokens"))?;
+            let layers = (0..cfg.num_hidden_layers)
+                .map(|i| ResidualBlock::new(cfg, cfg.block_type(i), vb.pp(format!("layers.{i}"))))
+                .collect::<candle_core::Result<Vec<_>>>()?;
+            let final_norm = RmsNorm::new(cfg.hidden_size, cfg.rms_norm_eps, vb.pp("final_norm"))?;
+            Ok((embed_tokens, layers, final_norm))
+        };
+        let (embed_tokens, layers, final_norm) = build().map_err(GriffinError::Weights)?;
+        let embed_scale = if cfg.embeddings_scale_by_sqrt_dim {
+            half::bf16::from_f64((cfg.hidden_size as f64).sqrt()).to_f64()
+        } else {
+            1.0
+        };
+        Ok(Model {
+            cfg: cfg.clone(),
+            embed_tokens,
+            layers,
+            final_norm,
+            embed_scale,
+            prefill_chunk: 1024,
+            dtype: vb.dtype(),
+            device: vb.device().clone(),
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Sets how many tokens a prefill runs through the layers at once (at least 1).
+    pub fn with_prefill_chunk(mut self, tokens: usize) -> Self {
+        self.prefill_chunk = tokens.max(1);
+        self
+    }
+
+    /// A fresh state for `batch` sequences.
+    pub fn new_state(&self, batch: usize) -> Result<State> {
+        Ok(State::new(&self.cfg, batch, self.dtype, &self.device)?)
+    }
+
+    /// Logits `[B, T, V]` (f32) for `tokens` (`[B][T]`), continuing each sequence from `state`.
+    pub fn forward<S: AsRef<[u32]>>(&self, tokens: &[S], state: &mut State) -> Result<Tensor> {
+        let mask: Vec<Vec<bool>> = tokens
+            .iter()
+            .map(|s| vec![true; s.as_ref().len()])
+            .collect();
+        self.forward_padded(tokens, &mask, state)
+    }
+
+    /// As [`Model::forward`], where `real[b][t]` is false at padding (left or right): padding
+    /// changes neither the other tokens' outputs nor the state.
+    pub fn forward_padded<S: AsRef<[u32]>>(
+        &self,
+        tokens: &[S],
+        real: &[Vec<bool>],
+        state: &mut State,
+    ) -> Result<Tensor> {
+        let tokens: Vec<&[u32]> = tokens.iter().map(|s| s.as_ref()).collect();
+        let batch = tokens.len();
+        if batch == 0 || tokens[0].is_empty() {
+            return Err(GriffinError::Input("empty input: no tokens".into()));
+        }
+        let t = tokens[0].len();
+        if tokens.iter().any(|s| s.len() != t)
+            || real.len() != batch
+            || real.iter().any(|m| m.len() != t)
+        {
+            return Err(GriffinError::Input(format!(
+                "every sequence and mask row must have one length (the first has {t}): pad them"
+            )));
+        }
+        if state.batch() != batch {
+            return Err(GriffinError::Input(format!(
+                "state holds {} sequences, input has {batch}",
+                state.batch()
+            )));
+        }
+        for (b, seq) in tokens.iter().enumerate() {
+            if let Some(&bad) = seq.iter().find(|&&id| id as usize >= self.cfg.vocab_size) {
+                return Err(GriffinError::Input(format!(
+                    "token id {bad} in sequence {b} is out of range (vocab_size {})",
+                    self.cfg.vocab_size
+                )));
+            }
+        }
+        let mut logits = Vec::new();
+        let mut start = 0;
+        while start < t {
+            let len = self.prefill_chunk.min(t - start);
+            let chunk: Vec<&[u32]> = tokens.iter().map(|s| &s[start..start + len]).collect();
+            let chunk_real: Vec<&[bool]> = real.iter().map(|m| &m[start..start + len]).collect();
+            logits.push(self.forward_chunk(&chunk, &chunk_real, state)?);
+            start += len;
+        }
+        Ok(Tensor::cat(&logits, 1)?)
+    }
+
+    fn forward_chunk(
+        &self,
+        tokens: &[&[u32]],
+        real: &[&[bool]],
+        state: &mut State,
+    ) -> Result<Tensor> {
+        let (b, t) = (tokens.len(), tokens[0].len());
+        let mut pos = Vec::with_capacity(b * t);
+        for (bi, mask) in real.iter().enumerate() {
+            for &is_real in mask.iter() {
+                if is_real {
+                    pos.push(state.next_pos[bi]);
+                    state.next_pos[bi] += 1;
+                } else {
+                    pos.push(-1);
+                }
+            }
+        }
+        let step = Step::new(b, t, pos, &self.device)?;
+        let ids: Vec<u32> = tokens.iter().flat_map(|s| s.iter()).copied().collect();
+        let ids = Tensor::from_vec(ids, (b, t), &self.device)?;
+        let mut x = (self.embed_tokens.forward(&ids)? * self.embed_scale)?;
+        for (layer, layer_state) in self.layers.iter().zip(state.layers.iter_mut()) {
+            x = layer.forward(&x, layer_state, &step)?;
+        }
+        let x = self.final_norm.forward(&x)?;
+        let logits = x
+            .broadcast_matmul(&self.embed_tokens.embeddings().t()?)?
+            .to_dtype(DType::F32)?;
+        Ok(match self.cfg.logits_soft_cap {
+            Some(cap) => ((logits / cap)?.tanh()? * cap)?,
+            None => logits,
+        })
+    }
+}

@@ -1,0 +1,57 @@
+//! Griffin's recurrent block (SPEC §2.2): a GeLU branch times (Linear → Conv1D → RG-LRU).
+use candle_core::{Module, Tensor};
+use candle_nn::{linear, Linear, VarBuilder};
+
+use crate::config::Config;
+use crate::conv1d::Conv1d;
+use crate::rg_lru::RgLru;
+use crate::step::Step;
+
+#[derive(Debug, Clone)]
+pub struct RecurrentBlock {
+    linear_y: Linear,
+    linear_x: Linear,
+    linear_out: Linear,
+    conv_1d: Conv1d,
+    rg_lru: RgLru,
+}
+
+/// A recurrent block's state per sequence: the conv's last inputs and the RG-LRU's `h` (f32).
+#[derive(Debug, Clone)]
+pub struct RecurrentState {
+    /// `[B, K-1, lru_width]`.
+    pub conv: Tensor,
+    /// `[B, lru_width]`, f32.
+    pub h: Tensor,
+}
+
+impl RecurrentBlock {
+    pub fn new(cfg: &Config, vb: VarBuilder) -> candle_core::Result<Self> {
+        let (d, w) = (cfg.hidden_size, cfg.lru_width);
+        Ok(RecurrentBlock {
+            linear_y: linear(d, w, vb.pp("linear_y"))?,
+            linear_x: linear(d, w, vb.pp("linear_x"))?,
+            linear_out: linear(w, d, vb.pp("linear_out"))?,
+            conv_1d: Conv1d::new(w, cfg.conv1d_width, vb.pp("conv_1d"))?,
+            rg_lru: RgLru::new(w, cfg.num_attention_heads, vb.pp("rg_lru"))?,
+        })
+    }
+
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        state: &mut RecurrentState,
+        step: &Step,
+    ) -> candle_core::Result<Tensor> {
+        let y = self.linear_y.forward(x)?.gelu()?;
+        let mut u = self.linear_x.forward(x)?;
+        if !step.all_real() {
+            u = u.broadcast_mul(&step.real_mask(u.dtype())?)?; // padding adds nothing to the conv
+        }
+        let (u, conv) = self.conv_1d.forward(&u, &state.conv, step)?;
+        let (u, h) = self.rg_lru.forward(&u, &state.h, step)?;
+        state.conv = conv;
+        state.h = h;
+        self.linear_out.forward(&(u * y)?)
+    }
+}

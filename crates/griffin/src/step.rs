@@ -1,0 +1,65 @@
+//! What one forward call covers: each token's absolute position in its sequence, or padding.
+use candle_core::{DType, Device, Tensor};
+
+/// Positions of a `[batch, seq_len]` chunk, and the tensors the layers derive from them.
+#[derive(Debug)]
+pub struct Step {
+    pub batch: usize,
+    pub seq_len: usize,
+    /// `[batch * seq_len]`: the token's position in its sequence, or -1 for padding.
+    pub pos: Vec<i64>,
+    all_real: bool,
+    /// `[batch, seq_len]` u8: 1 where a sequence starts (position 0): the RG-LRU resets there.
+    reset: Tensor,
+    real: Option<Tensor>,
+}
+
+impl Step {
+    pub fn new(
+        batch: usize,
+        seq_len: usize,
+        pos: Vec<i64>,
+        device: &Device,
+    ) -> candle_core::Result<Self> {
+        let all_real = pos.iter().all(|&p| p >= 0);
+        let reset: Vec<u8> = pos.iter().map(|&p| u8::from(p == 0)).collect();
+        let reset = Tensor::from_vec(reset, (batch, seq_len), device)?;
+        let real = if all_real {
+            None
+        } else {
+            let mask: Vec<f32> = pos
+                .iter()
+                .map(|&p| if p >= 0 { 1.0 } else { 0.0 })
+                .collect();
+            Some(Tensor::from_vec(mask, (batch, seq_len, 1), device)?)
+        };
+        Ok(Step {
+            batch,
+            seq_len,
+            pos,
+            all_real,
+            reset,
+            real,
+        })
+    }
+
+    pub fn all_real(&self) -> bool {
+        self.all_real
+    }
+
+    pub fn is_real(&self, b: usize, t: usize) -> bool {
+        self.pos[b * self.seq_len + t] >= 0
+    }
+
+    pub fn reset(&self) -> &Tensor {
+        &self.reset
+    }
+
+    /// `[batch, seq_len, 1]`: 1 for tokens, 0 for padding.
+    pub fn real_mask(&self, dtype: DType) -> candle_core::Result<Tensor> {
+        match &self.real {
+            Some(m) => m.to_dtype(dtype),
+            None => Tensor::ones((self.batch, self.seq_len, 1), dtype, self.reset.device()),
+        }
+    }
+}
