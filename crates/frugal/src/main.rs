@@ -9,6 +9,7 @@
 //!
 //! Errors go to stderr with a non-zero exit.
 mod info;
+mod logits;
 mod model_dir;
 
 use std::path::PathBuf;
@@ -78,12 +79,19 @@ fn run(cli: Cli) -> Result<()> {
         Command::Logits {
             model,
             input_ids,
-            max_new_tokens: _,
+            max_new_tokens,
             arch,
         } => {
-            model_dir::parse_ids(&input_ids)?;
+            let ids = model_dir::parse_ids(&input_ids)?;
             let arch = model_dir::architecture(&model, arch.as_deref())?;
-            model_dir::unsupported(&arch, "logits")
+            let out = match arch.as_str() {
+                "recurrent_gemma" | "griffin" | "hawk" => {
+                    logits::griffin(&model, &ids, max_new_tokens)?
+                }
+                other => return model_dir::unsupported(other, "logits"),
+            };
+            println!("{}", serde_json::to_string(&out)?);
+            Ok(())
         }
         Command::Classify {
             model,

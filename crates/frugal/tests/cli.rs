@@ -81,3 +81,41 @@ fn logits_errors_are_clear_and_nonzero() {
     assert!(err.contains("no such directory"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn logits_of_the_recurrent_gemma_fixture_match_the_reference() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../griffin/tests/fixtures");
+    let golden: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{dir}/golden.json")).unwrap())
+            .unwrap();
+    let ids: Vec<String> = golden["input_ids"][0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.to_string())
+        .collect();
+    let (ok, out, err) = frugal(&[
+        "logits",
+        "--model",
+        dir,
+        "--input-ids",
+        &ids.join(","),
+        "--max-new-tokens",
+        "16",
+    ]);
+    assert!(ok, "{err}");
+    let got: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(got["logits_shape"], golden["logits_shape"]);
+    assert_eq!(got["new_tokens"], golden["generate"]["new_tokens"]);
+    let (a, b) = (
+        got["logits"].as_array().unwrap(),
+        golden["logits"].as_array().unwrap(),
+    );
+    assert_eq!(a.len(), b.len());
+    let d = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x.as_f64().unwrap() - y.as_f64().unwrap()).abs())
+        .fold(0.0, f64::max);
+    assert!(d < 1e-4, "max |logits - reference| = {d}");
+}
