@@ -184,17 +184,18 @@ fn rg_lru_matches_the_per_step_loop() {
     close(&flat(&last), &state, "rg_lru state");
 }
 
+/// The attention layer's weights, row-major as nn.Linear stores them.
+struct AttnWeights {
+    wq: Vec<f32>,
+    wk: Vec<f32>,
+    wv: Vec<f32>,
+    wo: Vec<f32>,
+    bo: Vec<f32>,
+}
+
 /// Multi-query attention over keys i - window < j <= i, computed directly.
-fn attention_reference(
-    cfg: &Config,
-    wq: &[f32],
-    wk: &[f32],
-    wv: &[f32],
-    wo: &[f32],
-    bo: &[f32],
-    x: &[f32],
-    t: usize,
-) -> Vec<f32> {
+fn attention_reference(cfg: &Config, w: &AttnWeights, x: &[f32], t: usize) -> Vec<f32> {
+    let AttnWeights { wq, wk, wv, wo, bo } = w;
     let (d, h, hd, rot) = (
         cfg.hidden_size,
         cfg.num_attention_heads,
@@ -231,11 +232,11 @@ fn attention_reference(
         vs.push(proj(wv, hd, row));
     }
     let mut out = Vec::new();
-    for ti in 0..t {
+    for (ti, qt) in qs.iter().enumerate() {
         let first = (ti + 1).saturating_sub(cfg.attention_window_size);
         let mut o = vec![0.0f32; h * hd];
         for head in 0..h {
-            let q = &qs[ti][head * hd..(head + 1) * hd];
+            let q = &qt[head * hd..(head + 1) * hd];
             let scores: Vec<f32> = (first..=ti)
                 .map(|j| q.iter().zip(&ks[j]).map(|(a, b)| a * b).sum::<f32>() / (hd as f32).sqrt())
                 .collect();
@@ -263,27 +264,27 @@ fn local_attention_matches_the_window_loop_below_at_and_past_the_window() {
     .unwrap();
     let (d, hd) = (cfg.hidden_size, cfg.head_dim);
     let mut rng = Rng(3);
-    let (wq, wk, wv, wo, bo) = (
-        rng.vec(d * d, 0.5),
-        rng.vec(hd * d, 0.5),
-        rng.vec(hd * d, 0.5),
-        rng.vec(d * d, 0.5),
-        rng.vec(d, 0.5),
-    );
+    let w = AttnWeights {
+        wq: rng.vec(d * d, 0.5),
+        wk: rng.vec(hd * d, 0.5),
+        wv: rng.vec(hd * d, 0.5),
+        wo: rng.vec(d * d, 0.5),
+        bo: rng.vec(d, 0.5),
+    };
     let attn = LocalAttention::new(
         &cfg,
         vb(HashMap::from([
-            ("q_proj.weight".to_string(), tensor(&wq, &[d, d])),
-            ("k_proj.weight".to_string(), tensor(&wk, &[hd, d])),
-            ("v_proj.weight".to_string(), tensor(&wv, &[hd, d])),
-            ("o_proj.weight".to_string(), tensor(&wo, &[d, d])),
-            ("o_proj.bias".to_string(), tensor(&bo, &[d])),
+            ("q_proj.weight".to_string(), tensor(&w.wq, &[d, d])),
+            ("k_proj.weight".to_string(), tensor(&w.wk, &[hd, d])),
+            ("v_proj.weight".to_string(), tensor(&w.wv, &[hd, d])),
+            ("o_proj.weight".to_string(), tensor(&w.wo, &[d, d])),
+            ("o_proj.bias".to_string(), tensor(&w.bo, &[d])),
         ])),
     )
     .unwrap();
     for t in [3, 8, 13, 20] {
         let x = rng.vec(t * d, 1.0);
-        let want = attention_reference(&cfg, &wq, &wk, &wv, &wo, &bo, &x, t);
+        let want = attention_reference(&cfg, &w, &x, t);
         // All at once.
         let mut state = AttentionState::new(&cfg, 1, DType::F32, &Device::Cpu).unwrap();
         let got = attn
