@@ -14,8 +14,8 @@ pub fn greedy(model: &Model, prompt: &[u32], max_new_tokens: usize) -> Result<(T
     for i in 0..max_new_tokens {
         tokens.push(next);
         if i + 1 < max_new_tokens {
-            let step = model.forward(&[[next]], &mut state)?;
-            next = argmax_last(&step)?;
+            let step = model.forward_last(&[[next]], &mut state)?;
+            next = argmax_last(&step.unsqueeze(1)?)?;
         }
     }
     Ok((logits, tokens))

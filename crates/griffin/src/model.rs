@@ -98,6 +98,22 @@ impl Model {
         state: &mut State,
     ) -> Result<Tensor> {
         let tokens: Vec<&[u32]> = tokens.iter().map(|s| s.as_ref()).collect();
+        self.check(&tokens, real, state)?;
+        self.run(&tokens, real, state, false)
+    }
+
+    /// Logits `[B, V]` (f32) of each sequence's last token only: the prompt runs through every
+    /// layer, but the output projection (vocabulary-sized) only for the token that is sampled
+    /// next. Every token of `tokens` is real (no padding).
+    pub fn forward_last<S: AsRef<[u32]>>(&self, tokens: &[S], state: &mut State) -> Result<Tensor> {
+        let tokens: Vec<&[u32]> = tokens.iter().map(|s| s.as_ref()).collect();
+        let real: Vec<Vec<bool>> = tokens.iter().map(|s| vec![true; s.len()]).collect();
+        self.check(&tokens, &real, state)?;
+        Ok(self.run(&tokens, &real, state, true)?.squeeze(1)?)
+    }
+
+    /// Rejects empty input, ragged rows, a state of another batch size, out-of-range ids.
+    fn check(&self, tokens: &[&[u32]], real: &[Vec<bool>], state: &State) -> Result<()> {
         let batch = tokens.len();
         if batch == 0 || tokens[0].is_empty() {
             return Err(GriffinError::Input("empty input: no tokens".into()));
@@ -125,16 +141,45 @@ impl Model {
                 )));
             }
         }
+        Ok(())
+    }
+
+    /// Runs the layers chunk by chunk; logits of every position, or of the last one only.
+    fn run(
+        &self,
+        tokens: &[&[u32]],
+        real: &[Vec<bool>],
+        state: &mut State,
+        last_only: bool,
+    ) -> Result<Tensor> {
+        let t = tokens[0].len();
         let mut logits = Vec::new();
         let mut start = 0;
         while start < t {
             let len = self.prefill_chunk.min(t - start);
             let chunk: Vec<&[u32]> = tokens.iter().map(|s| &s[start..start + len]).collect();
             let chunk_real: Vec<&[bool]> = real.iter().map(|m| &m[start..start + len]).collect();
-            logits.push(self.forward_chunk(&chunk, &chunk_real, state)?);
+            let x = self.forward_chunk(&chunk, &chunk_real, state)?;
             start += len;
+            if !last_only {
+                logits.push(self.logits(&x)?);
+            } else if start == t {
+                logits.push(self.logits(&x.narrow(1, len - 1, 1)?)?);
+            }
         }
         Ok(Tensor::cat(&logits, 1)?)
+    }
+
+    /// Final norm, tied output embedding, soft cap; f32.
+    fn logits(&self, x: &Tensor) -> Result<Tensor> {
+        let x = self.final_norm.forward(x)?;
+        let logits = x
+            .broadcast_matmul(&self.embed_tokens.embeddings().t()?)?
+            .to_dtype(DType::F32)?;
+        Ok(match self.cfg.logits_soft_cap {
+            Some(cap) => ((logits / cap)?.tanh()? * cap)?,
+            None => logits,
+        })
     }
 
     fn forward_chunk(
@@ -162,13 +207,6 @@ impl Model {
         for (layer, layer_state) in self.layers.iter().zip(state.layers.iter_mut()) {
             x = layer.forward(&x, layer_state, &step)?;
         }
-        let x = self.final_norm.forward(&x)?;
-        let logits = x
-            .broadcast_matmul(&self.embed_tokens.embeddings().t()?)?
-            .to_dtype(DType::F32)?;
-        Ok(match self.cfg.logits_soft_cap {
-            Some(cap) => ((logits / cap)?.tanh()? * cap)?,
-            None => logits,
-        })
+        Ok(x)
     }
 }

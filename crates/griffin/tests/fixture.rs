@@ -130,3 +130,22 @@ fn chunked_prefill_equals_one_shot() {
         assert!(d < 1e-4, "chunk {chunk}: max diff {d}");
     }
 }
+
+#[test]
+fn last_position_logits_equal_the_full_pass() {
+    let g = golden();
+    let model = load(&fixture_dir(), DType::F32, &Device::Cpu)
+        .unwrap()
+        .with_prefill_chunk(7);
+    let (mut s1, mut s2) = (model.new_state(1).unwrap(), model.new_state(1).unwrap());
+    let full = model.forward(&[&g.input_ids], &mut s1).unwrap();
+    let last = model.forward_last(&[&g.input_ids], &mut s2).unwrap();
+    assert_eq!(last.dims(), &[1, g.vocab]);
+    // Equal up to the rounding of a 1-row versus a 7-row output matmul.
+    let d = max_abs_diff(
+        &flat(&last),
+        &flat(&full.i((0, g.input_ids.len() - 1)).unwrap()),
+    );
+    assert!(d < 1e-5, "forward_last differs from the full pass by {d}");
+    assert_eq!(s1.positions(), s2.positions());
+}
