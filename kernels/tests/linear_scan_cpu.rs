@@ -216,3 +216,46 @@ proptest! {
         prop_assert_eq!(linear_scan_cpu(&case.input()).unwrap(), linear_scan_reference(&case.input()).unwrap());
     }
 }
+
+#[test]
+fn bf16_conversions_are_bit_identical_to_half() {
+    // Every bf16 value, and f32 values around every rounding boundary, ties and specials.
+    for bits in 0..=u16::MAX {
+        let v = bf16::from_bits(bits);
+        let ours = <bf16 as ScanElement>::to_f32(v);
+        if v.is_nan() {
+            // `half` quiets signalling NaNs; a plain shift (and CUDA) keeps the payload.
+            assert!(ours.is_nan(), "to_f32 of {bits:#06x}");
+        } else {
+            assert_eq!(
+                ours.to_bits(),
+                v.to_f32().to_bits(),
+                "to_f32 of {bits:#06x}"
+            );
+        }
+    }
+    let mut rng = common::Rng::new(42);
+    let specials = [
+        0.0f32,
+        -0.0,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
+        f32::MAX,
+        f32::MIN_POSITIVE,
+        1e-40,
+    ];
+    let ties = (0..=u16::MAX).flat_map(|hi| {
+        [0x7fffu32, 0x8000, 0x8001].map(|lo| f32::from_bits(((hi as u32) << 16) | lo))
+    });
+    let random = (0..100_000).map(|_| f32::from_bits(rng.next_u64() as u32));
+    for v in specials.into_iter().chain(ties).chain(random) {
+        let ours = <bf16 as ScanElement>::from_f32(v).to_bits();
+        assert_eq!(
+            ours,
+            bf16::from_f32(v).to_bits(),
+            "from_f32 of {:#010x}",
+            v.to_bits()
+        );
+    }
+}

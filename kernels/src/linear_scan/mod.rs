@@ -62,15 +62,22 @@ impl ScanElement for f32 {
     }
 }
 
+// bf16 is the top half of an f32. Branch-free conversions, so the fast path vectorises them;
+// bit-identical to `half`'s (tested) and to CUDA's `__float2bfloat16`.
 impl ScanElement for half::bf16 {
     const DTYPE: ScanDtype = ScanDtype::Bf16;
     #[inline(always)]
     fn to_f32(self) -> f32 {
-        half::bf16::to_f32(self)
+        f32::from_bits((self.to_bits() as u32) << 16)
     }
     #[inline(always)]
     fn from_f32(v: f32) -> Self {
-        half::bf16::from_f32(v) // round to nearest even, as the CUDA kernel and torch do
+        // Round to nearest, ties to even, as torch's .to(bfloat16); NaN stays a quiet NaN.
+        let u = v.to_bits();
+        let rounded = (u.wrapping_add(0x7fff + ((u >> 16) & 1)) >> 16) as u16;
+        let nan = ((u >> 16) | 0x40) as u16;
+        let is_nan = (u & 0x7fff_ffff) > 0x7f80_0000;
+        half::bf16::from_bits(if is_nan { nan } else { rounded })
     }
 }
 
