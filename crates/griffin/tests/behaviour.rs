@@ -355,3 +355,52 @@ fn bad_checkpoints_and_inputs_are_clear_errors() {
         "{err}"
     );
 }
+
+#[test]
+fn hawk_is_the_same_crate_with_every_block_recurrent() {
+    // The fixture's recurrent layers (0, 1, 3) as a 3-layer Hawk: block_types = ["recurrent"].
+    let text = std::fs::read_to_string(fixture_dir().join("config.json")).unwrap();
+    let mut json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    json["block_types"] = serde_json::json!(["recurrent"]);
+    json["num_hidden_layers"] = 3.into();
+    let mut tensors = fixture_tensors();
+    tensors.retain(|k, _| !k.starts_with("model.layers.2.") && !k.starts_with("model.layers.3."));
+    for (k, v) in fixture_tensors() {
+        if let Some(rest) = k.strip_prefix("model.layers.3.") {
+            tensors.insert(format!("model.layers.2.{rest}"), v);
+        }
+    }
+    let hawk = load(
+        &checkpoint_with("hawk", &tensors, Some(&json.to_string())),
+        DType::F32,
+        &Device::Cpu,
+    )
+    .unwrap();
+    assert!((0..3).all(|i| hawk.config().block_type(i) == griffin::BlockType::Recurrent));
+    // All-recurrent: constant state with no attention ring, and stepping equals the parallel pass.
+    let mut state = hawk.new_state(1).unwrap();
+    let parallel = flat(&hawk.forward(&[A], &mut state).unwrap());
+    let mut state = hawk.new_state(1).unwrap();
+    let stepped: Vec<f32> = A
+        .iter()
+        .flat_map(|&t| flat(&hawk.forward(&[[t]], &mut state).unwrap()))
+        .collect();
+    assert!(max_abs_diff(&parallel, &stepped) < 1e-4);
+    let presets = [
+        Config::recurrent_gemma_2b(),
+        Config::recurrent_gemma_9b(),
+        Config::griffin_7b(),
+        Config::hawk_7b(),
+    ];
+    for p in presets {
+        p.validate().unwrap();
+    }
+    assert_eq!(
+        Config::hawk_7b().block_types,
+        vec![griffin::BlockType::Recurrent]
+    );
+    assert_eq!(
+        Config::recurrent_gemma_2b().block_type(2),
+        griffin::BlockType::Attention
+    );
+}

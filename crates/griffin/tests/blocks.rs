@@ -313,3 +313,45 @@ fn local_attention_matches_the_window_loop_below_at_and_past_the_window() {
         );
     }
 }
+
+#[test]
+fn rms_norm_uses_one_plus_weight_hand_checked() {
+    // x = [3, 4]: mean(x²) = 12.5, rsqrt(12.5 + eps) ≈ 0.2828427; scale = 1 + [0, 1] = [1, 2].
+    let norm = griffin::rms_norm::RmsNorm::new(
+        2,
+        1e-6,
+        vb(HashMap::from([(
+            "weight".to_string(),
+            tensor(&[0.0, 1.0], &[2]),
+        )])),
+    )
+    .unwrap();
+    let out = candle_core::Module::forward(&norm, &tensor(&[3.0, 4.0], &[1, 2])).unwrap();
+    let r = 1.0 / (12.5f32 + 1e-6).sqrt();
+    close(&flat(&out), &[3.0 * r, 2.0 * 4.0 * r], "rms_norm");
+}
+
+#[test]
+fn mlp_is_gated_gelu_tanh_hand_checked() {
+    // hidden 1, width 1: down(gelu_tanh(2x + 1) * (3x - 1)) + 0.5 at x = 0.7.
+    let mlp = griffin::mlp::Mlp::new(
+        1,
+        1,
+        vb(HashMap::from([
+            ("gate_proj.weight".to_string(), tensor(&[2.0], &[1, 1])),
+            ("gate_proj.bias".to_string(), tensor(&[1.0], &[1])),
+            ("up_proj.weight".to_string(), tensor(&[3.0], &[1, 1])),
+            ("up_proj.bias".to_string(), tensor(&[-1.0], &[1])),
+            ("down_proj.weight".to_string(), tensor(&[1.5], &[1, 1])),
+            ("down_proj.bias".to_string(), tensor(&[0.5], &[1])),
+        ])),
+    )
+    .unwrap();
+    let gelu_tanh = |v: f32| {
+        0.5 * v * (1.0 + ((2.0 / std::f32::consts::PI).sqrt() * (v + 0.044715 * v * v * v)).tanh())
+    };
+    let x = 0.7f32;
+    let want = 1.5 * gelu_tanh(2.0 * x + 1.0) * (3.0 * x - 1.0) + 0.5;
+    let out = candle_core::Module::forward(&mlp, &tensor(&[x], &[1, 1])).unwrap();
+    close(&flat(&out), &[want], "mlp");
+}
