@@ -2,7 +2,8 @@
 //! token after a 128-token prompt, for frugal's `griffin` and, side by side in the same run on the
 //! same random weights, candle-transformers' `recurrent_gemma` (the Rust peer, SPEC §6).
 //!
-//! Configs (as in the project's peer measurements): "small" = hidden 512, 6 layers (r, r, a),
+//! Configs (as in the project's peer measurements): "tiny" = hidden 64, 4 layers, 4 heads, window 8,
+//! vocab 256 (the fixture's shape); "small" = hidden 512, 6 layers (r, r, a),
 //! 8 heads × 64, lru 512, window 256, vocab 32000, MLP 1536 per branch; "2b-layers" = the 2B's
 //! widths (2560, 10 × 256, lru 2560, MLP 7680, vocab 256000) with 3 layers (r, r, a).
 //!
@@ -125,6 +126,10 @@ fn bench_config(c: &mut Criterion, name: &str, json: serde_json::Value, prefill:
 }
 
 fn benches(c: &mut Criterion) {
+    // Narrow: per-timestep overheads dominate, where a parallel scan matters most.
+    let mut tiny = hf_config(64, 4, 4, 8, 256);
+    tiny["intermediate_size"] = 192.into();
+    bench_config(c, "tiny", tiny, &[512, 2048]);
     bench_config(c, "small", hf_config(512, 6, 8, 256, 32_000), &[512, 2048]);
     if std::env::var_os("FRUGAL_BENCH_QUICK").is_none() {
         bench_config(

@@ -123,26 +123,62 @@ impl LocalAttention {
     ) -> candle_core::Result<Tensor> {
         let (b, t, _) = x.dims3()?;
         let (h, kv, hd) = (self.heads, self.kv_heads, self.head_dim);
-        let device = x.device();
-        let (cos, sin) = self.rope_tables(step, device)?;
+        let (cos, sin) = self.rope_tables(step, x.device())?;
         let q = self.rope(&self.q_proj.forward(x)?.reshape((b, t, h, hd))?, &cos, &sin)?;
         let k = self.rope(
             &self.k_proj.forward(x)?.reshape((b, t, kv, hd))?,
             &cos,
             &sin,
         )?;
+        let k = k.reshape((b, t, kv * hd))?;
         let v = self.v_proj.forward(x)?;
+        // Queries in blocks, the ring advancing after each: a query then scores at most
+        // window + block keys, so attention costs O(T·window), not O(T²).
+        let block = self.window.clamp(64, 512);
+        let mut outs = Vec::with_capacity(t.div_ceil(block));
+        let mut start = 0;
+        while start < t {
+            let len = block.min(t - start);
+            let pos: Vec<i64> = (0..b)
+                .flat_map(|bi| {
+                    step.pos[bi * t + start..bi * t + start + len]
+                        .iter()
+                        .copied()
+                })
+                .collect();
+            outs.push(self.attend(
+                &q.narrow(1, start, len)?,
+                &k.narrow(1, start, len)?,
+                &v.narrow(1, start, len)?,
+                &pos,
+                state,
+            )?);
+            start += len;
+        }
+        self.o_proj.forward(&Tensor::cat(&outs, 1)?)
+    }
 
-        // Keys: the ring's slots, then this chunk's tokens.
+    /// Attention of queries `q` `[B, T, H, hd]` at positions `pos` over the ring and the block's
+    /// own keys/values `k`, `v` `[B, T, kv * hd]`; then stores the block in the ring.
+    fn attend(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        pos: &[i64],
+        state: &mut AttentionState,
+    ) -> candle_core::Result<Tensor> {
+        let (b, t, h, hd) = q.dims4()?;
+        let kv = self.kv_heads;
         let s = self.window + t;
-        let keys = Tensor::cat(&[&state.k, &k.reshape((b, t, kv * hd))?], 1)?;
-        let values = Tensor::cat(&[&state.v, &v], 1)?;
+        let keys = Tensor::cat(&[&state.k, k], 1)?;
+        let values = Tensor::cat(&[&state.v, v], 1)?;
         let mut key_pos = Vec::with_capacity(b * s);
         for bi in 0..b {
             key_pos.extend_from_slice(&state.slot_pos[bi * self.window..(bi + 1) * self.window]);
-            key_pos.extend_from_slice(&step.pos[bi * t..(bi + 1) * t]);
+            key_pos.extend_from_slice(&pos[bi * t..(bi + 1) * t]);
         }
-        let mask = self.mask(step, &key_pos, s, device)?;
+        let mask = self.mask(pos, &key_pos, (b, t, s), q.device())?;
 
         // Grouped heads: query head j reads KV head j / (heads / kv_heads).
         let g = h / kv;
@@ -162,31 +198,29 @@ impl LocalAttention {
             .to_dtype(DType::F32)?
             .reshape((b, kv, g, t, s))?
             .broadcast_add(&mask)?;
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(x.dtype())?;
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(q.dtype())?;
         let out = probs.reshape((b, kv, g * t, s))?.matmul(&vt)?;
         let out = out
             .reshape((b, h, t, hd))?
             .transpose(1, 2)?
             .reshape((b, t, h * hd))?;
-
         self.update_ring(state, &keys, &values, &key_pos, b, s)?;
-        self.o_proj.forward(&out)
+        Ok(out)
     }
 
     /// `[B, 1, 1, T, S]`: 0 where query t may see key s, −∞ elsewhere.
     fn mask(
         &self,
-        step: &Step,
+        q_pos: &[i64],
         key_pos: &[i64],
-        s: usize,
+        (b, t, s): (usize, usize, usize),
         device: &Device,
     ) -> candle_core::Result<Tensor> {
-        let (b, t) = (step.batch, step.seq_len);
         let w = self.window as i64;
         let mut m = vec![f32::NEG_INFINITY; b * t * s];
         for bi in 0..b {
             for ti in 0..t {
-                let qp = step.pos[bi * t + ti];
+                let qp = q_pos[bi * t + ti];
                 let row = &mut m[(bi * t + ti) * s..(bi * t + ti + 1) * s];
                 if qp < 0 {
                     // Padding queries attend anywhere (finite output, never used).
