@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Instant;
 
-use common::{assert_close, shapes, Case, Resets};
+use common::{assert_close, shapes, Case, Resets, VARIANTS};
 use cudarc::driver::{DeviceRepr, ValidAsZeroBits};
 use half::bf16;
 use kernels::gpu::linear_scan::linear_scan_gpu;
@@ -38,11 +38,7 @@ fn check_all<T: ScanElement + DeviceRepr + ValidAsZeroBits>(test: &str, rtol: f3
     shapes.push(ScanShape::new(2, 65_536, 7).unwrap()); // long prompt, few channels
     shapes.push(ScanShape::new(1, 4096, 2560).unwrap()); // RecurrentGemma-2B width
     for (i, shape) in shapes.into_iter().enumerate() {
-        for (with_h0, resets) in [
-            (false, Resets::None),
-            (true, Resets::Borders),
-            (true, Resets::Random(9)),
-        ] {
+        for (with_h0, resets) in VARIANTS {
             let case = Case::<T>::random(shape, with_h0, resets, seed + i as u64);
             let want = linear_scan_reference(&case.input()).unwrap();
             let got = on_gpu(&stream, &case);

@@ -2,7 +2,7 @@
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 mod common;
 
-use common::{shapes, Case, Resets};
+use common::{shapes, Case, Resets, VARIANTS};
 use half::bf16;
 use kernels::linear_scan::{
     linear_scan_cpu, linear_scan_reference, ScanElement, ScanInput, ScanShape,
@@ -56,11 +56,7 @@ fn channels_and_sequences_are_independent() {
 
 fn fast_equals_reference<T: ScanElement + PartialEq + std::fmt::Debug>(seed: u64) {
     for (i, shape) in shapes().into_iter().enumerate() {
-        for (with_h0, resets) in [
-            (false, Resets::None),
-            (true, Resets::Borders),
-            (true, Resets::Random(7)),
-        ] {
+        for (with_h0, resets) in VARIANTS {
             let case = Case::<T>::random(shape, with_h0, resets, seed + i as u64);
             let want = linear_scan_reference(&case.input()).unwrap();
             let got = linear_scan_cpu(&case.input()).unwrap();

@@ -5,7 +5,7 @@ mod common;
 
 use std::ffi::c_void;
 
-use common::{assert_close, shapes, Case, Resets};
+use common::{assert_close, shapes, Case, Resets, VARIANTS};
 use half::bf16;
 use kernels::linear_scan::plan::plan;
 use kernels::linear_scan::{linear_scan_reference, ScanElement, ScanOutput, ScanShape};
@@ -64,11 +64,7 @@ const ATOL: f32 = 1e-5;
 
 fn check_all_shapes<T: ScanElement>(rtol: f32, seed: u64) {
     for (i, shape) in shapes().into_iter().enumerate() {
-        for (with_h0, resets) in [
-            (false, Resets::None),
-            (true, Resets::Borders),
-            (true, Resets::Random(9)),
-        ] {
+        for (with_h0, resets) in VARIANTS {
             let case = Case::<T>::random(shape, with_h0, resets, seed + i as u64);
             let want = linear_scan_reference(&case.input()).unwrap();
             let got = emulated(&case).unwrap();

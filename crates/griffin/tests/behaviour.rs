@@ -1,29 +1,15 @@
 //! Padding, state size, loading variants and errors, on the fixture checkpoint.
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+mod common;
+use common::{fixture_dir, flat, max_abs_diff};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use candle_core::{DType, Device, IndexOp, Tensor};
 use griffin::{load, Config, Model};
 
-fn fixture_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
 fn model() -> Model {
     load(&fixture_dir(), DType::F32, &Device::Cpu).unwrap()
-}
-
-fn flat(t: &Tensor) -> Vec<f32> {
-    t.flatten_all().unwrap().to_vec1().unwrap()
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 fn argmax(v: &[f32]) -> u32 {

@@ -1,6 +1,8 @@
 //! Each block against a plain reference loop written from the equations (SPEC §2.2–2.4), on
 //! random weights, with prompts shorter than, equal to and longer than the attention window.
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+mod common;
+use common::flat;
 use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor};
@@ -48,10 +50,6 @@ fn close(got: &[f32], want: &[f32], what: &str) {
             "{what}[{i}]: {g} vs reference {w}"
         );
     }
-}
-
-fn flat(t: &Tensor) -> Vec<f32> {
-    t.flatten_all().unwrap().to_vec1().unwrap()
 }
 
 #[test]

@@ -1,14 +1,11 @@
 //! The RecurrentGemma fixture (HF transformers 5.24 outputs) through the real loader.
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
-use std::path::{Path, PathBuf};
+mod common;
+use common::{fixture_dir, flat, max_abs_diff};
 
-use candle_core::{DType, Device, IndexOp, Tensor};
+use candle_core::{DType, Device, IndexOp};
 use griffin::generation::greedy;
 use griffin::load;
-
-fn fixture_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
 
 struct Golden {
     input_ids: Vec<u32>,
@@ -46,18 +43,6 @@ fn golden() -> Golden {
         full_sequence_logits: floats(&g["full_sequence_logits"]["logits"]),
         vocab: g["logits_shape"][2].as_u64().unwrap() as usize,
     }
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
-
-fn flat(t: &Tensor) -> Vec<f32> {
-    t.flatten_all().unwrap().to_vec1().unwrap()
 }
 
 #[test]

@@ -55,24 +55,40 @@ pub fn linear_scan_gpu<T: ScanElement + DeviceRepr + ValidAsZeroBits>(
         let reset_ptr = reset.map(|s| s.device_ptr(stream));
         let (h_ptr, _gh) = h.device_ptr(stream);
         let (last_ptr, _gl) = h_last.device_ptr(stream);
-        let params = FrugalLinearScanParams {
-            a: a_ptr as *const c_void,
-            x: x_ptr as *const c_void,
-            h0: h0_ptr
-                .as_ref()
-                .map_or(std::ptr::null(), |(p, _)| *p as *const f32),
-            reset: reset_ptr
-                .as_ref()
-                .map_or(std::ptr::null(), |(p, _)| *p as *const u8),
-            h: h_ptr as *mut c_void,
-            h_last: last_ptr as *mut f32,
-            ..Default::default()
-        };
+        let params = scan_params(
+            a_ptr,
+            x_ptr,
+            h0_ptr.as_ref().map(|(p, _)| *p),
+            reset_ptr.as_ref().map(|(p, _)| *p),
+            h_ptr,
+            last_ptr,
+        );
         // SAFETY: every pointer is a live device allocation on this stream's context whose length
         // was checked against `shape` above.
         unsafe { launch_linear_scan(stream, shape, T::DTYPE, params)? };
     }
     Ok((h, h_last))
+}
+
+/// The kernel's parameters for device buffers at these addresses (`None`: no `h0` / `reset`);
+/// the launch fills in the shape and the workspace.
+pub(crate) fn scan_params(
+    a: u64,
+    x: u64,
+    h0: Option<u64>,
+    reset: Option<u64>,
+    h: u64,
+    h_last: u64,
+) -> FrugalLinearScanParams {
+    FrugalLinearScanParams {
+        a: a as *const c_void,
+        x: x as *const c_void,
+        h0: h0.map_or(std::ptr::null(), |p| p as *const f32),
+        reset: reset.map_or(std::ptr::null(), |p| p as *const u8),
+        h: h as *mut c_void,
+        h_last: h_last as *mut f32,
+        ..Default::default()
+    }
 }
 
 fn same_device(

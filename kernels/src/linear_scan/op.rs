@@ -232,8 +232,6 @@ impl CustomOp2 for LinearScan {
 
 #[cfg(feature = "candle-cuda")]
 mod cuda {
-    use std::ffi::c_void;
-
     use candle_core::backend::BackendStorage;
     use candle_core::cuda_backend::cudarc::driver::{DevicePtr, DeviceRepr, ValidAsZeroBits};
     use candle_core::cuda_backend::CudaDType;
@@ -241,9 +239,8 @@ mod cuda {
     use candle_core::{CudaStorage, DType, Layout, Shape, Storage, Tensor};
 
     use super::{wrap, LinearScan, KERNEL};
-    use crate::gpu::linear_scan::launch_linear_scan;
+    use crate::gpu::linear_scan::{launch_linear_scan, scan_params};
     use crate::linear_scan::ScanElement;
-    use crate::params::FrugalLinearScanParams;
 
     fn view<'a, T: CudaDType>(
         s: &'a CudaStorage,
@@ -305,19 +302,14 @@ mod cuda {
             let reset_ptr = reset_view.as_ref().map(|v| v.device_ptr(&stream));
             let (h_ptr, _gh) = h.device_ptr(&stream);
             let (last_ptr, _gl) = h_last.device_ptr(&stream);
-            let params = FrugalLinearScanParams {
-                a: a_ptr as *const c_void,
-                x: x_ptr as *const c_void,
-                h0: h0_ptr
-                    .as_ref()
-                    .map_or(std::ptr::null(), |(p, _)| *p as *const f32),
-                reset: reset_ptr
-                    .as_ref()
-                    .map_or(std::ptr::null(), |(p, _)| *p as *const u8),
-                h: h_ptr as *mut c_void,
-                h_last: last_ptr as *mut f32,
-                ..Default::default()
-            };
+            let params = scan_params(
+                a_ptr,
+                x_ptr,
+                h0_ptr.as_ref().map(|(p, _)| *p),
+                reset_ptr.as_ref().map(|(p, _)| *p),
+                h_ptr,
+                last_ptr,
+            );
             // SAFETY: all buffers are live on this stream's context, sized by `shape` (checked
             // when the op was built), in the dtype T says.
             unsafe { launch_linear_scan(&stream, shape, T::DTYPE, params) }.map_err(wrap)?;

@@ -93,6 +93,14 @@ impl<T: ScanElement> Case<T> {
     }
 }
 
+/// Each shape runs without h0 or resets, with h0 and resets at the kernel's borders, and with
+/// h0 and random resets.
+pub const VARIANTS: [(bool, Resets); 3] = [
+    (false, Resets::None),
+    (true, Resets::Borders),
+    (true, Resets::Random(9)),
+];
+
 /// The shapes the issue names: T = 1, 31, 32, 33, 1000, 4097 (around the warp and the chunk of
 /// 128), odd channel counts, one and two sequences.
 pub fn shapes() -> Vec<ScanShape> {
