@@ -1,5 +1,19 @@
-//! Fastformer: additive attention (Wu et al., arXiv 2108.09084), an encoder whose attention pools
-//! the sequence into global query and key vectors, linear in sequence length.
+//! Fastformer: "Fastformer: Additive Attention Can Be All You Need" (Wu et al., arXiv 2108.09084),
+//! an encoder whose attention pools the sequence into one global query and one global key per
+//! head, linear in sequence length. It loads the official code's state_dict names and config.
 //!
-//! Not implemented yet: this crate holds the place of the model in the workspace layout.
-pub use kernels;
+//! Read as the paper: [`config`], [`additive_attention`], [`layer`], [`model`] (encoder, attention
+//! pooling, classifier, loading). The paper's parameter-sharing options are config switches:
+//! `share_query_value` (the official code's choice) and `share_layers`.
+//!
+//! The additive attention runs as candle tensor ops for now; a fused kernel in `kernels` is the
+//! next step.
+pub mod additive_attention;
+pub mod config;
+pub mod error;
+pub mod layer;
+pub mod model;
+
+pub use config::Config;
+pub use error::{FastformerError, Result};
+pub use model::{load, Model, Outputs};

@@ -1,5 +1,6 @@
-//! `frugal logits`: one JSON object per run, the contract every decoder model is checked through:
-//! `{"logits_shape": [1, T, V], "logits": [...], "new_tokens": [...]}`.
+//! `frugal logits` and `frugal classify`: one JSON object per run, the contract every model is
+//! checked through: `{"logits_shape": [1, T, V], "logits": [...], "new_tokens": [...]}` for
+//! decoders, `{"logits_shape": [B, C], "logits": [...]}` for encoders.
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -14,4 +15,13 @@ pub fn griffin(dir: &Path, ids: &[u32], max_new_tokens: usize) -> Result<Value> 
     let shape = logits.dims().to_vec();
     let flat: Vec<f32> = logits.flatten_all()?.to_vec1()?;
     Ok(json!({ "logits_shape": shape, "logits": flat, "new_tokens": new_tokens }))
+}
+
+/// Fastformer classifiers (the official code's checkpoints), in f32 on the CPU.
+pub fn fastformer(dir: &Path, batch: &[Vec<u32>]) -> Result<Value> {
+    let model = fastformer::load(dir, &Device::Cpu)
+        .with_context(|| format!("loading {}", dir.display()))?;
+    let out = model.forward(batch)?;
+    let flat: Vec<f32> = out.logits.flatten_all()?.to_vec1()?;
+    Ok(json!({ "logits_shape": out.logits.dims(), "logits": flat }))
 }

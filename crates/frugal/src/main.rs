@@ -98,9 +98,14 @@ fn run(cli: Cli) -> Result<()> {
             input_ids,
             arch,
         } => {
-            model_dir::parse_batch(&input_ids)?;
+            let batch = model_dir::parse_batch(&input_ids)?;
             let arch = model_dir::architecture(&model, arch.as_deref())?;
-            model_dir::unsupported(&arch, "classify")
+            let out = match arch.as_str() {
+                "fastformer" => logits::fastformer(&model, &batch)?,
+                other => return model_dir::unsupported(other, "classify"),
+            };
+            println!("{}", serde_json::to_string(&out)?);
+            Ok(())
         }
     }
 }

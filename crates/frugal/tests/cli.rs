@@ -119,3 +119,47 @@ fn logits_of_the_recurrent_gemma_fixture_match_the_reference() {
         .fold(0.0, f64::max);
     assert!(d < 1e-4, "max |logits - reference| = {d}");
 }
+
+#[test]
+fn classify_with_the_fastformer_fixture_matches_the_reference() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../fastformer/tests/fixtures");
+    let golden: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{dir}/golden.json")).unwrap())
+            .unwrap();
+    let rows: Vec<String> = golden["input_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            r.as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .collect();
+    let (ok, out, err) = frugal(&[
+        "classify",
+        "--model",
+        dir,
+        "--arch",
+        "fastformer",
+        "--input-ids",
+        &rows.join(";"),
+    ]);
+    assert!(ok, "{err}");
+    let got: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(got["logits_shape"], golden["logits_shape"]);
+    let (a, b) = (
+        got["logits"].as_array().unwrap(),
+        golden["logits"].as_array().unwrap(),
+    );
+    let d = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x.as_f64().unwrap() - y.as_f64().unwrap()).abs())
+        .fold(0.0, f64::max);
+    assert_eq!(a.len(), b.len());
+    assert!(d < 1e-4, "max |logits - reference| = {d}");
+}
