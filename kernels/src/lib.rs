@@ -13,6 +13,8 @@
 //!
 //! Kernels so far:
 //! - [`linear_scan`]: `h_t = a_t * h_{t-1} + x_t` per channel (RG-LRU, Hawk), with resets.
+//! - [`additive_attention`]: Fastformer's two pooled vectors per head, linear in sequence length.
+pub mod additive_attention;
 pub mod cpu;
 pub mod error;
 #[cfg(any(feature = "cuda-dynamic", feature = "candle-cuda"))]

@@ -15,6 +15,7 @@ pub const FRUGAL_SCAN_SEGMENTS: u32 = 8;
 pub const FRUGAL_SCAN_SEGMENT_LEN: u32 = 16;
 pub const FRUGAL_SCAN_CHUNK_LEN: u32 = 128;
 pub const FRUGAL_SCAN_CARRY_THREADS: u32 = 256;
+pub const FRUGAL_ADDITIVE_THREADS: u32 = 256;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct FrugalLinearScanParams {
@@ -62,6 +63,77 @@ const _: () = {
         [::core::mem::offset_of!(FrugalLinearScanParams, num_chunks) - 76usize];
 };
 impl Default for FrugalLinearScanParams {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct FrugalAdditiveAttentionParams {
+    pub q: *const f32,
+    pub k: *const f32,
+    pub v: *const f32,
+    pub mask: *const f32,
+    pub wq: *const f32,
+    pub bq: *const f32,
+    pub wk: *const f32,
+    pub bk: *const f32,
+    pub u: *mut f32,
+    pub pooled_q: *mut f32,
+    pub pooled_k: *mut f32,
+    pub scores: *mut f32,
+    pub batch: i32,
+    pub seq_len: i32,
+    pub heads: i32,
+    pub head_dim: i32,
+    pub full_scores: i32,
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of FrugalAdditiveAttentionParams"]
+        [::core::mem::size_of::<FrugalAdditiveAttentionParams>() - 120usize];
+    ["Alignment of FrugalAdditiveAttentionParams"]
+        [::core::mem::align_of::<FrugalAdditiveAttentionParams>() - 8usize];
+    ["Offset of field: FrugalAdditiveAttentionParams::q"]
+        [::core::mem::offset_of!(FrugalAdditiveAttentionParams, q) - 0usize];
+    ["Offset of field: FrugalAdditiveAttentionParams::k"]
+        [::core::mem::offset_of!(FrugalAdditiveAttentionParams, k) - 8usize];
+    ["Offset of field: FrugalAdditiveAttentionParams::v"]
+        [::core::mem::offset_of!(FrugalAdditiveAttentionParams, v) - 16usize];
+    ["Offset of field: FrugalAdditiveAttentionParams::mask"]
+        [::core::mem::offset_of!(FrugalAdditiveAttentionParams, mask) - 24usize];
+    ["Offset of field: FrugalAdditiveAttentionParams::wq"]
+        [::core::mem::offset_of!(FrugalAdditiveAttentionParams, wq) - 32usize];
+    ["Offset of field: FrugalAdditiveAttentionParams::bq"]
+        [::core::mem::offset_of!(FrugalAdditiveAttentionParams, bq) - 40usize];
+    ["Offset of field: FrugalAdditiveAttentionParams::wk"]
+        [::core::mem::offset_of!(FrugalAdditiveAttentionParams, wk) - 48usize];
+    ["Offset of field: FrugalAdditiveAttentionParams::bk"]
+        [::core::mem::offset_of!(FrugalAdditiveAttentionParams, bk) - 56usize];
+    ["Offset of field: FrugalAdditiveAttentionParams::u"]
+        [::core::mem::offset_of!(FrugalAdditiveAttentionParams, u) - 64usize];
+    ["Offset of field: FrugalAdditiveAttentionParams::pooled_q"]
+        [::core::mem::offset_of!(FrugalAdditiveAttentionParams, pooled_q) - 72usize];
+    ["Offset of field: FrugalAdditiveAttentionParams::pooled_k"]
+        [::core::mem::offset_of!(FrugalAdditiveAttentionParams, pooled_k) - 80usize];
+    ["Offset of field: FrugalAdditiveAttentionParams::scores"]
+        [::core::mem::offset_of!(FrugalAdditiveAttentionParams, scores) - 88usize];
+    ["Offset of field: FrugalAdditiveAttentionParams::batch"]
+        [::core::mem::offset_of!(FrugalAdditiveAttentionParams, batch) - 96usize];
+    ["Offset of field: FrugalAdditiveAttentionParams::seq_len"]
+        [::core::mem::offset_of!(FrugalAdditiveAttentionParams, seq_len) - 100usize];
+    ["Offset of field: FrugalAdditiveAttentionParams::heads"]
+        [::core::mem::offset_of!(FrugalAdditiveAttentionParams, heads) - 104usize];
+    ["Offset of field: FrugalAdditiveAttentionParams::head_dim"]
+        [::core::mem::offset_of!(FrugalAdditiveAttentionParams, head_dim) - 108usize];
+    ["Offset of field: FrugalAdditiveAttentionParams::full_scores"]
+        [::core::mem::offset_of!(FrugalAdditiveAttentionParams, full_scores) - 112usize];
+};
+impl Default for FrugalAdditiveAttentionParams {
     fn default() -> Self {
         let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
         unsafe {

@@ -14,8 +14,13 @@ pub const LINEAR_SCAN: PtxModule = PtxModule {
     ptx: include_str!("../ptx/linear_scan.ptx"),
 };
 
+pub const ADDITIVE_ATTENTION: PtxModule = PtxModule {
+    name: "additive_attention",
+    ptx: include_str!("../ptx/additive_attention.ptx"),
+};
+
 /// Every module, for listings such as `frugal info`.
-pub const MODULES: &[PtxModule] = &[LINEAR_SCAN];
+pub const MODULES: &[PtxModule] = &[LINEAR_SCAN, ADDITIVE_ATTENTION];
 
 impl PtxModule {
     /// The kernels (`.entry` points) this module defines.

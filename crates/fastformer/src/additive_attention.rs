@@ -9,9 +9,12 @@
 //! out_t = transform(k̄ ⊙ v_t) + q_t                           (v = q: query-value sharing)
 //! ```
 //!
-//! Linear in sequence length: two pooled vectors per head, no T×T matrix.
-use candle_core::{Module, Tensor, D};
+//! Linear in sequence length: two pooled vectors per head, no T×T matrix. The pooling runs as one
+//! fused kernel (`kernels::additive_attention`).
+use candle_core::{Module, Tensor};
 use candle_nn::{linear, Linear, VarBuilder};
+use kernels::additive_attention::op::{additive_attention, AdditiveWeights};
+use kernels::additive_attention::ScoreForm;
 
 use crate::config::Config;
 
@@ -25,7 +28,6 @@ pub struct AdditiveAttention {
     value: Option<Linear>,
     transform: Linear,
     heads: usize,
-    head_dim: usize,
 }
 
 impl AdditiveAttention {
@@ -43,49 +45,28 @@ impl AdditiveAttention {
             },
             transform: linear(d, d, vb.pp("transform"))?,
             heads: h,
-            head_dim: cfg.head_dim(),
         })
     }
 
-    /// `[B, T, D]` -> `[B, H, T, d]`.
-    fn heads(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let (b, t, _) = x.dims3()?;
-        x.reshape((b, t, self.heads, self.head_dim))?
-            .transpose(1, 2)?
-            .contiguous()
-    }
-
-    /// Softmax over the sequence of `scores` `[B, T, H]` plus the additive mask `[B, 1, T]`,
-    /// then the weighted sum of `x` `[B, H, T, d]`: `[B, H, 1, d]`.
-    fn pool(&self, scores: &Tensor, mask: &Tensor, x: &Tensor) -> candle_core::Result<Tensor> {
-        let scores =
-            (scores.transpose(1, 2)? / (self.head_dim as f64).sqrt())?.broadcast_add(mask)?;
-        let weights = candle_nn::ops::softmax(&scores, D::Minus1)?.unsqueeze(2)?;
-        weights.matmul(x)
-    }
-
-    /// `x` `[B, T, D]`, `mask` `[B, 1, T]` additive (0 for tokens, −10000 for padding).
+    /// `x` `[B, T, D]`, `mask` `[B, T]` (1 token, 0 padding).
     pub fn forward(&self, x: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
-        let (b, t, d) = x.dims3()?;
         let mixed_query = self.query.forward(x)?;
         let mixed_key = self.key.forward(x)?;
-        let query_layer = self.heads(&mixed_query)?;
-        let pooled_query = self.pool(&self.query_att.forward(&mixed_query)?, mask, &query_layer)?;
-        let pooled_query = pooled_query.transpose(1, 2)?.reshape((b, 1, d))?;
-        let mixed_query_key = mixed_key.broadcast_mul(&pooled_query)?;
-        let pooled_key = self.pool(
-            &self.key_att.forward(&mixed_query_key)?,
-            mask,
-            &self.heads(&mixed_query_key)?,
-        )?;
-        let value_layer = match &self.value {
-            Some(v) => self.heads(&v.forward(x)?)?,
-            None => query_layer,
+        let value = match &self.value {
+            Some(v) => v.forward(x)?,
+            None => mixed_query.clone(),
         };
-        let weighted = value_layer
-            .broadcast_mul(&pooled_key)?
-            .transpose(1, 2)?
-            .reshape((b, t, d))?;
+        // The fused kernel: both pooled vectors and k̄ ⊙ v in one call, linear in T.
+        let weights = AdditiveWeights {
+            form: ScoreForm::Full,
+            heads: self.heads,
+            wq: self.query_att.weight(),
+            bq: self.query_att.bias(),
+            wk: self.key_att.weight(),
+            bk: self.key_att.bias(),
+            mask: Some(mask),
+        };
+        let weighted = additive_attention(&mixed_query, &mixed_key, &value, &weights)?;
         self.transform.forward(&weighted)? + mixed_query
     }
 }

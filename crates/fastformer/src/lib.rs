@@ -6,8 +6,7 @@
 //! pooling, classifier, loading). The paper's parameter-sharing options are config switches:
 //! `share_query_value` (the official code's choice) and `share_layers`.
 //!
-//! The additive attention runs as candle tensor ops for now; a fused kernel in `kernels` is the
-//! next step.
+//! The additive attention runs on the fused `kernels::additive_attention` kernel.
 pub mod additive_attention;
 pub mod config;
 pub mod error;

@@ -140,8 +140,6 @@ impl Model {
             .collect();
         let ids = Tensor::from_vec(flat, (b, t), &self.device)?;
         let mask = Tensor::from_vec(mask, (b, t), &self.device)?;
-        // (1 - mask) * -10000, broadcast over heads.
-        let additive = ((mask.ones_like()? - &mask)? * -10000.0)?.unsqueeze(1)?;
         let positions = Tensor::arange(0u32, t as u32, &self.device)?;
         let x = self
             .word_embedding
@@ -151,7 +149,7 @@ impl Model {
         let mut layer_outputs = Vec::with_capacity(self.layers.len());
         let mut h = embedding_output.clone();
         for layer in &self.layers {
-            h = layer.forward(&h, &additive)?;
+            h = layer.forward(&h, &mask)?;
             layer_outputs.push(h.clone());
         }
         let pooled = self.pooler.forward(&h, &mask)?;

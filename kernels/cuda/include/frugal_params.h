@@ -49,4 +49,36 @@ typedef struct FrugalLinearScanParams {
     int32_t num_chunks;
 } FrugalLinearScanParams;
 
+/* ---- additive attention (Fastformer): two pooled vectors per head ----------------------------
+ * One block per sequence (see kernels/cuda/additive_attention.cu). */
+#define FRUGAL_ADDITIVE_THREADS 256
+
+typedef struct FrugalAdditiveAttentionParams {
+    /* [batch, seq_len, heads * head_dim], f32: the query, key and value projections (value may
+     * alias query: the official code shares them). */
+    const float *q;
+    const float *k;
+    const float *v;
+    /* [batch, seq_len]: 1 for tokens, 0 for padding; NULL when every position is a token. */
+    const float *mask;
+    /* Score layers. full_scores != 0: [heads, hidden] (nn.Linear(hidden, heads), the official
+     * code); else [heads, head_dim], each head reading its own dims (the paper). Biases [heads] or
+     * NULL. */
+    const float *wq;
+    const float *bq;
+    const float *wk;
+    const float *bk;
+    /* Outputs: u = pooled_k * v [batch, seq_len, hidden]; the pooled vectors [batch, hidden]. */
+    float *u;
+    float *pooled_q;
+    float *pooled_k;
+    /* Workspace [batch, heads, seq_len]: scores. */
+    float *scores;
+    int32_t batch;
+    int32_t seq_len;
+    int32_t heads;
+    int32_t head_dim;
+    int32_t full_scores;
+} FrugalAdditiveAttentionParams;
+
 #endif /* FRUGAL_PARAMS_H */

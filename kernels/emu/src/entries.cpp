@@ -3,6 +3,7 @@
 #include "cuda_emu.h"
 
 #include "linear_scan.cu"
+#include "additive_attention.cu"
 #include "../selftest.cu"
 
 #include <cstring>
@@ -29,6 +30,7 @@ const Entry kEntries[] = {
     FRUGAL_EMU_KERNEL(linear_scan_chunk_carry, FrugalLinearScanParams),
     FRUGAL_EMU_KERNEL(linear_scan_chunk_apply_f32, FrugalLinearScanParams),
     FRUGAL_EMU_KERNEL(linear_scan_chunk_apply_bf16, FrugalLinearScanParams),
+    FRUGAL_EMU_KERNEL(additive_attention_f32, FrugalAdditiveAttentionParams),
     // The emulator's self-tests.
     FRUGAL_EMU_KERNEL(selftest_block_sum, SelftestParams),
     FRUGAL_EMU_KERNEL(selftest_warp_ops, SelftestParams),

@@ -13,6 +13,7 @@ use crate::error::{KernelError, Result};
 use crate::params::FrugalLinearScanParams;
 use crate::ptx::PtxModule;
 
+pub mod additive_attention;
 pub mod linear_scan;
 
 /// What this machine offers for CUDA.
