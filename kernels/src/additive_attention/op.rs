@@ -158,13 +158,17 @@ impl CustomOp3 for AdditiveAttention {
         use candle_core::cuda_backend::cudarc::driver::DevicePtr;
         let dev = s1.device().clone();
         let stream = dev.cuda_stream();
-        let view =
-            |s: &candle_core::CudaStorage, l: &Layout, arg: &str| -> candle_core::Result<_> {
-                let (a, b) = l.contiguous_offsets().ok_or_else(|| {
-                    candle_core::Error::Msg(format!("{KERNEL}: `{arg}` is not contiguous"))
-                })?;
-                Ok(s.as_cuda_slice::<f32>()?.slice(a..b))
-            };
+        fn view<'a>(
+            s: &'a candle_core::CudaStorage,
+            l: &Layout,
+            arg: &str,
+        ) -> candle_core::Result<candle_core::cuda_backend::cudarc::driver::CudaView<'a, f32>>
+        {
+            let (a, b) = l.contiguous_offsets().ok_or_else(|| {
+                candle_core::Error::Msg(format!("{KERNEL}: `{arg}` is not contiguous"))
+            })?;
+            Ok(s.as_cuda_slice::<f32>()?.slice(a..b))
+        }
         let (q, k, v) = (view(s1, l1, "q")?, view(s2, l2, "k")?, view(s3, l3, "v")?);
         let upload = |x: &[f32]| stream.clone_htod(x).map_err(candle_core::Error::wrap);
         let (wq, wk) = (upload(&self.wq)?, upload(&self.wk)?);
