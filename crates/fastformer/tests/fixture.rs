@@ -149,3 +149,25 @@ fn layer_sharing_reads_layer_zero_for_every_layer() {
     assert_eq!(flat(&a.layer_outputs[0]), flat(&b.layer_outputs[0]));
     assert_ne!(flat(&a.layer_outputs[1]), flat(&b.layer_outputs[1]));
 }
+
+#[test]
+fn missing_or_misshapen_tensors_name_the_key() {
+    let mut tensors =
+        candle_core::safetensors::load(dir().join("model.safetensors"), &Device::Cpu).unwrap();
+    let scratch = std::env::temp_dir().join(format!("fastformer-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).unwrap();
+    std::fs::copy(dir().join("config.json"), scratch.join("config.json")).unwrap();
+    let key = "fastformer_model.encoders.1.attention.self.key_att.weight";
+    let saved = tensors.remove(key).unwrap();
+    candle_core::safetensors::save(&tensors, scratch.join("model.safetensors")).unwrap();
+    let err = load(&scratch, &Device::Cpu).unwrap_err().to_string();
+    assert!(err.contains(key), "{err}");
+    tensors.insert(key.into(), saved.narrow(1, 0, 63).unwrap());
+    candle_core::safetensors::save(&tensors, scratch.join("model.safetensors")).unwrap();
+    let err = load(&scratch, &Device::Cpu).unwrap_err().to_string();
+    assert!(
+        err.contains(key) && err.contains("[4, 64]") && err.contains("[4, 63]"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&scratch).unwrap();
+}
