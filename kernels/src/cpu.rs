@@ -66,3 +66,17 @@ pub(crate) struct SharedMut<T>(pub(crate) *mut T);
 unsafe impl<T: Send> Send for SharedMut<T> {}
 // SAFETY: as above.
 unsafe impl<T: Send> Sync for SharedMut<T> {}
+
+/// The elements a contiguous candle layout covers in its storage; an error naming the kernel and
+/// argument otherwise.
+pub(crate) fn contiguous<'a, T>(
+    data: &'a [T],
+    layout: &candle_core::Layout,
+    kernel: &str,
+    arg: &str,
+) -> candle_core::Result<&'a [T]> {
+    let (start, end) = layout
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg(format!("{kernel}: `{arg}` is not contiguous")))?;
+    Ok(&data[start..end])
+}

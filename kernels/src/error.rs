@@ -52,3 +52,21 @@ pub enum KernelError {
 }
 
 pub type Result<T> = std::result::Result<T, KernelError>;
+
+/// Each named dimension of a kernel's shape is at least 1 and fits the kernels' 32-bit indices.
+pub(crate) fn check_dims(kernel: &'static str, dims: &[(&'static str, usize)]) -> Result<()> {
+    for &(what, value) in dims {
+        if value == 0 {
+            return Err(KernelError::Empty { kernel, what });
+        }
+        if value > i32::MAX as usize {
+            return Err(KernelError::TooLarge {
+                kernel,
+                what,
+                value,
+                limit: i32::MAX as usize,
+            });
+        }
+    }
+    Ok(())
+}

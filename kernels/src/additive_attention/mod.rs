@@ -23,7 +23,7 @@ pub use fast::additive_attention_cpu;
 pub use op::additive_attention;
 pub use reference::additive_attention_reference;
 
-use crate::error::{KernelError, Result};
+use crate::error::{check_dims, KernelError, Result};
 
 pub(crate) const KERNEL: &str = "additive_attention";
 
@@ -47,27 +47,15 @@ pub struct AdditiveShape {
 
 impl AdditiveShape {
     pub fn new(batch: usize, seq_len: usize, heads: usize, head_dim: usize) -> Result<Self> {
-        for (what, value) in [
-            ("batch", batch),
-            ("seq_len", seq_len),
-            ("heads", heads),
-            ("head_dim", head_dim),
-        ] {
-            if value == 0 {
-                return Err(KernelError::Empty {
-                    kernel: KERNEL,
-                    what,
-                });
-            }
-            if value > i32::MAX as usize {
-                return Err(KernelError::TooLarge {
-                    kernel: KERNEL,
-                    what,
-                    value,
-                    limit: i32::MAX as usize,
-                });
-            }
-        }
+        check_dims(
+            KERNEL,
+            &[
+                ("batch", batch),
+                ("seq_len", seq_len),
+                ("heads", heads),
+                ("head_dim", head_dim),
+            ],
+        )?;
         Ok(AdditiveShape {
             batch,
             seq_len,

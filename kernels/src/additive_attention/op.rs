@@ -109,10 +109,7 @@ fn contiguous<'a>(s: &'a CpuStorage, l: &Layout, arg: &str) -> candle_core::Resu
             )))
         }
     };
-    let (start, end) = l
-        .contiguous_offsets()
-        .ok_or_else(|| candle_core::Error::Msg(format!("{KERNEL}: `{arg}` is not contiguous")))?;
-    Ok(&data[start..end])
+    crate::cpu::contiguous(data, l, KERNEL, arg)
 }
 
 impl CustomOp3 for AdditiveAttention {

@@ -23,7 +23,7 @@ pub use fast::linear_scan_cpu;
 pub use op::linear_scan;
 pub use reference::linear_scan_reference;
 
-use crate::error::{KernelError, Result};
+use crate::error::{check_dims, KernelError, Result};
 
 pub(crate) const KERNEL: &str = "linear_scan";
 
@@ -92,26 +92,14 @@ pub struct ScanShape {
 
 impl ScanShape {
     pub fn new(batch: usize, seq_len: usize, channels: usize) -> Result<Self> {
-        for (what, value) in [
-            ("batch", batch),
-            ("seq_len", seq_len),
-            ("channels", channels),
-        ] {
-            if value == 0 {
-                return Err(KernelError::Empty {
-                    kernel: KERNEL,
-                    what,
-                });
-            }
-            if value > i32::MAX as usize {
-                return Err(KernelError::TooLarge {
-                    kernel: KERNEL,
-                    what,
-                    value,
-                    limit: i32::MAX as usize,
-                });
-            }
-        }
+        check_dims(
+            KERNEL,
+            &[
+                ("batch", batch),
+                ("seq_len", seq_len),
+                ("channels", channels),
+            ],
+        )?;
         Ok(ScanShape {
             batch,
             seq_len,

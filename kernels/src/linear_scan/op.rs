@@ -178,12 +178,8 @@ impl LinearScan {
     }
 }
 
-/// The contiguous elements a layout covers.
 fn contiguous<'a, T>(data: &'a [T], layout: &Layout, arg: &str) -> candle_core::Result<&'a [T]> {
-    let (start, end) = layout
-        .contiguous_offsets()
-        .ok_or_else(|| candle_core::Error::Msg(format!("{KERNEL}: `{arg}` is not contiguous")))?;
-    Ok(&data[start..end])
+    crate::cpu::contiguous(data, layout, KERNEL, arg)
 }
 
 impl CustomOp2 for LinearScan {
