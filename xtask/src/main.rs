@@ -1,7 +1,7 @@
 //! frugal's build tasks. Run as `cargo xtask <task>` (an alias in .cargo/config.toml).
 mod bindings;
 mod cuda;
-mod gpu_tests;
+mod gpu_bundle;
 mod ptx;
 
 use std::path::PathBuf;
@@ -38,6 +38,12 @@ enum Task {
         #[arg(long)]
         no_run: bool,
     },
+    /// Run the GPU kernel benchmark (fails without a GPU), or build it into gpu-bundle/.
+    BenchGpu {
+        /// Build the self-contained benchmark binary and bench-gpu.sh into gpu-bundle/, run nothing.
+        #[arg(long)]
+        no_run: bool,
+    },
     /// Type-check the candle custom ops' CUDA path (candle's `cuda` feature; needs a CUDA toolkit).
     CheckCuda,
 }
@@ -49,7 +55,8 @@ fn main() -> Result<()> {
         Task::SetupCuda => cuda::setup(&root),
         Task::Ptx { check } => ptx::run(&root, check),
         Task::Bindings { check } => bindings::run(&root, check),
-        Task::TestGpu { no_run } => gpu_tests::run(&root, no_run),
+        Task::TestGpu { no_run } => gpu_bundle::test(&root, no_run),
+        Task::BenchGpu { no_run } => gpu_bundle::bench(&root, no_run),
         Task::CheckCuda => cuda::check_candle_cuda(&root),
     }
 }

@@ -1,0 +1,188 @@
+//! GPU kernel benchmark (`cargo xtask bench-gpu`): every kernel at realistic shapes, on raw cudarc
+//! buffers (driver loaded at run time: the binary needs no CUDA toolkit, and `--no-run` builds it
+//! here for a GPU host). Per kernel and shape: time per call, effective bandwidth (the bytes the
+//! computation must move, over the time), and that as a fraction of the device's peak memory
+//! bandwidth (from the device's memory clock and bus width, or a table for known GPUs). Results
+//! also go to `bench-gpu.json` (or `$FRUGAL_BENCH_JSON`).
+//!
+//! Without a GPU it prints `SKIPPED: no CUDA device` and exits 0, unless FRUGAL_REQUIRE_GPU is set
+//! (`cargo xtask bench-gpu` sets it), where it fails.
+use std::sync::Arc;
+use std::time::Instant;
+
+use cudarc::driver::sys::CUdevice_attribute;
+use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DevicePtr};
+use kernels::additive_attention::{AdditiveShape, ScoreForm};
+use kernels::gpu::additive_attention::{launch as additive_launch, DevicePointers};
+use kernels::gpu::linear_scan::linear_scan_gpu;
+use kernels::linear_scan::ScanShape;
+
+/// Peak memory bandwidth in bytes/s: 2 (DDR) × memory clock × bus width; a table when the driver
+/// does not report them.
+fn peak_bandwidth(ctx: &Arc<CudaContext>, name: &str) -> f64 {
+    let clock_khz = ctx
+        .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MEMORY_CLOCK_RATE)
+        .unwrap_or(0);
+    let bus_bits = ctx
+        .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_GLOBAL_MEMORY_BUS_WIDTH)
+        .unwrap_or(0);
+    if clock_khz > 0 && bus_bits > 0 {
+        return 2.0 * clock_khz as f64 * 1e3 * bus_bits as f64 / 8.0;
+    }
+    let known = [
+        ("H200", 4.8e12),
+        ("H100", 3.35e12),
+        ("A100", 2.0e12),
+        ("L40S", 0.864e12),
+        ("RTX 4090", 1.008e12),
+    ];
+    known
+        .iter()
+        .find(|(k, _)| name.contains(k))
+        .map_or(f64::NAN, |(_, b)| *b)
+}
+
+/// Median seconds per call over 10 calls, after 2 warm-ups.
+fn time(stream: &Arc<CudaStream>, mut f: impl FnMut()) -> f64 {
+    for _ in 0..2 {
+        f();
+    }
+    stream.synchronize().expect("sync");
+    let mut t: Vec<f64> = (0..10)
+        .map(|_| {
+            let s = Instant::now();
+            f();
+            stream.synchronize().expect("sync");
+            s.elapsed().as_secs_f64()
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t[5]
+}
+
+fn filled(stream: &Arc<CudaStream>, n: usize, value: f32) -> CudaSlice<f32> {
+    stream.clone_htod(&vec![value; n]).expect("upload")
+}
+
+struct Row {
+    kernel: &'static str,
+    shape: String,
+    secs: f64,
+    bytes: f64,
+}
+
+fn main() {
+    let required = std::env::var_os("FRUGAL_REQUIRE_GPU").is_some();
+    let ctx = match kernels::gpu::context(0) {
+        Ok(ctx) => ctx,
+        Err(e) if required => {
+            eprintln!("bench-gpu: no usable GPU: {e}");
+            std::process::exit(1);
+        }
+        Err(e) => {
+            println!(
+                "SKIPPED: no CUDA device ({e}); `cargo xtask bench-gpu` on a GPU host runs this"
+            );
+            return;
+        }
+    };
+    let name = ctx.name().unwrap_or_else(|_| "unknown GPU".into());
+    let peak = peak_bandwidth(&ctx, &name);
+    let stream = ctx.default_stream();
+    let mut rows = Vec::new();
+
+    // Linear scan: a 2B-wide prefill, a long narrow prompt (the chunked design's case), a batch.
+    for (b, t, c) in [
+        (1, 4096, 2560),
+        (1, 65_536, 2560),
+        (8, 65_536, 256),
+        (1, 65_536, 16),
+    ] {
+        let shape = ScanShape::new(b, t, c).expect("shape");
+        let (a, x) = (
+            filled(&stream, shape.len(), 0.9),
+            filled(&stream, shape.len(), 0.1),
+        );
+        let secs = time(&stream, || {
+            linear_scan_gpu(&stream, shape, &a, &x, None, None).expect("scan");
+        });
+        // a and x read, h written: the minimum traffic.
+        rows.push(Row {
+            kernel: "linear_scan_f32",
+            shape: shape.to_string(),
+            secs,
+            bytes: 3.0 * shape.len() as f64 * 4.0,
+        });
+    }
+
+    // Additive attention: the official code's full-width scores, hidden 1024 (16 heads x 64).
+    for (b, n) in [(1, 8192), (1, 65_536), (16, 4096)] {
+        let shape = AdditiveShape::new(b, n, 16, 64).expect("shape");
+        let (q, k, v) = (
+            filled(&stream, shape.len(), 0.01),
+            filled(&stream, shape.len(), 0.02),
+            filled(&stream, shape.len(), 0.03),
+        );
+        let (wq, wk) = (
+            filled(&stream, 16 * 1024, 0.01),
+            filled(&stream, 16 * 1024, 0.02),
+        );
+        let secs = time(&stream, || {
+            let ptr = |s: &CudaSlice<f32>| s.device_ptr(&stream).0;
+            let p = DevicePointers {
+                q: ptr(&q),
+                k: ptr(&k),
+                v: ptr(&v),
+                mask: None,
+                wq: ptr(&wq),
+                bq: None,
+                wk: ptr(&wk),
+                bk: None,
+            };
+            // SAFETY: the buffers live across the call and are sized by `shape`.
+            unsafe { additive_launch(&stream, shape, ScoreForm::Full, &p) }
+                .expect("additive attention");
+        });
+        // q, k, v read once and u written, at the least.
+        rows.push(Row {
+            kernel: "additive_attention_f32",
+            shape: shape.to_string(),
+            secs,
+            bytes: 4.0 * shape.len() as f64 * 4.0,
+        });
+    }
+
+    println!(
+        "\nbench-gpu on {name}: peak memory bandwidth {:.0} GB/s",
+        peak / 1e9
+    );
+    println!(
+        "{:<24} {:<52} {:>10} {:>12} {:>10}",
+        "kernel", "shape", "ms", "GB/s", "of peak"
+    );
+    let mut json = Vec::new();
+    for r in &rows {
+        let bw = r.bytes / r.secs;
+        println!(
+            "{:<24} {:<52} {:>10.3} {:>12.0} {:>9.2}",
+            r.kernel,
+            r.shape,
+            r.secs * 1e3,
+            bw / 1e9,
+            bw / peak
+        );
+        json.push(format!(
+            r#"{{"kernel":"{}","shape":"{}","ms":{},"bytes":{},"gb_per_s":{},"fraction_of_peak":{}}}"#,
+            r.kernel, r.shape, r.secs * 1e3, r.bytes, bw / 1e9, bw / peak
+        ));
+    }
+    let path = std::env::var("FRUGAL_BENCH_JSON").unwrap_or_else(|_| "bench-gpu.json".into());
+    let doc = format!(
+        r#"{{"device":"{name}","peak_bytes_per_s":{peak},"results":[{}]}}"#,
+        json.join(",")
+    );
+    match std::fs::write(&path, doc) {
+        Ok(()) => println!("wrote {path}"),
+        Err(e) => eprintln!("bench-gpu: could not write {path}: {e}"),
+    }
+}
