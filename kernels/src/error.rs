@@ -70,3 +70,23 @@ pub(crate) fn check_dims(kernel: &'static str, dims: &[(&'static str, usize)]) -
     }
     Ok(())
 }
+
+/// A buffer of `found` elements where `shape` needs `expected`.
+pub(crate) fn check_len(
+    kernel: &'static str,
+    arg: &'static str,
+    found: usize,
+    expected: usize,
+    shape: &impl std::fmt::Display,
+) -> Result<()> {
+    if found == expected {
+        return Ok(());
+    }
+    Err(KernelError::Length {
+        kernel,
+        arg,
+        expected,
+        found,
+        shape: shape.to_string(),
+    })
+}

@@ -123,7 +123,7 @@ impl LocalAttention {
     ) -> candle_core::Result<Tensor> {
         let (b, t, _) = x.dims3()?;
         let (h, kv, hd) = (self.heads, self.kv_heads, self.head_dim);
-        let (cos, sin) = self.rope_tables(step, x.device())?;
+        let (cos, sin) = step.rope_tables(|| self.rope_tables(step, x.device()))?;
         let q = self.rope(&self.q_proj.forward(x)?.reshape((b, t, h, hd))?, &cos, &sin)?;
         let k = self.rope(
             &self.k_proj.forward(x)?.reshape((b, t, kv, hd))?,

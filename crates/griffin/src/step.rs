@@ -12,6 +12,9 @@ pub struct Step {
     /// `[batch, seq_len]` u8: 1 where a sequence starts (position 0): the RG-LRU resets there.
     reset: Tensor,
     real: Option<Tensor>,
+    /// RoPE cos/sin at these positions: computed by the first attention layer, reused by the
+    /// others (every attention layer of a model shares rotary_dim and theta).
+    rope: std::cell::OnceCell<(Tensor, Tensor)>,
 }
 
 impl Step {
@@ -40,6 +43,7 @@ impl Step {
             all_real,
             reset,
             real,
+            rope: std::cell::OnceCell::new(),
         })
     }
 
@@ -49,6 +53,18 @@ impl Step {
 
     pub fn is_real(&self, b: usize, t: usize) -> bool {
         self.pos[b * self.seq_len + t] >= 0
+    }
+
+    /// The RoPE tables of this step, computed by `make` the first time.
+    pub fn rope_tables(
+        &self,
+        make: impl FnOnce() -> candle_core::Result<(Tensor, Tensor)>,
+    ) -> candle_core::Result<(Tensor, Tensor)> {
+        if let Some(t) = self.rope.get() {
+            return Ok(t.clone());
+        }
+        let t = make()?;
+        Ok(self.rope.get_or_init(|| t).clone())
     }
 
     pub fn reset(&self) -> &Tensor {

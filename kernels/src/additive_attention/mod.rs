@@ -23,7 +23,7 @@ pub use fast::additive_attention_cpu;
 pub use op::additive_attention;
 pub use reference::additive_attention_reference;
 
-use crate::error::{check_dims, KernelError, Result};
+use crate::error::{check_dims, check_len, Result};
 
 pub(crate) const KERNEL: &str = "additive_attention";
 
@@ -116,19 +116,7 @@ impl AdditiveInput<'_> {
 
     pub fn validate(&self) -> Result<()> {
         let s = self.shape;
-        let check = |arg: &'static str, found: usize, expected: usize| {
-            if found == expected {
-                Ok(())
-            } else {
-                Err(KernelError::Length {
-                    kernel: KERNEL,
-                    arg,
-                    expected,
-                    found,
-                    shape: s.to_string(),
-                })
-            }
-        };
+        let check = |arg, found, expected| check_len(KERNEL, arg, found, expected, &s);
         check("q", self.q.len(), s.len())?;
         check("k", self.k.len(), s.len())?;
         check("v", self.v.len(), s.len())?;

@@ -23,7 +23,7 @@ pub use fast::linear_scan_cpu;
 pub use op::linear_scan;
 pub use reference::linear_scan_reference;
 
-use crate::error::{check_dims, KernelError, Result};
+use crate::error::{check_dims, Result};
 
 pub(crate) const KERNEL: &str = "linear_scan";
 
@@ -163,23 +163,14 @@ impl<T> ScanInput<'_, T> {
     }
 }
 
+/// The scan's length check (see [`crate::error::check_len`]).
 pub(crate) fn check_len(
     arg: &'static str,
     found: usize,
     expected: usize,
     shape: ScanShape,
 ) -> Result<()> {
-    if found == expected {
-        Ok(())
-    } else {
-        Err(KernelError::Length {
-            kernel: KERNEL,
-            arg,
-            expected,
-            found,
-            shape: shape.to_string(),
-        })
-    }
+    crate::error::check_len(KERNEL, arg, found, expected, &shape)
 }
 
 /// A scan's result: every `h_t` in the input dtype, and the final state in f32.
