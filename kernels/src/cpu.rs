@@ -62,6 +62,13 @@ impl CpuFeatures {
 /// A raw pointer that worker threads may share, each writing a disjoint part of the buffer.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct SharedMut<T>(pub(crate) *mut T);
+impl<T> SharedMut<T> {
+    /// The pointer (a method, so closures capture the whole `Sync` wrapper, not its field).
+    pub(crate) fn ptr(&self) -> *mut T {
+        self.0
+    }
+}
+
 // SAFETY: users guarantee that threads write disjoint elements and that the buffer outlives them.
 unsafe impl<T: Send> Send for SharedMut<T> {}
 // SAFETY: as above.

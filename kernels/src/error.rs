@@ -45,6 +45,12 @@ pub enum KernelError {
         expected: String,
         found: String,
     },
+    #[error("{kernel}: `{arg}`: {message}")]
+    Invalid {
+        kernel: &'static str,
+        arg: &'static str,
+        message: String,
+    },
     #[error("no CUDA device: {0}")]
     NoCuda(String),
     #[error("CUDA driver error in {context}: {message}")]

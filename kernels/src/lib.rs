@@ -14,6 +14,7 @@
 //! Kernels so far:
 //! - [`linear_scan`]: `h_t = a_t * h_{t-1} + x_t` per channel (RG-LRU, Hawk), with resets.
 //! - [`additive_attention`]: Fastformer's two pooled vectors per head, linear in sequence length.
+//! - [`ternary_matmul`]: BitNet's 2-bit packed ternary (or binary) weights times int8 activations.
 pub mod additive_attention;
 pub mod cpu;
 pub mod error;
@@ -23,5 +24,6 @@ pub mod linear_scan;
 pub mod params;
 pub mod plan;
 pub mod ptx;
+pub mod ternary_matmul;
 
 pub use error::{KernelError, Result};

@@ -16,6 +16,12 @@ pub const FRUGAL_SCAN_SEGMENT_LEN: u32 = 16;
 pub const FRUGAL_SCAN_CHUNK_LEN: u32 = 128;
 pub const FRUGAL_SCAN_CARRY_THREADS: u32 = 256;
 pub const FRUGAL_ADDITIVE_THREADS: u32 = 256;
+pub const FRUGAL_TERNARY_BLOCK: u32 = 128;
+pub const FRUGAL_TERNARY_QUANT_THREADS: u32 = 256;
+pub const FRUGAL_TERNARY_GEMV_WARPS: u32 = 4;
+pub const FRUGAL_TERNARY_GEMM_TILE: u32 = 64;
+pub const FRUGAL_TERNARY_GEMM_THREADS: u32 = 256;
+pub const FRUGAL_TERNARY_GEMV_MAX_TOKENS: u32 = 4;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct FrugalLinearScanParams {
@@ -134,6 +140,94 @@ const _: () = {
         [::core::mem::offset_of!(FrugalAdditiveAttentionParams, full_scores) - 112usize];
 };
 impl Default for FrugalAdditiveAttentionParams {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct FrugalTernaryQuantizeParams {
+    pub x: *const f32,
+    pub x_q: *mut i8,
+    pub x_scale: *mut f32,
+    pub x_sum: *mut i32,
+    pub m: i32,
+    pub k: i32,
+    pub k_padded: i32,
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of FrugalTernaryQuantizeParams"]
+        [::core::mem::size_of::<FrugalTernaryQuantizeParams>() - 48usize];
+    ["Alignment of FrugalTernaryQuantizeParams"]
+        [::core::mem::align_of::<FrugalTernaryQuantizeParams>() - 8usize];
+    ["Offset of field: FrugalTernaryQuantizeParams::x"]
+        [::core::mem::offset_of!(FrugalTernaryQuantizeParams, x) - 0usize];
+    ["Offset of field: FrugalTernaryQuantizeParams::x_q"]
+        [::core::mem::offset_of!(FrugalTernaryQuantizeParams, x_q) - 8usize];
+    ["Offset of field: FrugalTernaryQuantizeParams::x_scale"]
+        [::core::mem::offset_of!(FrugalTernaryQuantizeParams, x_scale) - 16usize];
+    ["Offset of field: FrugalTernaryQuantizeParams::x_sum"]
+        [::core::mem::offset_of!(FrugalTernaryQuantizeParams, x_sum) - 24usize];
+    ["Offset of field: FrugalTernaryQuantizeParams::m"]
+        [::core::mem::offset_of!(FrugalTernaryQuantizeParams, m) - 32usize];
+    ["Offset of field: FrugalTernaryQuantizeParams::k"]
+        [::core::mem::offset_of!(FrugalTernaryQuantizeParams, k) - 36usize];
+    ["Offset of field: FrugalTernaryQuantizeParams::k_padded"]
+        [::core::mem::offset_of!(FrugalTernaryQuantizeParams, k_padded) - 40usize];
+};
+impl Default for FrugalTernaryQuantizeParams {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct FrugalTernaryMatmulParams {
+    pub x_q: *const i8,
+    pub x_scale: *const f32,
+    pub x_sum: *const i32,
+    pub w: *const u8,
+    pub y: *mut f32,
+    pub scale: f32,
+    pub m: i32,
+    pub n: i32,
+    pub k_padded: i32,
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of FrugalTernaryMatmulParams"]
+        [::core::mem::size_of::<FrugalTernaryMatmulParams>() - 56usize];
+    ["Alignment of FrugalTernaryMatmulParams"]
+        [::core::mem::align_of::<FrugalTernaryMatmulParams>() - 8usize];
+    ["Offset of field: FrugalTernaryMatmulParams::x_q"]
+        [::core::mem::offset_of!(FrugalTernaryMatmulParams, x_q) - 0usize];
+    ["Offset of field: FrugalTernaryMatmulParams::x_scale"]
+        [::core::mem::offset_of!(FrugalTernaryMatmulParams, x_scale) - 8usize];
+    ["Offset of field: FrugalTernaryMatmulParams::x_sum"]
+        [::core::mem::offset_of!(FrugalTernaryMatmulParams, x_sum) - 16usize];
+    ["Offset of field: FrugalTernaryMatmulParams::w"]
+        [::core::mem::offset_of!(FrugalTernaryMatmulParams, w) - 24usize];
+    ["Offset of field: FrugalTernaryMatmulParams::y"]
+        [::core::mem::offset_of!(FrugalTernaryMatmulParams, y) - 32usize];
+    ["Offset of field: FrugalTernaryMatmulParams::scale"]
+        [::core::mem::offset_of!(FrugalTernaryMatmulParams, scale) - 40usize];
+    ["Offset of field: FrugalTernaryMatmulParams::m"]
+        [::core::mem::offset_of!(FrugalTernaryMatmulParams, m) - 44usize];
+    ["Offset of field: FrugalTernaryMatmulParams::n"]
+        [::core::mem::offset_of!(FrugalTernaryMatmulParams, n) - 48usize];
+    ["Offset of field: FrugalTernaryMatmulParams::k_padded"]
+        [::core::mem::offset_of!(FrugalTernaryMatmulParams, k_padded) - 52usize];
+};
+impl Default for FrugalTernaryMatmulParams {
     fn default() -> Self {
         let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
         unsafe {

@@ -19,8 +19,13 @@ pub const ADDITIVE_ATTENTION: PtxModule = PtxModule {
     ptx: include_str!("../ptx/additive_attention.ptx"),
 };
 
+pub const TERNARY_MATMUL: PtxModule = PtxModule {
+    name: "ternary_matmul",
+    ptx: include_str!("../ptx/ternary_matmul.ptx"),
+};
+
 /// Every module, for listings such as `frugal info`.
-pub const MODULES: &[PtxModule] = &[LINEAR_SCAN, ADDITIVE_ATTENTION];
+pub const MODULES: &[PtxModule] = &[LINEAR_SCAN, ADDITIVE_ATTENTION, TERNARY_MATMUL];
 
 impl PtxModule {
     /// The kernels (`.entry` points) this module defines.

@@ -12,6 +12,7 @@
 #if defined(__CUDACC_RTC__)
 typedef int int32_t;
 typedef unsigned char uint8_t;
+typedef signed char int8_t;
 #else
 #include <stdint.h>
 #endif
@@ -80,5 +81,49 @@ typedef struct FrugalAdditiveAttentionParams {
     int32_t head_dim;
     int32_t full_scores;
 } FrugalAdditiveAttentionParams;
+
+/* ---- ternary matmul (BitNet): y = (x_q . W_t^T) / s_x * scale -----------------------------
+ * Packed weights (see kernels/src/ternary_matmul/mod.rs): per row, k_padded / 4 bytes in blocks of
+ * FRUGAL_TERNARY_BLOCK weights (32 bytes); byte j of a block holds the codes (w + 1) of weights
+ * j + 32 i at bits 2i, 2i+1. */
+#define FRUGAL_TERNARY_BLOCK 128
+/* Threads of the activation quantisation (one block per token). */
+#define FRUGAL_TERNARY_QUANT_THREADS 256
+/* GEMV: one warp per output row, this many rows per block. */
+#define FRUGAL_TERNARY_GEMV_WARPS 4
+/* GEMM: a block computes a tile of FRUGAL_TERNARY_GEMM_TILE tokens x FRUGAL_TERNARY_GEMM_TILE rows,
+ * each of its 256 threads 4 x 4 outputs. */
+#define FRUGAL_TERNARY_GEMM_TILE 64
+#define FRUGAL_TERNARY_GEMM_THREADS 256
+/* Up to this many tokens the GEMV runs once per token; past it, the GEMM. */
+#define FRUGAL_TERNARY_GEMV_MAX_TOKENS 4
+
+typedef struct FrugalTernaryQuantizeParams {
+    /* [m, k] f32 activations. */
+    const float *x;
+    /* Outputs: [m, k_padded] int8 (zero past k), per-token scale 127 / max|x| and sum of x_q. */
+    int8_t *x_q;
+    float *x_scale;
+    int32_t *x_sum;
+    int32_t m;
+    int32_t k;
+    int32_t k_padded;
+} FrugalTernaryQuantizeParams;
+
+typedef struct FrugalTernaryMatmulParams {
+    /* The quantised activations (FrugalTernaryQuantizeParams' outputs). */
+    const int8_t *x_q;
+    const float *x_scale;
+    const int32_t *x_sum;
+    /* [n, k_padded / 4] packed weights. */
+    const uint8_t *w;
+    /* [m, n] f32 output. */
+    float *y;
+    /* The weight scale (beta). */
+    float scale;
+    int32_t m;
+    int32_t n;
+    int32_t k_padded;
+} FrugalTernaryMatmulParams;
 
 #endif /* FRUGAL_PARAMS_H */

@@ -333,6 +333,8 @@ inline int __float_as_int(float f) { return frugal_emu::from_bits<int>(frugal_em
 inline unsigned __float_as_uint(float f) { return frugal_emu::from_bits<unsigned>(frugal_emu::to_bits(f)); }
 inline float __int_as_float(int i) { return frugal_emu::from_bits<float>(frugal_emu::to_bits(i)); }
 inline float __uint_as_float(unsigned i) { return frugal_emu::from_bits<float>(frugal_emu::to_bits(i)); }
+// Round to nearest, ties to even (the default rounding mode of the host), as the CUDA intrinsic.
+inline int __float2int_rn(float x) { return (int)std::nearbyint(x); }
 inline float __expf(float x) { return std::exp(x); }
 inline float __logf(float x) { return std::log(x); }
 inline float __fdividef(float a, float b) { return a / b; }

@@ -4,6 +4,7 @@
 
 #include "linear_scan.cu"
 #include "additive_attention.cu"
+#include "ternary_matmul.cu"
 #include "../selftest.cu"
 
 #include <cstring>
@@ -31,6 +32,9 @@ const Entry kEntries[] = {
     FRUGAL_EMU_KERNEL(linear_scan_chunk_apply_f32, FrugalLinearScanParams),
     FRUGAL_EMU_KERNEL(linear_scan_chunk_apply_bf16, FrugalLinearScanParams),
     FRUGAL_EMU_KERNEL(additive_attention_f32, FrugalAdditiveAttentionParams),
+    FRUGAL_EMU_KERNEL(ternary_quantize_f32, FrugalTernaryQuantizeParams),
+    FRUGAL_EMU_KERNEL(ternary_gemv, FrugalTernaryMatmulParams),
+    FRUGAL_EMU_KERNEL(ternary_gemm, FrugalTernaryMatmulParams),
     // The emulator's self-tests.
     FRUGAL_EMU_KERNEL(selftest_block_sum, SelftestParams),
     FRUGAL_EMU_KERNEL(selftest_warp_ops, SelftestParams),

@@ -15,6 +15,7 @@ use crate::ptx::PtxModule;
 
 pub mod additive_attention;
 pub mod linear_scan;
+pub mod ternary_matmul;
 
 /// What this machine offers for CUDA.
 #[derive(Debug, Clone, PartialEq, Eq)]
