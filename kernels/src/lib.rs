@@ -16,6 +16,7 @@
 //! - [`additive_attention`]: Fastformer's two pooled vectors per head, linear in sequence length.
 //! - [`ternary_matmul`]: BitNet's 2-bit packed ternary (or binary) weights times int8 activations.
 pub mod additive_attention;
+pub mod checkpoint;
 pub mod cpu;
 pub mod error;
 #[cfg(any(feature = "cuda-dynamic", feature = "candle-cuda"))]

@@ -10,54 +10,11 @@ use crate::config::Config;
 use crate::error::{GriffinError, Result};
 use crate::model::Model;
 
-/// The safetensors files of a checkpoint directory.
+/// The safetensors files of a checkpoint directory (see [`kernels::checkpoint`]).
 pub fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let index = dir.join("model.safetensors.index.json");
-    if index.exists() {
-        let text = std::fs::read_to_string(&index).map_err(|source| GriffinError::Io {
-            path: index.clone(),
-            source,
-        })?;
-        let json: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| GriffinError::Json {
-                path: index.clone(),
-                message: e.to_string(),
-            })?;
-        let map = json
-            .get("weight_map")
-            .and_then(|m| m.as_object())
-            .ok_or_else(|| GriffinError::Json {
-                path: index.clone(),
-                message: "no `weight_map` object".into(),
-            })?;
-        let mut files: Vec<PathBuf> = map
-            .values()
-            .filter_map(|v| v.as_str())
-            .map(|f| dir.join(f))
-            .collect();
-        files.sort();
-        files.dedup();
-        if let Some(missing) = files.iter().find(|f| !f.exists()) {
-            return Err(GriffinError::Io {
-                path: missing.clone(),
-                source: std::io::Error::new(
-                    std::io::ErrorKind::NotFound,
-                    "shard listed in the index is missing",
-                ),
-            });
-        }
-        return Ok(files);
-    }
-    let single = dir.join("model.safetensors");
-    if single.exists() {
-        return Ok(vec![single]);
-    }
-    Err(GriffinError::Io {
-        path: single,
-        source: std::io::Error::new(
-            std::io::ErrorKind::NotFound,
-            "no model.safetensors or model.safetensors.index.json in the checkpoint directory",
-        ),
+    kernels::checkpoint::safetensors_files(dir).map_err(|e| GriffinError::Io {
+        path: e.path,
+        source: e.source,
     })
 }
 

@@ -1,0 +1,77 @@
+//! The KV cache of a sequence batch: per layer, keys and values of every past position (after
+//! RoPE), in buffers sized once for a fixed capacity. Appending past it is an error.
+use candle_core::Tensor;
+use candle_nn::kv_cache::KvCache;
+
+use crate::error::{BitNetError, Result};
+
+#[derive(Debug, Clone)]
+pub struct Cache {
+    pub(crate) layers: Vec<KvCache>,
+    batch: usize,
+    capacity: usize,
+    len: usize,
+}
+
+impl Cache {
+    pub(crate) fn new(layers: usize, batch: usize, capacity: usize) -> Self {
+        Cache {
+            // [batch, kv_heads, positions, head_dim]: positions on dim 2.
+            layers: (0..layers).map(|_| KvCache::new(2, capacity)).collect(),
+            batch,
+            capacity,
+            len: 0,
+        }
+    }
+
+    /// Sequences in the batch.
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+
+    /// Positions already cached.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Positions the cache can hold.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Checks that `tokens` more positions fit, before any layer runs.
+    pub(crate) fn reserve(&self, tokens: usize) -> Result<()> {
+        if self.len + tokens > self.capacity {
+            return Err(BitNetError::Cache(format!(
+                "{} cached + {tokens} new positions exceed the cache's capacity of {}",
+                self.len, self.capacity
+            )));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn advance(&mut self, tokens: usize) {
+        self.len += tokens;
+    }
+
+    /// Bytes the cached keys and values take now.
+    pub fn bytes(&self) -> Result<usize> {
+        let mut total = 0;
+        for l in &self.layers {
+            for t in [l.k()?, l.v()?].into_iter().flatten() {
+                total += t.elem_count() * t.dtype().size_in_bytes();
+            }
+        }
+        Ok(total)
+    }
+
+    /// Keys and values of layer `i` after appending `k`, `v` (`[batch, kv_heads, len, head_dim]`).
+    pub(crate) fn append(&mut self, i: usize, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
+        let (k, v) = self.layers[i].append(&k.contiguous()?, &v.contiguous()?)?;
+        Ok((k.contiguous()?, v.contiguous()?))
+    }
+}

@@ -1,0 +1,31 @@
+//! Errors of loading and running a BitNet model.
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum BitNetError {
+    #[error("config: {0}")]
+    Config(String),
+    #[error("reading {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Json { path: PathBuf, message: String },
+    /// A tensor missing from the checkpoint or of the wrong shape (candle names the key, the
+    /// expected and the found shape), or a weight scale that contradicts the config.
+    #[error("checkpoint: {0}")]
+    Weights(String),
+    #[error("input: {0}")]
+    Input(String),
+    #[error("cache: {0}")]
+    Cache(String),
+    #[error(transparent)]
+    Kernel(#[from] kernels::KernelError),
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}
+
+pub type Result<T> = std::result::Result<T, BitNetError>;

@@ -1,0 +1,35 @@
+//! Greedy decoding with the KV cache: the prompt in one pass, then one token per step.
+use candle_core::{IndexOp, Tensor};
+
+use crate::error::Result;
+use crate::model::Model;
+
+/// The prompt's logits `[1, T, V]`, and `max_new_tokens` greedy tokens.
+pub fn greedy(model: &Model, prompt: &[u32], max_new_tokens: usize) -> Result<(Tensor, Vec<u32>)> {
+    let capacity = (prompt.len() + max_new_tokens).min(model.config().max_position_embeddings);
+    let mut cache = model.new_cache(1, capacity.max(1))?;
+    let logits = model.forward(&[prompt], &mut cache)?;
+    let t = logits.dim(1)?;
+    let mut next = argmax(&logits.i((0, t - 1))?)?;
+    let mut tokens = Vec::with_capacity(max_new_tokens);
+    for i in 0..max_new_tokens {
+        tokens.push(next);
+        if i + 1 < max_new_tokens {
+            let step = model.forward_last(&[[next]], &mut cache)?;
+            next = argmax(&step.i(0)?)?;
+        }
+    }
+    Ok((logits, tokens))
+}
+
+/// The index of the largest value (the first on ties, as torch.argmax).
+pub fn argmax(logits: &Tensor) -> Result<u32> {
+    let v: Vec<f32> = logits.to_vec1()?;
+    let mut best = 0;
+    for (i, &x) in v.iter().enumerate() {
+        if x > v[best] {
+            best = i;
+        }
+    }
+    Ok(best as u32)
+}

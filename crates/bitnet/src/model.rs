@@ -1,0 +1,216 @@
+//! The BitNet b1.58 causal LM (2B4T architecture): embedding, decoder layers, final RMSNorm and
+//! the (tied) output embedding, with a KV cache for decoding.
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::{Embedding, RmsNorm, VarBuilder};
+
+use crate::cache::Cache;
+use crate::config::Config;
+use crate::decoder_layer::DecoderLayer;
+use crate::error::{BitNetError, Result};
+use crate::rotary::rope_tables;
+
+#[derive(Debug, Clone)]
+pub struct Model {
+    cfg: Config,
+    embed_tokens: Embedding,
+    layers: Vec<DecoderLayer>,
+    norm: RmsNorm,
+    /// `[vocab, hidden]`: the embedding itself when tied.
+    lm_head: Tensor,
+    dtype: DType,
+    device: Device,
+}
+
+impl Model {
+    /// Builds the model from a `VarBuilder` over HF's tensor names (`model.layers.{i}...`).
+    pub fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
+        if vb.dtype() == DType::F16 {
+            return Err(BitNetError::Input(
+                "f16 is not supported: relu² overflows it (SPEC §3.2); run in f32 or bf16".into(),
+            ));
+        }
+        let weights = |e: candle_core::Error| BitNetError::Weights(e.to_string());
+        let m = vb.pp("model");
+        let embed = m
+            .get((cfg.vocab_size, cfg.hidden_size), "embed_tokens.weight")
+            .map_err(weights)?;
+        let layers = (0..cfg.num_hidden_layers)
+            .map(|i| DecoderLayer::new(cfg, m.pp(format!("layers.{i}"))))
+            .collect::<Result<Vec<_>>>()?;
+        let lm_head = if cfg.tie_word_embeddings {
+            embed.clone()
+        } else {
+            vb.get((cfg.vocab_size, cfg.hidden_size), "lm_head.weight")
+                .map_err(weights)?
+        };
+        Ok(Model {
+            cfg: cfg.clone(),
+            embed_tokens: Embedding::new(embed, cfg.hidden_size),
+            layers,
+            norm: crate::rms_norm(cfg.hidden_size, cfg.rms_norm_eps, m.pp("norm"))?,
+            lm_head,
+            dtype: vb.dtype(),
+            device: vb.device().clone(),
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// A cache for `batch` sequences of up to `capacity` positions (at most
+    /// `max_position_embeddings`).
+    pub fn new_cache(&self, batch: usize, capacity: usize) -> Result<Cache> {
+        if batch == 0 || capacity == 0 {
+            return Err(BitNetError::Input(format!(
+                "a cache needs a batch and a capacity of at least 1 (got {batch}, {capacity})"
+            )));
+        }
+        if capacity > self.cfg.max_position_embeddings {
+            return Err(BitNetError::Cache(format!(
+                "capacity {capacity} is past max_position_embeddings {}",
+                self.cfg.max_position_embeddings
+            )));
+        }
+        Ok(Cache::new(self.layers.len(), batch, capacity))
+    }
+
+    /// Logits `[batch, len, vocab]` of `tokens` (equal-length sequences) at the positions after
+    /// those already in `cache`, which this extends.
+    pub fn forward<S: AsRef<[u32]>>(&self, tokens: &[S], cache: &mut Cache) -> Result<Tensor> {
+        let x = self.hidden_states(tokens, cache)?;
+        self.logits(&x)
+    }
+
+    /// The logits of the last position only, `[batch, vocab]` (decoding and prefill need no more).
+    pub fn forward_last<S: AsRef<[u32]>>(&self, tokens: &[S], cache: &mut Cache) -> Result<Tensor> {
+        let x = self.hidden_states(tokens, cache)?;
+        let t = x.dim(1)?;
+        self.logits(&x.narrow(1, t - 1, 1)?)?
+            .squeeze(1)
+            .map_err(Into::into)
+    }
+
+    fn hidden_states<S: AsRef<[u32]>>(&self, tokens: &[S], cache: &mut Cache) -> Result<Tensor> {
+        let (b, t) = self.check(tokens, cache)?;
+        let ids: Vec<u32> = tokens
+            .iter()
+            .flat_map(|s| s.as_ref().iter().copied())
+            .collect();
+        let ids = Tensor::from_vec(ids, (b, t), &self.device)?;
+        let mut x = self.embed_tokens.forward(&ids)?.to_dtype(self.dtype)?;
+        let rope = rope_tables(
+            self.cfg.head_dim,
+            self.cfg.rope_theta,
+            cache.len(),
+            t,
+            self.dtype,
+            &self.device,
+        )?;
+        for (i, layer) in self.layers.iter().enumerate() {
+            x = layer.forward(&x, &rope, cache, i)?;
+        }
+        cache.advance(t);
+        Ok(self.norm.forward(&x)?)
+    }
+
+    fn logits(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, t, h) = x.dims3()?;
+        let logits = x
+            .reshape((b * t, h))?
+            .matmul(&self.lm_head.t()?)?
+            .reshape((b, t, self.cfg.vocab_size))?;
+        Ok(logits.to_dtype(DType::F32)?)
+    }
+
+    fn check<S: AsRef<[u32]>>(&self, tokens: &[S], cache: &Cache) -> Result<(usize, usize)> {
+        let b = tokens.len();
+        if b != cache.batch() {
+            return Err(BitNetError::Input(format!(
+                "{b} sequences for a cache of batch {}",
+                cache.batch()
+            )));
+        }
+        let t = tokens[0].as_ref().len();
+        if t == 0 {
+            return Err(BitNetError::Input("empty input: no tokens".into()));
+        }
+        for (i, s) in tokens.iter().enumerate() {
+            let s = s.as_ref();
+            if s.len() != t {
+                return Err(BitNetError::Input(format!(
+                    "sequence {i} has {} tokens, sequence 0 has {t}: batches need equal lengths",
+                    s.len()
+                )));
+            }
+            if let Some(&bad) = s.iter().find(|&&id| id as usize >= self.cfg.vocab_size) {
+                return Err(BitNetError::Input(format!(
+                    "token id {bad} in sequence {i} is out of range (vocab_size {})",
+                    self.cfg.vocab_size
+                )));
+            }
+        }
+        cache.reserve(t)?;
+        Ok((b, t))
+    }
+
+    /// Every BitLinear's packed weights, by checkpoint name (`model.layers.{i}.self_attn.q_proj`).
+    pub fn ternary_layers(&self) -> Vec<(String, &kernels::ternary_matmul::PackedTernary)> {
+        let mut out = Vec::new();
+        for (i, l) in self.layers.iter().enumerate() {
+            for (name, p) in ["q_proj", "k_proj", "v_proj", "o_proj"]
+                .iter()
+                .zip(l.self_attn.projections())
+            {
+                out.push((format!("model.layers.{i}.self_attn.{name}"), p.weights()));
+            }
+            for (name, p) in ["gate_proj", "up_proj", "down_proj"]
+                .iter()
+                .zip(l.mlp.projections())
+            {
+                out.push((format!("model.layers.{i}.mlp.{name}"), p.weights()));
+            }
+        }
+        out
+    }
+
+    /// Bytes of the weights as held: packed ternary matrices with their scales, and the float
+    /// tensors (embedding, norms; the tied output embedding is the same tensor).
+    pub fn weight_bytes(&self) -> WeightBytes {
+        let mut w = WeightBytes::default();
+        for l in &self.layers {
+            for p in l
+                .self_attn
+                .projections()
+                .into_iter()
+                .chain(l.mlp.projections())
+            {
+                w.packed += p.weights().memory_bytes();
+                w.ternary_params += p.in_dim() * p.out_dim();
+            }
+        }
+        let size = |t: &Tensor| t.elem_count() * t.dtype().size_in_bytes();
+        w.float = size(self.embed_tokens.embeddings());
+        if !self.cfg.tie_word_embeddings {
+            w.float += size(&self.lm_head);
+        }
+        w.float += self.cfg.hidden_size * (1 + 3 * self.layers.len()) * self.dtype.size_in_bytes()
+            + self.cfg.intermediate_size * self.layers.len() * self.dtype.size_in_bytes();
+        w
+    }
+}
+
+/// What [`Model::weight_bytes`] counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WeightBytes {
+    /// Packed BitLinear weights and scales.
+    pub packed: usize,
+    /// Ternary parameters they hold.
+    pub ternary_params: usize,
+    /// Embedding, norms (and an untied output embedding).
+    pub float: usize,
+}
