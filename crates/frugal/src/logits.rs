@@ -17,6 +17,17 @@ pub fn griffin(dir: &Path, ids: &[u32], max_new_tokens: usize) -> Result<Value> 
     Ok(json!({ "logits_shape": shape, "logits": flat, "new_tokens": new_tokens }))
 }
 
+/// BitNet b1.58 checkpoints (packed, master or legacy, from `quantization_config`), in f32 on
+/// the CPU.
+pub fn bitnet(dir: &Path, ids: &[u32], max_new_tokens: usize) -> Result<Value> {
+    let model = bitnet::load(dir, DType::F32, &Device::Cpu)
+        .with_context(|| format!("loading {}", dir.display()))?;
+    let (logits, new_tokens) = bitnet::generation::greedy(&model, ids, max_new_tokens)?;
+    let shape = logits.dims().to_vec();
+    let flat: Vec<f32> = logits.flatten_all()?.to_vec1()?;
+    Ok(json!({ "logits_shape": shape, "logits": flat, "new_tokens": new_tokens }))
+}
+
 /// Fastformer classifiers (the official code's checkpoints), in f32 on the CPU.
 pub fn fastformer(dir: &Path, batch: &[Vec<u32>]) -> Result<Value> {
     let model = fastformer::load(dir, &Device::Cpu)

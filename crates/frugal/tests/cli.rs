@@ -84,7 +84,24 @@ fn logits_errors_are_clear_and_nonzero() {
 
 #[test]
 fn logits_of_the_recurrent_gemma_fixture_match_the_reference() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../griffin/tests/fixtures");
+    check_decoder_fixture(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../griffin/tests/fixtures"
+    ));
+}
+
+#[test]
+fn logits_of_the_bitnet_fixtures_match_the_reference() {
+    for name in ["bitnet_packed", "bitnet_master"] {
+        check_decoder_fixture(&format!(
+            "{}/../bitnet/tests/fixtures/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ));
+    }
+}
+
+/// `frugal logits` on a decoder fixture: the prompt's logits and 16 greedy tokens.
+fn check_decoder_fixture(dir: &str) {
     let golden: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(format!("{dir}/golden.json")).unwrap())
             .unwrap();
@@ -117,7 +134,7 @@ fn logits_of_the_recurrent_gemma_fixture_match_the_reference() {
         .zip(b)
         .map(|(x, y)| (x.as_f64().unwrap() - y.as_f64().unwrap()).abs())
         .fold(0.0, f64::max);
-    assert!(d < 1e-4, "max |logits - reference| = {d}");
+    assert!(d < 1e-4, "{dir}: max |logits - reference| = {d}");
 }
 
 #[test]
