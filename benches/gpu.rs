@@ -5,6 +5,11 @@
 //! bandwidth (from the device's memory clock and bus width, or a table for known GPUs). Results
 //! also go to `bench-gpu.json` (or `$FRUGAL_BENCH_JSON`).
 //!
+//!
+//! The ternary matmul (BitNet) is also timed against cuBLAS's bf16 GEMM on the same shapes (a
+//! dense `x · Wᵀ` with bf16 weights), when libcublas can be loaded on the host; the ratio is
+//! printed beside it, and the row says so when cuBLAS is absent.
+//!
 //! Without a GPU it prints `SKIPPED: no CUDA device` and exits 0, unless FRUGAL_REQUIRE_GPU is set
 //! (`cargo xtask bench-gpu` sets it), where it fails.
 use std::sync::Arc;
@@ -15,7 +20,9 @@ use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DevicePtr};
 use kernels::additive_attention::{AdditiveShape, ScoreForm};
 use kernels::gpu::additive_attention::{launch as additive_launch, DevicePointers};
 use kernels::gpu::linear_scan::linear_scan_gpu;
+use kernels::gpu::ternary_matmul::{ternary_matmul_gpu, DeviceTernary};
 use kernels::linear_scan::ScanShape;
+use kernels::ternary_matmul::PackedTernary;
 
 /// Peak memory bandwidth in bytes/s: 2 (DDR) × memory clock × bus width; a table when the driver
 /// does not report them.
@@ -69,6 +76,39 @@ struct Row {
     shape: String,
     secs: f64,
     bytes: f64,
+    /// cuBLAS bf16 seconds for the same product, where measured.
+    cublas_secs: Option<f64>,
+}
+
+/// cuBLAS bf16 `y [m, n] = x [m, k] · W[n, k]ᵀ` (row-major), or `None` without libcublas.
+fn cublas_bf16(stream: &Arc<CudaStream>, m: usize, n: usize, k: usize) -> Option<f64> {
+    use cudarc::cublas::{sys::cublasOperation_t, CudaBlas, Gemm, GemmConfig};
+    use half::bf16;
+    // SAFETY: only tries to dlopen the library under its known names.
+    if !unsafe { cudarc::cublas::sys::is_culib_present() } {
+        return None;
+    }
+    let blas = CudaBlas::new(stream.clone()).ok()?;
+    let w = stream.alloc_zeros::<bf16>(n * k).ok()?;
+    let x = stream.alloc_zeros::<bf16>(m * k).ok()?;
+    let mut y = stream.alloc_zeros::<bf16>(m * n).ok()?;
+    // Column-major: W is k×n, x is k×m; yᵀ (n×m) = Wᵀ·x.
+    let cfg = GemmConfig {
+        transa: cublasOperation_t::CUBLAS_OP_T,
+        transb: cublasOperation_t::CUBLAS_OP_N,
+        m: n as i32,
+        n: m as i32,
+        k: k as i32,
+        alpha: bf16::ONE,
+        lda: k as i32,
+        ldb: k as i32,
+        beta: bf16::ZERO,
+        ldc: n as i32,
+    };
+    Some(time(stream, || {
+        // SAFETY: the buffers hold exactly the shapes the config describes.
+        unsafe { blas.gemm(cfg, &w, &x, &mut y) }.expect("cublas gemm");
+    }))
 }
 
 fn main() {
@@ -112,6 +152,7 @@ fn main() {
             shape: shape.to_string(),
             secs,
             bytes: 3.0 * shape.len() as f64 * 4.0,
+            cublas_secs: None,
         });
     }
 
@@ -149,6 +190,37 @@ fn main() {
             shape: shape.to_string(),
             secs,
             bytes: 4.0 * shape.len() as f64 * 4.0,
+            cublas_secs: None,
+        });
+    }
+
+    // Ternary matmul at BitNet 2B4T's shapes: decode GEMVs and prefill GEMMs.
+    for (m, n, k) in [
+        (1, 2560, 2560),
+        (1, 6912, 2560),
+        (1, 2560, 6912),
+        (128, 6912, 2560),
+        (512, 6912, 2560),
+        (512, 2560, 6912),
+    ] {
+        let codes: Vec<i8> = (0..n * k).map(|i| (i % 3) as i8 - 1).collect();
+        let w = PackedTernary::from_ternary(&codes, n, k, 0.02).expect("weights");
+        let dw = DeviceTernary::upload(&stream, &w).expect("upload");
+        let x = filled(&stream, m * k, 0.5);
+        let secs = time(&stream, || {
+            ternary_matmul_gpu(&stream, &x, m, &dw).expect("ternary matmul");
+        });
+        // Packed weights and f32 activations read, f32 output written.
+        rows.push(Row {
+            kernel: if m <= 4 {
+                "ternary_gemv"
+            } else {
+                "ternary_gemm"
+            },
+            shape: format!("[m {m}] x [n {n}, k {k}]"),
+            secs,
+            bytes: (w.bytes().len() + 4 * m * k + 4 * m * n) as f64,
+            cublas_secs: cublas_bf16(&stream, m, n, k),
         });
     }
 
@@ -157,23 +229,32 @@ fn main() {
         peak / 1e9
     );
     println!(
-        "{:<24} {:<52} {:>10} {:>12} {:>10}",
-        "kernel", "shape", "ms", "GB/s", "of peak"
+        "{:<24} {:<52} {:>10} {:>12} {:>10} {:>16}",
+        "kernel", "shape", "ms", "GB/s", "of peak", "cuBLAS bf16 / us"
     );
     let mut json = Vec::new();
     for r in &rows {
         let bw = r.bytes / r.secs;
+        let vs_cublas = match (r.kernel.starts_with("ternary"), r.cublas_secs) {
+            (false, _) => String::new(),
+            (true, Some(c)) => format!("{:.2}x", c / r.secs),
+            (true, None) => "no libcublas".into(),
+        };
         println!(
-            "{:<24} {:<52} {:>10.3} {:>12.0} {:>9.2}",
+            "{:<24} {:<52} {:>10.3} {:>12.0} {:>9.2} {:>16}",
             r.kernel,
             r.shape,
             r.secs * 1e3,
             bw / 1e9,
-            bw / peak
+            bw / peak,
+            vs_cublas
         );
+        let cublas_ms = r
+            .cublas_secs
+            .map_or("null".to_string(), |c| (c * 1e3).to_string());
         json.push(format!(
-            r#"{{"kernel":"{}","shape":"{}","ms":{},"bytes":{},"gb_per_s":{},"fraction_of_peak":{}}}"#,
-            r.kernel, r.shape, r.secs * 1e3, r.bytes, bw / 1e9, bw / peak
+            r#"{{"kernel":"{}","shape":"{}","ms":{},"bytes":{},"gb_per_s":{},"fraction_of_peak":{},"cublas_bf16_ms":{}}}"#,
+            r.kernel, r.shape, r.secs * 1e3, r.bytes, bw / 1e9, bw / peak, cublas_ms
         ));
     }
     let path = std::env::var("FRUGAL_BENCH_JSON").unwrap_or_else(|_| "bench-gpu.json".into());
