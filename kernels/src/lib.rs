@@ -14,11 +14,14 @@
 //! Kernels so far:
 //! - [`linear_scan`]: `h_t = a_t * h_{t-1} + x_t` per channel (RG-LRU, Hawk), with resets.
 //! - [`additive_attention`]: Fastformer's two pooled vectors per head, linear in sequence length.
+//! - [`window_attention`]: sliding-window or causal attention, flash-style, grouped KV heads.
+//! - [`gated_retention`]: YOCO's gated retention, chunkwise, with its recurrent step.
 //! - [`ternary_matmul`]: BitNet's 2-bit packed ternary (or binary) weights times int8 activations.
 pub mod additive_attention;
 pub mod checkpoint;
 pub mod cpu;
 pub mod error;
+pub mod gated_retention;
 #[cfg(any(feature = "cuda-dynamic", feature = "candle-cuda"))]
 pub mod gpu;
 pub mod linear_scan;
@@ -26,5 +29,6 @@ pub mod params;
 pub mod plan;
 pub mod ptx;
 pub mod ternary_matmul;
+pub mod window_attention;
 
 pub use error::{KernelError, Result};

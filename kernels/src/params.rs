@@ -22,6 +22,13 @@ pub const FRUGAL_TERNARY_GEMV_WARPS: u32 = 4;
 pub const FRUGAL_TERNARY_GEMM_TILE: u32 = 64;
 pub const FRUGAL_TERNARY_GEMM_THREADS: u32 = 256;
 pub const FRUGAL_TERNARY_GEMV_MAX_TOKENS: u32 = 4;
+pub const FRUGAL_SWA_WARPS: u32 = 8;
+pub const FRUGAL_SWA_KEY_TILE: u32 = 32;
+pub const FRUGAL_SWA_MAX_HEAD_DIM: u32 = 128;
+pub const FRUGAL_RETENTION_CHUNK: u32 = 16;
+pub const FRUGAL_RETENTION_DV_TILE: u32 = 32;
+pub const FRUGAL_RETENTION_THREADS: u32 = 256;
+pub const FRUGAL_RETENTION_MAX_DK: u32 = 128;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct FrugalLinearScanParams {
@@ -228,6 +235,124 @@ const _: () = {
         [::core::mem::offset_of!(FrugalTernaryMatmulParams, k_padded) - 52usize];
 };
 impl Default for FrugalTernaryMatmulParams {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct FrugalWindowAttentionParams {
+    pub q: *const f32,
+    pub k: *const f32,
+    pub v: *const f32,
+    pub o: *mut f32,
+    pub scale: f32,
+    pub batch: i32,
+    pub q_len: i32,
+    pub k_len: i32,
+    pub heads: i32,
+    pub kv_heads: i32,
+    pub head_dim: i32,
+    pub q_offset: i32,
+    pub k_offset: i32,
+    pub window: i32,
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of FrugalWindowAttentionParams"]
+        [::core::mem::size_of::<FrugalWindowAttentionParams>() - 72usize];
+    ["Alignment of FrugalWindowAttentionParams"]
+        [::core::mem::align_of::<FrugalWindowAttentionParams>() - 8usize];
+    ["Offset of field: FrugalWindowAttentionParams::q"]
+        [::core::mem::offset_of!(FrugalWindowAttentionParams, q) - 0usize];
+    ["Offset of field: FrugalWindowAttentionParams::k"]
+        [::core::mem::offset_of!(FrugalWindowAttentionParams, k) - 8usize];
+    ["Offset of field: FrugalWindowAttentionParams::v"]
+        [::core::mem::offset_of!(FrugalWindowAttentionParams, v) - 16usize];
+    ["Offset of field: FrugalWindowAttentionParams::o"]
+        [::core::mem::offset_of!(FrugalWindowAttentionParams, o) - 24usize];
+    ["Offset of field: FrugalWindowAttentionParams::scale"]
+        [::core::mem::offset_of!(FrugalWindowAttentionParams, scale) - 32usize];
+    ["Offset of field: FrugalWindowAttentionParams::batch"]
+        [::core::mem::offset_of!(FrugalWindowAttentionParams, batch) - 36usize];
+    ["Offset of field: FrugalWindowAttentionParams::q_len"]
+        [::core::mem::offset_of!(FrugalWindowAttentionParams, q_len) - 40usize];
+    ["Offset of field: FrugalWindowAttentionParams::k_len"]
+        [::core::mem::offset_of!(FrugalWindowAttentionParams, k_len) - 44usize];
+    ["Offset of field: FrugalWindowAttentionParams::heads"]
+        [::core::mem::offset_of!(FrugalWindowAttentionParams, heads) - 48usize];
+    ["Offset of field: FrugalWindowAttentionParams::kv_heads"]
+        [::core::mem::offset_of!(FrugalWindowAttentionParams, kv_heads) - 52usize];
+    ["Offset of field: FrugalWindowAttentionParams::head_dim"]
+        [::core::mem::offset_of!(FrugalWindowAttentionParams, head_dim) - 56usize];
+    ["Offset of field: FrugalWindowAttentionParams::q_offset"]
+        [::core::mem::offset_of!(FrugalWindowAttentionParams, q_offset) - 60usize];
+    ["Offset of field: FrugalWindowAttentionParams::k_offset"]
+        [::core::mem::offset_of!(FrugalWindowAttentionParams, k_offset) - 64usize];
+    ["Offset of field: FrugalWindowAttentionParams::window"]
+        [::core::mem::offset_of!(FrugalWindowAttentionParams, window) - 68usize];
+};
+impl Default for FrugalWindowAttentionParams {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct FrugalGatedRetentionParams {
+    pub q: *const f32,
+    pub k: *const f32,
+    pub v: *const f32,
+    pub log_decay: *const f32,
+    pub state_in: *const f32,
+    pub o: *mut f32,
+    pub state_out: *mut f32,
+    pub batch: i32,
+    pub seq_len: i32,
+    pub heads: i32,
+    pub dk: i32,
+    pub dv: i32,
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of FrugalGatedRetentionParams"]
+        [::core::mem::size_of::<FrugalGatedRetentionParams>() - 80usize];
+    ["Alignment of FrugalGatedRetentionParams"]
+        [::core::mem::align_of::<FrugalGatedRetentionParams>() - 8usize];
+    ["Offset of field: FrugalGatedRetentionParams::q"]
+        [::core::mem::offset_of!(FrugalGatedRetentionParams, q) - 0usize];
+    ["Offset of field: FrugalGatedRetentionParams::k"]
+        [::core::mem::offset_of!(FrugalGatedRetentionParams, k) - 8usize];
+    ["Offset of field: FrugalGatedRetentionParams::v"]
+        [::core::mem::offset_of!(FrugalGatedRetentionParams, v) - 16usize];
+    ["Offset of field: FrugalGatedRetentionParams::log_decay"]
+        [::core::mem::offset_of!(FrugalGatedRetentionParams, log_decay) - 24usize];
+    ["Offset of field: FrugalGatedRetentionParams::state_in"]
+        [::core::mem::offset_of!(FrugalGatedRetentionParams, state_in) - 32usize];
+    ["Offset of field: FrugalGatedRetentionParams::o"]
+        [::core::mem::offset_of!(FrugalGatedRetentionParams, o) - 40usize];
+    ["Offset of field: FrugalGatedRetentionParams::state_out"]
+        [::core::mem::offset_of!(FrugalGatedRetentionParams, state_out) - 48usize];
+    ["Offset of field: FrugalGatedRetentionParams::batch"]
+        [::core::mem::offset_of!(FrugalGatedRetentionParams, batch) - 56usize];
+    ["Offset of field: FrugalGatedRetentionParams::seq_len"]
+        [::core::mem::offset_of!(FrugalGatedRetentionParams, seq_len) - 60usize];
+    ["Offset of field: FrugalGatedRetentionParams::heads"]
+        [::core::mem::offset_of!(FrugalGatedRetentionParams, heads) - 64usize];
+    ["Offset of field: FrugalGatedRetentionParams::dk"]
+        [::core::mem::offset_of!(FrugalGatedRetentionParams, dk) - 68usize];
+    ["Offset of field: FrugalGatedRetentionParams::dv"]
+        [::core::mem::offset_of!(FrugalGatedRetentionParams, dv) - 72usize];
+};
+impl Default for FrugalGatedRetentionParams {
     fn default() -> Self {
         let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
         unsafe {

@@ -24,8 +24,24 @@ pub const TERNARY_MATMUL: PtxModule = PtxModule {
     ptx: include_str!("../ptx/ternary_matmul.ptx"),
 };
 
+pub const WINDOW_ATTENTION: PtxModule = PtxModule {
+    name: "window_attention",
+    ptx: include_str!("../ptx/window_attention.ptx"),
+};
+
+pub const GATED_RETENTION: PtxModule = PtxModule {
+    name: "gated_retention",
+    ptx: include_str!("../ptx/gated_retention.ptx"),
+};
+
 /// Every module, for listings such as `frugal info`.
-pub const MODULES: &[PtxModule] = &[LINEAR_SCAN, ADDITIVE_ATTENTION, TERNARY_MATMUL];
+pub const MODULES: &[PtxModule] = &[
+    LINEAR_SCAN,
+    ADDITIVE_ATTENTION,
+    TERNARY_MATMUL,
+    WINDOW_ATTENTION,
+    GATED_RETENTION,
+];
 
 impl PtxModule {
     /// The kernels (`.entry` points) this module defines.

@@ -25,4 +25,7 @@ template <> __device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(flo
     return __float2bfloat16(v);  // round to nearest even, as torch's .to(bfloat16)
 }
 
+// -inf (NVRTC has no INFINITY macro).
+__device__ __forceinline__ float neg_infinity() { return __int_as_float((int)0xff800000u); }
+
 }  // namespace frugal

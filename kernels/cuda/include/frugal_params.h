@@ -126,4 +126,58 @@ typedef struct FrugalTernaryMatmulParams {
     int32_t k_padded;
 } FrugalTernaryMatmulParams;
 
+/* ---- sliding-window (or causal) attention, flash-style: online softmax over key tiles --------
+ * Query i (absolute position q_offset + i) sees key j (absolute position k_offset + j) iff
+ * pos_j <= pos_i and pos_j > pos_i - window (window 0: no limit, plain causal). A block holds
+ * FRUGAL_SWA_WARPS queries (a warp each) of one head and walks key tiles of 32 in shared memory. */
+#define FRUGAL_SWA_WARPS 8
+#define FRUGAL_SWA_KEY_TILE 32
+#define FRUGAL_SWA_MAX_HEAD_DIM 128
+
+typedef struct FrugalWindowAttentionParams {
+    /* [batch, q_len, heads, head_dim], [batch, k_len, kv_heads, head_dim] x 2, f32. */
+    const float *q;
+    const float *k;
+    const float *v;
+    /* [batch, q_len, heads, head_dim] output. */
+    float *o;
+    float scale;
+    int32_t batch;
+    int32_t q_len;
+    int32_t k_len;
+    int32_t heads;
+    int32_t kv_heads;
+    int32_t head_dim;
+    int32_t q_offset;
+    int32_t k_offset;
+    int32_t window;
+} FrugalWindowAttentionParams;
+
+/* ---- gated retention (YOCO's self-decoder): S_t = exp(g_t) S_{t-1} + k_t^T v_t, o_t = q_t S_t ----
+ * Chunkwise: a block per (batch, head, FRUGAL_RETENTION_DV_TILE value columns) walks the sequence
+ * in chunks of FRUGAL_RETENTION_CHUNK, holding its columns of the state in shared memory. */
+#define FRUGAL_RETENTION_CHUNK 16
+#define FRUGAL_RETENTION_DV_TILE 32
+#define FRUGAL_RETENTION_THREADS 256
+#define FRUGAL_RETENTION_MAX_DK 128
+
+typedef struct FrugalGatedRetentionParams {
+    /* [batch, seq_len, heads, dk] x 2, [batch, seq_len, heads, dv], f32 (k already scaled). */
+    const float *q;
+    const float *k;
+    const float *v;
+    /* [batch, seq_len, heads]: log of the decay (<= 0). */
+    const float *log_decay;
+    /* [batch, heads, dk, dv] initial state, or NULL for zeros. */
+    const float *state_in;
+    /* Outputs: [batch, seq_len, heads, dv] and the final state [batch, heads, dk, dv]. */
+    float *o;
+    float *state_out;
+    int32_t batch;
+    int32_t seq_len;
+    int32_t heads;
+    int32_t dk;
+    int32_t dv;
+} FrugalGatedRetentionParams;
+
 #endif /* FRUGAL_PARAMS_H */

@@ -5,6 +5,8 @@
 #include "linear_scan.cu"
 #include "additive_attention.cu"
 #include "ternary_matmul.cu"
+#include "window_attention.cu"
+#include "gated_retention.cu"
 #include "../selftest.cu"
 
 #include <cstring>
@@ -35,6 +37,8 @@ const Entry kEntries[] = {
     FRUGAL_EMU_KERNEL(ternary_quantize_f32, FrugalTernaryQuantizeParams),
     FRUGAL_EMU_KERNEL(ternary_gemv, FrugalTernaryMatmulParams),
     FRUGAL_EMU_KERNEL(ternary_gemm, FrugalTernaryMatmulParams),
+    FRUGAL_EMU_KERNEL(window_attention_f32, FrugalWindowAttentionParams),
+    FRUGAL_EMU_KERNEL(gated_retention_f32, FrugalGatedRetentionParams),
     // The emulator's self-tests.
     FRUGAL_EMU_KERNEL(selftest_block_sum, SelftestParams),
     FRUGAL_EMU_KERNEL(selftest_warp_ops, SelftestParams),

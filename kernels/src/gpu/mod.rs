@@ -14,8 +14,10 @@ use crate::params::FrugalLinearScanParams;
 use crate::ptx::PtxModule;
 
 pub mod additive_attention;
+pub mod gated_retention;
 pub mod linear_scan;
 pub mod ternary_matmul;
+pub mod window_attention;
 
 /// What this machine offers for CUDA.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,56 @@
+//! The fast CPU path: per query row (threaded), per head, one online-softmax pass over only the
+//! visible keys: the running max, normaliser and output are rescaled when the max grows. Work
+//! O(q_len · visible · d), memory O(d) per row.
+use rayon::prelude::*;
+
+use super::WindowInput;
+use crate::error::Result;
+
+/// Dot product with eight independent sums, which the compiler vectorises.
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let tail: f32 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
+    acc.iter().sum::<f32>() + tail
+}
+
+pub fn window_attention_cpu(input: &WindowInput<'_>) -> Result<Vec<f32>> {
+    input.validate()?;
+    let s = input.shape;
+    let (h, hk, d) = (s.heads, s.kv_heads, s.head_dim);
+    let group = h / hk;
+    let mut o = vec![0.0f32; s.q_elems()];
+    // One task per (query row, head): decoding (one row) still spreads over the heads.
+    o.par_chunks_mut(d).enumerate().for_each(|(slot, acc)| {
+        let (row, head) = (slot / h, slot % h);
+        let (b, i) = (row / s.q_len, row % s.q_len);
+        let (lo, hi) = s.visible(i);
+        {
+            let q = &input.q[(row * h + head) * d..][..d];
+            let (mut max, mut total) = (f32::NEG_INFINITY, 0.0f32);
+            for j in lo..=hi {
+                let at = ((b * s.k_len + j) * hk + head / group) * d;
+                let score = dot(q, &input.k[at..at + d]) * input.scale;
+                if score > max {
+                    let rescale = (max - score).exp();
+                    total *= rescale;
+                    acc.iter_mut().for_each(|a| *a *= rescale);
+                    max = score;
+                }
+                let p = (score - max).exp();
+                total += p;
+                for (a, &v) in acc.iter_mut().zip(&input.v[at..at + d]) {
+                    *a += p * v;
+                }
+            }
+            acc.iter_mut().for_each(|a| *a /= total);
+        }
+    });
+    Ok(o)
+}
