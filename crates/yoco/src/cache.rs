@@ -1,0 +1,127 @@
+//! YOCO's caches (SPEC §1.5): per self-decoder layer a constant-size state (gated retention's
+//! `d × d` per head, or a `window`-slot ring of keys and values), plus ONE key/value cache for the
+//! whole cross-decoder, its capacity fixed at creation. Going past it is an error.
+use crate::error::{Result, YocoError};
+use crate::sliding_window::WindowCache;
+
+/// One self-decoder layer's state.
+#[derive(Debug, Clone)]
+pub enum SelfState {
+    /// `[batch, heads, d, d]` f32.
+    Retention(Vec<f32>),
+    Window(WindowCache),
+}
+
+/// The cross-decoder's keys and values, `[batch, capacity, kv_heads, head_dim]` each, filled up
+/// to `len` positions.
+#[derive(Debug, Clone)]
+pub struct SharedKv {
+    pub(crate) k: Vec<f32>,
+    pub(crate) v: Vec<f32>,
+    pub(crate) row: usize,
+    pub(crate) capacity: usize,
+    pub(crate) batch: usize,
+}
+
+impl SharedKv {
+    pub(crate) fn new(batch: usize, capacity: usize, row: usize) -> Self {
+        // Zeroed allocations are lazily backed by the OS: untouched capacity costs no memory.
+        SharedKv {
+            k: vec![0.0; batch * capacity * row],
+            v: vec![0.0; batch * capacity * row],
+            row,
+            capacity,
+            batch,
+        }
+    }
+
+    /// Writes `[batch, len, row]` keys and values at positions `start..start + len`.
+    pub(crate) fn write(&mut self, start: usize, len: usize, k: &[f32], v: &[f32]) {
+        let row = self.row;
+        for s in 0..self.batch {
+            let dst = (s * self.capacity + start) * row;
+            self.k[dst..dst + len * row].copy_from_slice(&k[s * len * row..(s + 1) * len * row]);
+            self.v[dst..dst + len * row].copy_from_slice(&v[s * len * row..(s + 1) * len * row]);
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Cache {
+    pub(crate) layers: Vec<SelfState>,
+    pub(crate) shared: SharedKv,
+    len: usize,
+}
+
+impl Cache {
+    pub(crate) fn new(layers: Vec<SelfState>, shared: SharedKv) -> Self {
+        Cache {
+            layers,
+            shared,
+            len: 0,
+        }
+    }
+
+    pub fn batch(&self) -> usize {
+        self.shared.batch
+    }
+
+    /// Positions seen.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Positions the shared KV cache holds.
+    pub fn capacity(&self) -> usize {
+        self.shared.capacity
+    }
+
+    pub(crate) fn reserve(&self, tokens: usize) -> Result<()> {
+        if self.len + tokens > self.shared.capacity {
+            return Err(YocoError::Cache(format!(
+                "{} cached + {tokens} new positions exceed the KV cache's capacity of {}",
+                self.len, self.shared.capacity
+            )));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn advance(&mut self, tokens: usize) {
+        self.len += tokens;
+    }
+
+    /// Bytes of the cache at its capacity: the shared KV buffers plus every self-decoder layer's
+    /// state (a window ring counted full).
+    pub fn bytes(&self, window_ring_bytes: usize) -> CacheBytes {
+        let shared = (self.shared.k.len() + self.shared.v.len()) * 4;
+        let self_decoder = self
+            .layers
+            .iter()
+            .map(|l| match l {
+                SelfState::Retention(s) => s.len() * 4,
+                SelfState::Window(_) => window_ring_bytes,
+            })
+            .sum();
+        CacheBytes {
+            shared_kv: shared,
+            self_decoder,
+        }
+    }
+}
+
+/// What [`Cache::bytes`] counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheBytes {
+    pub shared_kv: usize,
+    pub self_decoder: usize,
+}
+
+impl CacheBytes {
+    pub fn total(&self) -> usize {
+        self.shared_kv + self.self_decoder
+    }
+}

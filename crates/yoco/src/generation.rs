@@ -1,0 +1,47 @@
+//! Greedy decoding as the reference's `generate`: prefill all but the last prompt token with the
+//! cross-decoder skipped, then one token per step through every layer.
+use candle_core::{IndexOp, Tensor};
+
+use crate::error::Result;
+use crate::model::Model;
+
+/// Tokens per early-exit prefill chunk (the reference uses 32768).
+pub const PREFILL_CHUNK: usize = 32_768;
+
+/// `max_new_tokens` greedy tokens after `prompt`, and the logits that chose each `[n, vocab]`.
+pub fn greedy(model: &Model, prompt: &[u32], max_new_tokens: usize) -> Result<(Vec<u32>, Tensor)> {
+    let mut cache = model.new_cache(1, prompt.len() + max_new_tokens)?;
+    let mut logits = model.prefill(&[prompt], &mut cache, PREFILL_CHUNK)?;
+    let mut tokens = Vec::with_capacity(max_new_tokens);
+    let mut steps = Vec::with_capacity(max_new_tokens);
+    for i in 0..max_new_tokens {
+        let next = argmax(&logits.i(0)?)?;
+        tokens.push(next);
+        steps.push(logits.i(0)?);
+        if i + 1 < max_new_tokens {
+            logits = model.forward_last(&[[next]], &mut cache)?;
+        }
+    }
+    let steps = if steps.is_empty() {
+        Tensor::zeros(
+            (0, model.config().vocab_size),
+            candle_core::DType::F32,
+            logits.device(),
+        )?
+    } else {
+        Tensor::stack(&steps, 0)?
+    };
+    Ok((tokens, steps))
+}
+
+/// The index of the largest value (the first on ties, as torch.argmax).
+pub fn argmax(logits: &Tensor) -> Result<u32> {
+    let v: Vec<f32> = logits.to_vec1()?;
+    let mut best = 0;
+    for (i, &x) in v.iter().enumerate() {
+        if x > v[best] {
+            best = i;
+        }
+    }
+    Ok(best as u32)
+}
