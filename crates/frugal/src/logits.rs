@@ -28,6 +28,20 @@ pub fn bitnet(dir: &Path, ids: &[u32], max_new_tokens: usize) -> Result<Value> {
     Ok(json!({ "logits_shape": shape, "logits": flat, "new_tokens": new_tokens }))
 }
 
+/// YOCO checkpoints (the reference's `config.json` names no architecture: `--arch yoco`), in
+/// f32 on the CPU. The logits are the parallel pass over the prompt; the new tokens come from the
+/// reference's decoding (early-exit prefill, then one token per step).
+pub fn yoco(dir: &Path, ids: &[u32], max_new_tokens: usize) -> Result<Value> {
+    let model =
+        yoco::load(dir, &Device::Cpu).with_context(|| format!("loading {}", dir.display()))?;
+    let mut cache = model.new_cache(1, ids.len())?;
+    let logits = model.forward(&[ids], &mut cache)?;
+    let (new_tokens, _) = yoco::generation::greedy(&model, ids, max_new_tokens)?;
+    let shape = logits.dims().to_vec();
+    let flat: Vec<f32> = logits.flatten_all()?.to_vec1()?;
+    Ok(json!({ "logits_shape": shape, "logits": flat, "new_tokens": new_tokens }))
+}
+
 /// Fastformer classifiers (the official code's checkpoints), in f32 on the CPU.
 pub fn fastformer(dir: &Path, batch: &[Vec<u32>]) -> Result<Value> {
     let model = fastformer::load(dir, &Device::Cpu)

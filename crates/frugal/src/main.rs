@@ -89,6 +89,7 @@ fn run(cli: Cli) -> Result<()> {
                     logits::griffin(&model, &ids, max_new_tokens)?
                 }
                 "bitnet" => logits::bitnet(&model, &ids, max_new_tokens)?,
+                "yoco" => logits::yoco(&model, &ids, max_new_tokens)?,
                 other => return model_dir::unsupported(other, "logits"),
             };
             println!("{}", serde_json::to_string(&out)?);

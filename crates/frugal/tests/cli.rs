@@ -100,6 +100,51 @@ fn logits_of_the_bitnet_fixtures_match_the_reference() {
     }
 }
 
+#[test]
+fn logits_of_the_yoco_fixtures_match_the_reference() {
+    for name in ["yoco_gate_retention", "yoco_sliding_window"] {
+        let dir = format!(
+            "{}/../yoco/tests/fixtures/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let golden: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(format!("{dir}/golden.json")).unwrap())
+                .unwrap();
+        let ids: Vec<String> = golden["input_ids"][0]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.to_string())
+            .collect();
+        let (ok, out, err) = frugal(&[
+            "logits",
+            "--model",
+            &dir,
+            "--arch",
+            "yoco",
+            "--input-ids",
+            &ids.join(","),
+            "--max-new-tokens",
+            "10",
+        ]);
+        assert!(ok, "{err}");
+        let got: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(got["logits_shape"], golden["logits_shape"]);
+        assert_eq!(
+            got["new_tokens"], golden["generate"]["new_tokens"],
+            "{name}"
+        );
+        let d = got["logits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(golden["logits"].as_array().unwrap())
+            .map(|(x, y)| (x.as_f64().unwrap() - y.as_f64().unwrap()).abs())
+            .fold(0.0, f64::max);
+        assert!(d < 1e-4, "{name}: max |logits - reference| = {d}");
+    }
+}
+
 /// `frugal logits` on a decoder fixture: the prompt's logits and 16 greedy tokens.
 fn check_decoder_fixture(dir: &str) {
     let golden: serde_json::Value =
