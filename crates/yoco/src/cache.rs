@@ -54,6 +54,31 @@ pub struct Cache {
 }
 
 impl Cache {
+    /// A cache for `cfg` without a model (its sizes only depend on the config).
+    pub fn for_config(cfg: &crate::Config, batch: usize, capacity: usize) -> Self {
+        let layers = (0..cfg.half_layers())
+            .map(|_| match cfg.self_decoder() {
+                crate::SelfDecoderKind::GatedRetention => {
+                    let d = cfg.self_head_dim();
+                    SelfState::Retention(vec![0.0; batch * cfg.n_self_heads * d * d])
+                }
+                crate::SelfDecoderKind::SlidingWindow { .. } => {
+                    SelfState::Window(WindowCache::default())
+                }
+            })
+            .collect();
+        let row = cfg.n_attn_kv_heads * cfg.attn_head_dim();
+        Cache::new(layers, SharedKv::new(batch, capacity, row))
+    }
+
+    /// Bytes of a full window ring of one layer for `cfg` (0 for gated retention).
+    pub fn window_ring_bytes(cfg: &crate::Config, batch: usize) -> usize {
+        match cfg.self_decoder() {
+            crate::SelfDecoderKind::SlidingWindow { window } => batch * 2 * window * cfg.dim * 4,
+            crate::SelfDecoderKind::GatedRetention => 0,
+        }
+    }
+
     pub(crate) fn new(layers: Vec<SelfState>, shared: SharedKv) -> Self {
         Cache {
             layers,
