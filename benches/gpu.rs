@@ -18,11 +18,15 @@ use std::time::Instant;
 use cudarc::driver::sys::CUdevice_attribute;
 use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DevicePtr};
 use kernels::additive_attention::{AdditiveShape, ScoreForm};
+use kernels::gated_retention::RetentionShape;
 use kernels::gpu::additive_attention::{launch as additive_launch, DevicePointers};
+use kernels::gpu::gated_retention::gated_retention_gpu;
 use kernels::gpu::linear_scan::linear_scan_gpu;
 use kernels::gpu::ternary_matmul::{ternary_matmul_gpu, DeviceTernary};
+use kernels::gpu::window_attention::window_attention_gpu;
 use kernels::linear_scan::ScanShape;
 use kernels::ternary_matmul::PackedTernary;
+use kernels::window_attention::WindowShape;
 
 /// Peak memory bandwidth in bytes/s: 2 (DDR) × memory clock × bus width; a table when the driver
 /// does not report them.
@@ -190,6 +194,65 @@ fn main() {
             shape: shape.to_string(),
             secs,
             bytes: 4.0 * shape.len() as f64 * 4.0,
+            cublas_secs: None,
+        });
+    }
+
+    // YOCO-3B shapes (24 heads x 128; cross-decoder 8 KV heads): sliding-window prefill at 64K,
+    // causal prefill at 16K, a decode step against a 64K cache, and gated retention at 64K.
+    for (q_len, k_len, heads, kv_heads, window) in [
+        (65_536, 65_536, 24, 24, Some(1024)),
+        (16_384, 16_384, 24, 8, None),
+        (1, 65_536, 24, 8, None),
+    ] {
+        let shape = WindowShape {
+            batch: 1,
+            q_len,
+            k_len,
+            heads,
+            kv_heads,
+            head_dim: 128,
+            q_offset: k_len - q_len,
+            k_offset: 0,
+            window,
+        };
+        let q = filled(&stream, shape.q_elems(), 0.01);
+        let (k, v) = (
+            filled(&stream, shape.kv_elems(), 0.02),
+            filled(&stream, shape.kv_elems(), 0.03),
+        );
+        let secs = time(&stream, || {
+            window_attention_gpu(&stream, shape, &q, &k, &v, 0.088).expect("window attention");
+        });
+        // The least traffic: q read and o written, every key and value read once. Prefill is
+        // compute-bound, so its fraction of peak bandwidth is low by nature; the decode step
+        // (one query over a 64K cache) is bound by reading the cache.
+        rows.push(Row {
+            kernel: "window_attention_f32",
+            shape: shape.to_string(),
+            secs,
+            bytes: 4.0 * (2.0 * shape.q_elems() as f64 + 2.0 * shape.kv_elems() as f64),
+            cublas_secs: None,
+        });
+    }
+    {
+        let shape = RetentionShape::new(1, 65_536, 24, 128, 128).expect("shape");
+        let n = shape.batch * shape.seq_len * shape.heads * 128;
+        let (q, k, v) = (
+            filled(&stream, n, 0.01),
+            filled(&stream, n, 0.01),
+            filled(&stream, n, 0.01),
+        );
+        let g = filled(&stream, shape.batch * shape.seq_len * shape.heads, -0.01);
+        let secs = time(&stream, || {
+            gated_retention_gpu(&stream, shape, &q, &k, &v, &g, None).expect("gated retention");
+        });
+        // q, k, v, g read, o written: the least traffic (each value tile re-reads q and k).
+        rows.push(Row {
+            kernel: "gated_retention_f32",
+            shape: shape.to_string(),
+            secs,
+            bytes: 4.0 * (4.0 * n as f64 + (n / 128) as f64),
             cublas_secs: None,
         });
     }
