@@ -16,6 +16,8 @@
 //! - [`additive_attention`]: Fastformer's two pooled vectors per head, linear in sequence length.
 //! - [`window_attention`]: sliding-window or causal attention, flash-style, grouped KV heads.
 //! - [`gated_retention`]: YOCO's gated retention, chunkwise, with its recurrent step.
+//! - [`sparse_attention`]: Smart Bird's per-head (Gumbel-)top-K key selection and attention over
+//!   the gathered keys.
 //! - [`ternary_matmul`]: BitNet's 2-bit packed ternary (or binary) weights times int8 activations.
 pub mod additive_attention;
 pub mod checkpoint;
@@ -28,6 +30,7 @@ pub mod linear_scan;
 pub mod params;
 pub mod plan;
 pub mod ptx;
+pub mod sparse_attention;
 pub mod ternary_matmul;
 pub mod window_attention;
 

@@ -29,6 +29,10 @@ pub const FRUGAL_RETENTION_CHUNK: u32 = 16;
 pub const FRUGAL_RETENTION_DV_TILE: u32 = 32;
 pub const FRUGAL_RETENTION_THREADS: u32 = 256;
 pub const FRUGAL_RETENTION_MAX_DK: u32 = 128;
+pub const FRUGAL_SPARSE_MAX_KEYS: u32 = 256;
+pub const FRUGAL_SPARSE_MAX_HEAD_DIM: u32 = 256;
+pub const FRUGAL_SPARSE_WARPS: u32 = 4;
+pub const FRUGAL_TOPK_THREADS: u32 = 256;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct FrugalLinearScanParams {
@@ -353,6 +357,108 @@ const _: () = {
         [::core::mem::offset_of!(FrugalGatedRetentionParams, dv) - 72usize];
 };
 impl Default for FrugalGatedRetentionParams {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct FrugalSparseAttentionParams {
+    pub q: *const f32,
+    pub k: *const f32,
+    pub v: *const f32,
+    pub indices: *const i32,
+    pub o: *mut f32,
+    pub scale: f32,
+    pub batch: i32,
+    pub seq_len: i32,
+    pub heads: i32,
+    pub head_dim: i32,
+    pub keys: i32,
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of FrugalSparseAttentionParams"]
+        [::core::mem::size_of::<FrugalSparseAttentionParams>() - 64usize];
+    ["Alignment of FrugalSparseAttentionParams"]
+        [::core::mem::align_of::<FrugalSparseAttentionParams>() - 8usize];
+    ["Offset of field: FrugalSparseAttentionParams::q"]
+        [::core::mem::offset_of!(FrugalSparseAttentionParams, q) - 0usize];
+    ["Offset of field: FrugalSparseAttentionParams::k"]
+        [::core::mem::offset_of!(FrugalSparseAttentionParams, k) - 8usize];
+    ["Offset of field: FrugalSparseAttentionParams::v"]
+        [::core::mem::offset_of!(FrugalSparseAttentionParams, v) - 16usize];
+    ["Offset of field: FrugalSparseAttentionParams::indices"]
+        [::core::mem::offset_of!(FrugalSparseAttentionParams, indices) - 24usize];
+    ["Offset of field: FrugalSparseAttentionParams::o"]
+        [::core::mem::offset_of!(FrugalSparseAttentionParams, o) - 32usize];
+    ["Offset of field: FrugalSparseAttentionParams::scale"]
+        [::core::mem::offset_of!(FrugalSparseAttentionParams, scale) - 40usize];
+    ["Offset of field: FrugalSparseAttentionParams::batch"]
+        [::core::mem::offset_of!(FrugalSparseAttentionParams, batch) - 44usize];
+    ["Offset of field: FrugalSparseAttentionParams::seq_len"]
+        [::core::mem::offset_of!(FrugalSparseAttentionParams, seq_len) - 48usize];
+    ["Offset of field: FrugalSparseAttentionParams::heads"]
+        [::core::mem::offset_of!(FrugalSparseAttentionParams, heads) - 52usize];
+    ["Offset of field: FrugalSparseAttentionParams::head_dim"]
+        [::core::mem::offset_of!(FrugalSparseAttentionParams, head_dim) - 56usize];
+    ["Offset of field: FrugalSparseAttentionParams::keys"]
+        [::core::mem::offset_of!(FrugalSparseAttentionParams, keys) - 60usize];
+};
+impl Default for FrugalSparseAttentionParams {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct FrugalSketchTopkParams {
+    pub log_probs: *const f32,
+    pub mask: *const u8,
+    pub indices: *mut i32,
+    pub seed: ::core::ffi::c_ulonglong,
+    pub batch: i32,
+    pub seq_len: i32,
+    pub heads: i32,
+    pub keys: i32,
+    pub gumbel: i32,
+    pub include_self: i32,
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of FrugalSketchTopkParams"][::core::mem::size_of::<FrugalSketchTopkParams>() - 56usize];
+    ["Alignment of FrugalSketchTopkParams"]
+        [::core::mem::align_of::<FrugalSketchTopkParams>() - 8usize];
+    ["Offset of field: FrugalSketchTopkParams::log_probs"]
+        [::core::mem::offset_of!(FrugalSketchTopkParams, log_probs) - 0usize];
+    ["Offset of field: FrugalSketchTopkParams::mask"]
+        [::core::mem::offset_of!(FrugalSketchTopkParams, mask) - 8usize];
+    ["Offset of field: FrugalSketchTopkParams::indices"]
+        [::core::mem::offset_of!(FrugalSketchTopkParams, indices) - 16usize];
+    ["Offset of field: FrugalSketchTopkParams::seed"]
+        [::core::mem::offset_of!(FrugalSketchTopkParams, seed) - 24usize];
+    ["Offset of field: FrugalSketchTopkParams::batch"]
+        [::core::mem::offset_of!(FrugalSketchTopkParams, batch) - 32usize];
+    ["Offset of field: FrugalSketchTopkParams::seq_len"]
+        [::core::mem::offset_of!(FrugalSketchTopkParams, seq_len) - 36usize];
+    ["Offset of field: FrugalSketchTopkParams::heads"]
+        [::core::mem::offset_of!(FrugalSketchTopkParams, heads) - 40usize];
+    ["Offset of field: FrugalSketchTopkParams::keys"]
+        [::core::mem::offset_of!(FrugalSketchTopkParams, keys) - 44usize];
+    ["Offset of field: FrugalSketchTopkParams::gumbel"]
+        [::core::mem::offset_of!(FrugalSketchTopkParams, gumbel) - 48usize];
+    ["Offset of field: FrugalSketchTopkParams::include_self"]
+        [::core::mem::offset_of!(FrugalSketchTopkParams, include_self) - 52usize];
+};
+impl Default for FrugalSketchTopkParams {
     fn default() -> Self {
         let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
         unsafe {

@@ -34,6 +34,11 @@ pub const GATED_RETENTION: PtxModule = PtxModule {
     ptx: include_str!("../ptx/gated_retention.ptx"),
 };
 
+pub const SPARSE_ATTENTION: PtxModule = PtxModule {
+    name: "sparse_attention",
+    ptx: include_str!("../ptx/sparse_attention.ptx"),
+};
+
 /// Every module, for listings such as `frugal info`.
 pub const MODULES: &[PtxModule] = &[
     LINEAR_SCAN,
@@ -41,6 +46,7 @@ pub const MODULES: &[PtxModule] = &[
     TERNARY_MATMUL,
     WINDOW_ATTENTION,
     GATED_RETENTION,
+    SPARSE_ATTENTION,
 ];
 
 impl PtxModule {

@@ -180,4 +180,49 @@ typedef struct FrugalGatedRetentionParams {
     int32_t dv;
 } FrugalGatedRetentionParams;
 
+/* ---- Smart Bird: index-gathered sparse attention and the sketch's (Gumbel-)top-K ---------------
+ * Sparse attention: a warp per (batch, head, query) attends over its K gathered keys (index -1:
+ * an empty slot). Top-K: a block per (batch, head, query) row keeps the row's N scores in dynamic
+ * shared memory and takes K block-wide arg-maxes. */
+#define FRUGAL_SPARSE_MAX_KEYS 256
+#define FRUGAL_SPARSE_MAX_HEAD_DIM 256
+#define FRUGAL_SPARSE_WARPS 4
+#define FRUGAL_TOPK_THREADS 256
+
+typedef struct FrugalSparseAttentionParams {
+    /* [batch, seq_len, heads, head_dim] x 3, f32. */
+    const float *q;
+    const float *k;
+    const float *v;
+    /* [batch, heads, seq_len, keys]: key positions, -1 for an empty slot. */
+    const int32_t *indices;
+    /* [batch, seq_len, heads, head_dim] output (zeros for a query with no keys). */
+    float *o;
+    float scale;
+    int32_t batch;
+    int32_t seq_len;
+    int32_t heads;
+    int32_t head_dim;
+    int32_t keys;
+} FrugalSparseAttentionParams;
+
+typedef struct FrugalSketchTopkParams {
+    /* [batch, seq_len, seq_len]: the sketch's log-probabilities, row i for query i. */
+    const float *log_probs;
+    /* [batch, seq_len]: nonzero for tokens, 0 for padding (never selected); NULL: all tokens. */
+    const uint8_t *mask;
+    /* [batch, heads, seq_len, keys] output, -1 where fewer than `keys` tokens exist. */
+    int32_t *indices;
+    /* Gumbel noise seed: the noise of (batch, head, query, key) is a hash of all five. */
+    unsigned long long seed;
+    int32_t batch;
+    int32_t seq_len;
+    int32_t heads;
+    int32_t keys;
+    /* Nonzero: add Gumbel noise (sampling without replacement); 0: deterministic top-K. */
+    int32_t gumbel;
+    /* Nonzero: each token query always keeps its own position. */
+    int32_t include_self;
+} FrugalSketchTopkParams;
+
 #endif /* FRUGAL_PARAMS_H */

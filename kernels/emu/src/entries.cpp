@@ -7,6 +7,7 @@
 #include "ternary_matmul.cu"
 #include "window_attention.cu"
 #include "gated_retention.cu"
+#include "sparse_attention.cu"
 #include "../selftest.cu"
 
 #include <cstring>
@@ -39,6 +40,8 @@ const Entry kEntries[] = {
     FRUGAL_EMU_KERNEL(ternary_gemm, FrugalTernaryMatmulParams),
     FRUGAL_EMU_KERNEL(window_attention_f32, FrugalWindowAttentionParams),
     FRUGAL_EMU_KERNEL(gated_retention_f32, FrugalGatedRetentionParams),
+    FRUGAL_EMU_KERNEL(sparse_attention_f32, FrugalSparseAttentionParams),
+    FRUGAL_EMU_KERNEL(sketch_topk, FrugalSketchTopkParams),
     // The emulator's self-tests.
     FRUGAL_EMU_KERNEL(selftest_block_sum, SelftestParams),
     FRUGAL_EMU_KERNEL(selftest_warp_ops, SelftestParams),
