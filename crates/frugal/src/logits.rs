@@ -50,3 +50,13 @@ pub fn fastformer(dir: &Path, batch: &[Vec<u32>]) -> Result<Value> {
     let flat: Vec<f32> = out.logits.flatten_all()?.to_vec1()?;
     Ok(json!({ "logits_shape": out.logits.dims(), "logits": flat }))
 }
+
+/// Smart Bird classifiers (our own checkpoint layout: see the `smartbird` crate), in f32 on the
+/// CPU, with the sampling the checkpoint's config.json sets.
+pub fn smartbird(dir: &Path, batch: &[Vec<u32>]) -> Result<Value> {
+    let model =
+        smartbird::load(dir, &Device::Cpu).with_context(|| format!("loading {}", dir.display()))?;
+    let out = model.forward(batch)?;
+    let flat: Vec<f32> = out.logits.flatten_all()?.to_vec1()?;
+    Ok(json!({ "logits_shape": out.logits.dims(), "logits": flat }))
+}

@@ -104,6 +104,7 @@ fn run(cli: Cli) -> Result<()> {
             let arch = model_dir::architecture(&model, arch.as_deref())?;
             let out = match arch.as_str() {
                 "fastformer" => logits::fastformer(&model, &batch)?,
+                "smartbird" => logits::smartbird(&model, &batch)?,
                 other => return model_dir::unsupported(other, "classify"),
             };
             println!("{}", serde_json::to_string(&out)?);

@@ -225,3 +225,56 @@ fn classify_with_the_fastformer_fixture_matches_the_reference() {
     assert_eq!(a.len(), b.len());
     assert!(d < 1e-4, "max |logits - reference| = {d}");
 }
+
+#[test]
+fn classify_with_a_saved_smartbird_model_matches_the_library() {
+    let cfg = smartbird::Config {
+        hidden_size: 16,
+        num_attention_heads: 2,
+        num_hidden_layers: 1,
+        intermediate_size: 32,
+        max_position_embeddings: 32,
+        vocab_size: 50,
+        layer_norm_eps: 1e-12,
+        num_labels: 3,
+        pad_token_id: 0,
+        sketch_dim: 4,
+        keys_per_query: 3,
+        sampling: smartbird::Sampling::Gumbel,
+        seed: 9,
+        include_self: true,
+    };
+    let device = candle_core::Device::Cpu;
+    let (model, vars) = smartbird::Model::random(&cfg, &device).unwrap();
+    let dir = std::env::temp_dir().join(format!("frugal-smartbird-{}", std::process::id()));
+    smartbird::save(&dir, &cfg, &vars).unwrap();
+    let ids = vec![vec![5, 9, 2, 7, 3, 1], vec![4, 8, 6, 0, 0, 0]];
+    let want: Vec<f32> = model
+        .forward(&ids)
+        .unwrap()
+        .logits
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let (ok, out, err) = frugal(&[
+        "classify",
+        "--model",
+        dir.to_str().unwrap(),
+        "--arch",
+        "smartbird",
+        "--input-ids",
+        "5,9,2,7,3,1;4,8,6,0,0,0",
+    ]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(ok, "{err}");
+    let got: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(got["logits_shape"], serde_json::json!([2, 3]));
+    let got: Vec<f32> = got["logits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect();
+    assert_eq!(got, want);
+}

@@ -1,0 +1,137 @@
+//! Smart Bird's attention (§3, steps 2–3): from the layer's sketch, each head selects its own
+//! `K` keys per query (Gumbel-top-K or top-K, `kernels::sparse_attention`), then attends only to
+//! them: `softmax(q_i · k_{I_h(i)}ᵀ / sqrt(d_h)) V_{I_h(i)}`. O(N²·d + N·K·D).
+//!
+//! [`AttentionMode::Dense`] runs ordinary multi-head attention with the same weights: the
+//! baseline the benches compare against, and the check that `K = N` without noise is exact.
+use candle_core::{Module, Tensor, D};
+use candle_nn::{linear, Linear, VarBuilder};
+use kernels::sparse_attention::{
+    sketch_topk_cpu, sparse_attention_cpu, SketchTopk, SparseInput, SparseShape,
+};
+
+use crate::config::{Config, Sampling};
+use crate::error::{Result, SmartBirdError};
+use crate::sketch::Sketch;
+
+/// Which attention a forward pass runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttentionMode {
+    /// Smart Bird: sketch, per-head key selection, sparse attention.
+    Sparse,
+    /// Dense multi-head softmax attention over every token (no sketch).
+    Dense,
+}
+
+#[derive(Debug, Clone)]
+pub struct SparseSelfAttention {
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    sketch: Sketch,
+    heads: usize,
+    head_dim: usize,
+    keys: usize,
+    gumbel_seed: Option<u64>,
+    include_self: bool,
+}
+
+/// The inputs' padding: per token 1 (token) or 0, and the additive key mask (0 / −∞) `[batch, N]`.
+#[derive(Debug, Clone)]
+pub struct Padding {
+    pub tokens: Vec<u8>,
+    pub key_mask: Tensor,
+}
+
+impl SparseSelfAttention {
+    /// Layer `layer`'s attention (its Gumbel seed is `cfg.seed + layer`).
+    pub fn new(cfg: &Config, layer: usize, vb: VarBuilder, sketch_vb: VarBuilder) -> Result<Self> {
+        let h = cfg.hidden_size;
+        let w = |e: candle_core::Error| SmartBirdError::Weights(e.to_string());
+        Ok(SparseSelfAttention {
+            query: linear(h, h, vb.pp("query")).map_err(w)?,
+            key: linear(h, h, vb.pp("key")).map_err(w)?,
+            value: linear(h, h, vb.pp("value")).map_err(w)?,
+            sketch: Sketch::new(cfg, sketch_vb)?,
+            heads: cfg.num_attention_heads,
+            head_dim: cfg.head_dim(),
+            keys: cfg.keys_per_query,
+            gumbel_seed: match cfg.sampling {
+                Sampling::Gumbel => Some(cfg.seed.wrapping_add(layer as u64)),
+                Sampling::TopK => None,
+            },
+            include_self: cfg.include_self,
+        })
+    }
+
+    /// The context `[batch, N, hidden]`, and in sparse mode the selected indices
+    /// `[batch, heads, N, K]` (`-1`: an empty slot).
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        padding: &Padding,
+        mode: AttentionMode,
+    ) -> Result<(Tensor, Option<Vec<i32>>)> {
+        let (b, n, hidden) = x.dims3()?;
+        let q = self.query.forward(x)?;
+        let k = self.key.forward(x)?;
+        let v = self.value.forward(x)?;
+        if mode == AttentionMode::Dense {
+            return Ok((self.dense(&q, &k, &v, &padding.key_mask)?, None));
+        }
+        let log_probs: Vec<f32> = self
+            .sketch
+            .log_probs(x, &padding.key_mask)?
+            .flatten_all()?
+            .to_vec1()?;
+        let indices = sketch_topk_cpu(&SketchTopk {
+            batch: b,
+            seq_len: n,
+            heads: self.heads,
+            keys: self.keys,
+            log_probs: &log_probs,
+            mask: Some(&padding.tokens),
+            gumbel_seed: self.gumbel_seed,
+            include_self: self.include_self,
+        })?;
+        let host = |t: &Tensor| -> Result<Vec<f32>> { Ok(t.flatten_all()?.to_vec1()?) };
+        let (qv, kv, vv) = (host(&q)?, host(&k)?, host(&v)?);
+        let o = sparse_attention_cpu(&SparseInput {
+            shape: SparseShape::new(b, n, self.heads, self.head_dim, self.keys)?,
+            q: &qv,
+            k: &kv,
+            v: &vv,
+            indices: &indices,
+            scale: (self.head_dim as f32).powf(-0.5),
+        })?;
+        Ok((
+            Tensor::from_vec(o, (b, n, hidden), x.device())?,
+            Some(indices),
+        ))
+    }
+
+    /// Dense multi-head attention, one head at a time (the N×N scores of all heads at once would
+    /// not fit at long N).
+    fn dense(&self, q: &Tensor, k: &Tensor, v: &Tensor, key_mask: &Tensor) -> Result<Tensor> {
+        let (b, n, hidden) = q.dims3()?;
+        let split = |t: &Tensor| -> Result<Tensor> {
+            Ok(t.reshape((b, n, self.heads, self.head_dim))?
+                .transpose(1, 2)?
+                .contiguous()?)
+        };
+        let (q, k, v) = (split(q)?, split(k)?, split(v)?);
+        let mask = key_mask.unsqueeze(1)?;
+        let mut outs = Vec::with_capacity(self.heads);
+        for h in 0..self.heads {
+            let (qh, kh, vh) = (
+                q.narrow(1, h, 1)?.squeeze(1)?,
+                k.narrow(1, h, 1)?.squeeze(1)?,
+                v.narrow(1, h, 1)?.squeeze(1)?,
+            );
+            let scores =
+                (qh.matmul(&kh.t()?)? / (self.head_dim as f64).sqrt())?.broadcast_add(&mask)?;
+            outs.push(candle_nn::ops::softmax(&scores, D::Minus1)?.matmul(&vh)?);
+        }
+        Ok(Tensor::stack(&outs, 2)?.reshape((b, n, hidden))?)
+    }
+}

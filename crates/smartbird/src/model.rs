@@ -1,0 +1,186 @@
+//! The Smart Bird encoder and text classifier: word and learned position embeddings with a
+//! LayerNorm, the layers, attention pooling and a linear classifier (the `fastformer` crate's
+//! shape of model). Our own safetensors layout (no reference checkpoint exists):
+//!
+//! ```text
+//! embeddings.{word_embeddings,position_embeddings}.weight, embeddings.LayerNorm.{weight,bias}
+//! encoder.layer.{i}.sketch.{down,query,key}.{weight,bias}
+//! encoder.layer.{i}.attention.self.{query,key,value}.{weight,bias}
+//! encoder.layer.{i}.attention.output.{dense,LayerNorm}.{weight,bias}
+//! encoder.layer.{i}.intermediate.dense.{weight,bias}, encoder.layer.{i}.output.{dense,LayerNorm}.{weight,bias}
+//! pooler.{att_fc1,att_fc2}.{weight,bias}, classifier.{weight,bias}
+//! ```
+use std::path::Path;
+
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::{embedding, layer_norm, linear, Embedding, LayerNorm, Linear, VarBuilder, VarMap};
+use fastformer::model::AttentionPooling;
+
+use crate::attention::{AttentionMode, Padding};
+use crate::config::Config;
+use crate::error::{Result, SmartBirdError};
+use crate::layer::Layer;
+
+#[derive(Debug, Clone)]
+pub struct Outputs {
+    /// The last layer's output `[B, N, D]`.
+    pub hidden: Tensor,
+    /// `[B, D]`.
+    pub pooled: Tensor,
+    /// `[B, num_labels]`.
+    pub logits: Tensor,
+    /// Per layer, the selected keys `[B, heads, N, K]` (empty in dense mode).
+    pub indices: Vec<Vec<i32>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Model {
+    cfg: Config,
+    word_embeddings: Embedding,
+    position_embeddings: Embedding,
+    embedding_norm: LayerNorm,
+    layers: Vec<Layer>,
+    pooler: AttentionPooling,
+    classifier: Linear,
+    device: Device,
+}
+
+impl Model {
+    pub fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
+        cfg.validate()?;
+        let d = cfg.hidden_size;
+        let w = |e: candle_core::Error| SmartBirdError::Weights(e.to_string());
+        let emb = vb.pp("embeddings");
+        let layers = (0..cfg.num_hidden_layers)
+            .map(|i| Layer::new(cfg, i, vb.pp(format!("encoder.layer.{i}"))))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Model {
+            cfg: cfg.clone(),
+            word_embeddings: embedding(cfg.vocab_size, d, emb.pp("word_embeddings")).map_err(w)?,
+            position_embeddings: embedding(
+                cfg.max_position_embeddings,
+                d,
+                emb.pp("position_embeddings"),
+            )
+            .map_err(w)?,
+            embedding_norm: layer_norm(d, cfg.layer_norm_eps, emb.pp("LayerNorm")).map_err(w)?,
+            layers,
+            pooler: AttentionPooling::new(d, vb.pp("pooler")).map_err(w)?,
+            classifier: linear(d, cfg.num_labels, vb.pp("classifier")).map_err(w)?,
+            device: vb.device().clone(),
+        })
+    }
+
+    /// A model with freshly initialised weights, and the `VarMap` holding them (for [`save`]).
+    pub fn random(cfg: &Config, device: &Device) -> Result<(Self, VarMap)> {
+        let map = VarMap::new();
+        let model = Model::new(cfg, VarBuilder::from_varmap(&map, DType::F32, device))?;
+        Ok((model, map))
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Classifies equally long sequences (`pad_token_id` marks padding) with Smart Bird attention.
+    pub fn forward(&self, ids: &[Vec<u32>]) -> Result<Outputs> {
+        self.forward_with(ids, AttentionMode::Sparse)
+    }
+
+    pub fn forward_with(&self, ids: &[Vec<u32>], mode: AttentionMode) -> Result<Outputs> {
+        let (b, n, padding) = self.check(ids)?;
+        let flat: Vec<u32> = ids.iter().flatten().copied().collect();
+        let ids = Tensor::from_vec(flat, (b, n), &self.device)?;
+        let positions = Tensor::arange(0u32, n as u32, &self.device)?;
+        let x = self
+            .word_embeddings
+            .forward(&ids)?
+            .broadcast_add(&self.position_embeddings.forward(&positions)?)?;
+        let mut h = self.embedding_norm.forward(&x)?;
+        let mut indices = Vec::new();
+        for layer in &self.layers {
+            let (out, idx) = layer.forward(&h, &padding, mode)?;
+            h = out;
+            indices.extend(idx);
+        }
+        let mask: Vec<f32> = padding.tokens.iter().map(|&t| f32::from(t)).collect();
+        let mask = Tensor::from_vec(mask, (b, n), &self.device)?;
+        let pooled = self.pooler.forward(&h, &mask)?;
+        let logits = self.classifier.forward(&pooled)?;
+        Ok(Outputs {
+            hidden: h,
+            pooled,
+            logits,
+            indices,
+        })
+    }
+
+    fn check(&self, ids: &[Vec<u32>]) -> Result<(usize, usize, Padding)> {
+        let (b, n) = (ids.len(), ids.first().map_or(0, Vec::len));
+        let input = |m: String| Err(SmartBirdError::Input(m));
+        if b == 0 || n == 0 {
+            return input("empty input: no tokens".into());
+        }
+        if ids.iter().any(|s| s.len() != n) {
+            return input(format!(
+                "every sequence must have one length (the first has {n}): pad them"
+            ));
+        }
+        if n > self.cfg.max_position_embeddings {
+            return input(format!(
+                "sequence length {n} is past max_position_embeddings {}",
+                self.cfg.max_position_embeddings
+            ));
+        }
+        if let Some(bad) = ids
+            .iter()
+            .flatten()
+            .find(|&&id| id as usize >= self.cfg.vocab_size)
+        {
+            return input(format!(
+                "token id {bad} is out of range (vocab_size {})",
+                self.cfg.vocab_size
+            ));
+        }
+        let tokens: Vec<u8> = ids
+            .iter()
+            .flatten()
+            .map(|&id| u8::from(id != self.cfg.pad_token_id))
+            .collect();
+        if let Some(s) = tokens.chunks(n).position(|row| row.iter().all(|&t| t == 0)) {
+            return input(format!("sequence {s} is all padding"));
+        }
+        let key_mask: Vec<f32> = tokens
+            .iter()
+            .map(|&t| if t == 1 { 0.0 } else { f32::NEG_INFINITY })
+            .collect();
+        let key_mask = Tensor::from_vec(key_mask, (b, n), &self.device)?;
+        Ok((b, n, Padding { tokens, key_mask }))
+    }
+}
+
+/// Writes `dir/config.json` and `dir/model.safetensors` (the weights in `map`).
+pub fn save(dir: &Path, cfg: &Config, map: &VarMap) -> Result<()> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| SmartBirdError::Io { path, source }
+    };
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let config = dir.join("config.json");
+    std::fs::write(&config, cfg.to_json()?).map_err(io(&config))?;
+    map.save(dir.join("model.safetensors"))?;
+    Ok(())
+}
+
+/// Loads `dir/config.json` and the weights (`model.safetensors` or shards), in f32.
+pub fn load(dir: &Path, device: &Device) -> Result<Model> {
+    let cfg = Config::from_dir(dir)?;
+    let files = kernels::checkpoint::safetensors_files(dir).map_err(|e| SmartBirdError::Io {
+        path: e.path,
+        source: e.source,
+    })?;
+    // SAFETY: the files are memory-mapped read-only, as every mmap-based loader does.
+    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files, DType::F32, device) }
+        .map_err(|e| SmartBirdError::Weights(e.to_string()))?;
+    Model::new(&cfg, vb)
+}
