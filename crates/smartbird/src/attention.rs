@@ -14,6 +14,17 @@ use crate::config::{Config, Sampling};
 use crate::error::{Result, SmartBirdError};
 use crate::sketch::Sketch;
 
+/// Seconds a forward pass spent in each of Smart Bird's steps, summed over layers.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Profile {
+    /// The sketch's log-probabilities (O(N²·d)).
+    pub sketch: f64,
+    /// Each head's key selection from them (O(heads·N²)).
+    pub selection: f64,
+    /// The Q/K/V projections and the attention itself (sparse or dense).
+    pub attention: f64,
+}
+
 /// Which attention a forward pass runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttentionMode {
@@ -71,19 +82,27 @@ impl SparseSelfAttention {
         x: &Tensor,
         padding: &Padding,
         mode: AttentionMode,
+        profile: &mut Profile,
     ) -> Result<(Tensor, Option<Vec<i32>>)> {
         let (b, n, hidden) = x.dims3()?;
+        let start = std::time::Instant::now();
         let q = self.query.forward(x)?;
         let k = self.key.forward(x)?;
         let v = self.value.forward(x)?;
         if mode == AttentionMode::Dense {
-            return Ok((self.dense(&q, &k, &v, &padding.key_mask)?, None));
+            let out = self.dense(&q, &k, &v, &padding.key_mask)?;
+            profile.attention += start.elapsed().as_secs_f64();
+            return Ok((out, None));
         }
+        let projections = start.elapsed().as_secs_f64();
+        let start = std::time::Instant::now();
         let log_probs: Vec<f32> = self
             .sketch
             .log_probs(x, &padding.key_mask)?
             .flatten_all()?
             .to_vec1()?;
+        profile.sketch += start.elapsed().as_secs_f64();
+        let start = std::time::Instant::now();
         let indices = sketch_topk_cpu(&SketchTopk {
             batch: b,
             seq_len: n,
@@ -94,6 +113,8 @@ impl SparseSelfAttention {
             gumbel_seed: self.gumbel_seed,
             include_self: self.include_self,
         })?;
+        profile.selection += start.elapsed().as_secs_f64();
+        let start = std::time::Instant::now();
         let host = |t: &Tensor| -> Result<Vec<f32>> { Ok(t.flatten_all()?.to_vec1()?) };
         let (qv, kv, vv) = (host(&q)?, host(&k)?, host(&v)?);
         let o = sparse_attention_cpu(&SparseInput {
@@ -104,6 +125,7 @@ impl SparseSelfAttention {
             indices: &indices,
             scale: (self.head_dim as f32).powf(-0.5),
         })?;
+        profile.attention += projections + start.elapsed().as_secs_f64();
         Ok((
             Tensor::from_vec(o, (b, n, hidden), x.device())?,
             Some(indices),

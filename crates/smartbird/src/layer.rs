@@ -4,7 +4,7 @@
 use candle_core::{Module, Tensor};
 use candle_nn::{layer_norm, linear, LayerNorm, Linear, VarBuilder};
 
-use crate::attention::{AttentionMode, Padding, SparseSelfAttention};
+use crate::attention::{AttentionMode, Padding, Profile, SparseSelfAttention};
 use crate::config::Config;
 use crate::error::{Result, SmartBirdError};
 
@@ -42,8 +42,9 @@ impl Layer {
         x: &Tensor,
         padding: &Padding,
         mode: AttentionMode,
+        profile: &mut Profile,
     ) -> Result<(Tensor, Option<Vec<i32>>)> {
-        let (ctx, indices) = self.attention.forward(x, padding, mode)?;
+        let (ctx, indices) = self.attention.forward(x, padding, mode, profile)?;
         let attended = self
             .attention_norm
             .forward(&(self.attention_dense.forward(&ctx)? + x)?)?;

@@ -28,7 +28,7 @@ pub mod layer;
 pub mod model;
 pub mod sketch;
 
-pub use attention::AttentionMode;
+pub use attention::{AttentionMode, Profile};
 pub use config::{Config, Sampling};
 pub use error::{Result, SmartBirdError};
 pub use model::{load, save, Model, Outputs};

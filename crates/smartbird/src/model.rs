@@ -16,7 +16,7 @@ use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{embedding, layer_norm, linear, Embedding, LayerNorm, Linear, VarBuilder, VarMap};
 use fastformer::model::AttentionPooling;
 
-use crate::attention::{AttentionMode, Padding};
+use crate::attention::{AttentionMode, Padding, Profile};
 use crate::config::Config;
 use crate::error::{Result, SmartBirdError};
 use crate::layer::Layer;
@@ -31,6 +31,8 @@ pub struct Outputs {
     pub logits: Tensor,
     /// Per layer, the selected keys `[B, heads, N, K]` (empty in dense mode).
     pub indices: Vec<Vec<i32>>,
+    /// Where the attention's time went.
+    pub profile: Profile,
 }
 
 #[derive(Debug, Clone)]
@@ -98,8 +100,9 @@ impl Model {
             .broadcast_add(&self.position_embeddings.forward(&positions)?)?;
         let mut h = self.embedding_norm.forward(&x)?;
         let mut indices = Vec::new();
+        let mut profile = Profile::default();
         for layer in &self.layers {
-            let (out, idx) = layer.forward(&h, &padding, mode)?;
+            let (out, idx) = layer.forward(&h, &padding, mode, &mut profile)?;
             h = out;
             indices.extend(idx);
         }
@@ -112,6 +115,7 @@ impl Model {
             pooled,
             logits,
             indices,
+            profile,
         })
     }
 
