@@ -252,6 +252,7 @@ fn model_table() {
 }
 
 fn tables(_: &mut Criterion) {
+    frugal_benches::pin_threads();
     let (read_bw, copy_bw) = bandwidth(512 << 20);
     gemv_table(read_bw, copy_bw);
     gemm_table();

@@ -141,6 +141,7 @@ fn scaling_table() {
 }
 
 fn kernel_vs_memcpy(c: &mut Criterion) {
+    frugal_benches::pin_threads();
     scaling_table();
     let mut group = c.benchmark_group("additive_attention");
     group.sample_size(20);

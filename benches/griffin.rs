@@ -126,6 +126,7 @@ fn bench_config(c: &mut Criterion, name: &str, json: serde_json::Value, prefill:
 }
 
 fn benches(c: &mut Criterion) {
+    frugal_benches::pin_threads();
     // Narrow: per-timestep overheads dominate, where a parallel scan matters most.
     let mut tiny = hf_config(64, 4, 4, 8, 256);
     tiny["intermediate_size"] = 192.into();

@@ -57,6 +57,7 @@ fn bench<T: ScanElement>(c: &mut Criterion, dtype: &str) {
 }
 
 fn benches(c: &mut Criterion) {
+    frugal_benches::pin_threads();
     bench::<f32>(c, "f32");
     bench::<half::bf16>(c, "bf16");
 }

@@ -33,6 +33,7 @@ fn config(n: usize, keys: usize) -> Config {
 }
 
 fn table(_: &mut Criterion) {
+    frugal_benches::pin_threads();
     let quick = std::env::var_os("FRUGAL_BENCH_QUICK").is_some();
     let lengths: &[usize] = if quick {
         &[512, 2048]

@@ -173,6 +173,7 @@ fn speed_tables() {
 }
 
 fn tables(_: &mut Criterion) {
+    frugal_benches::pin_threads();
     memory_table();
     speed_tables();
 }

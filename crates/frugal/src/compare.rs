@@ -1,0 +1,447 @@
+//! `frugal compare`: every architecture and a dense Transformer baseline at one model size, with
+//! random weights, over a range of context lengths. Measures in one run prefill and decode
+//! tokens/s, cache/state bytes per sequence and weight bytes, prints them with their ratio to the
+//! baseline, and plots each against context length (SVG).
+//!
+//! The baseline is `yoco::Transformer`: Llama-style (pre-norm RMSNorm, SwiGLU, RoPE, GQA), every
+//! layer full causal attention with its own KV cache, built from the same kernels.
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use serde::Serialize;
+
+/// The architectures `compare` knows, in table order (the baseline last).
+pub const ARCHS: &[&str] = &[
+    "yoco-gret",
+    "yoco-swa",
+    "griffin",
+    "hawk",
+    "bitnet",
+    "fastformer",
+    "smartbird",
+    "transformer",
+];
+
+/// The shared model size.
+#[derive(Debug, Clone, Copy)]
+pub struct Size {
+    pub name: &'static str,
+    pub hidden: usize,
+    pub layers: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub ffn: usize,
+    pub vocab: usize,
+    /// Sliding-window width (YOCO SWA, Griffin's local attention).
+    pub window: usize,
+    pub decode_steps: usize,
+    pub contexts: &'static [usize],
+}
+
+pub const SIZES: &[Size] = &[
+    Size {
+        name: "tiny",
+        hidden: 128,
+        layers: 4,
+        heads: 4,
+        kv_heads: 2,
+        ffn: 384,
+        vocab: 2048,
+        window: 128,
+        decode_steps: 16,
+        contexts: &[128, 512],
+    },
+    Size {
+        name: "small",
+        hidden: 256,
+        layers: 4,
+        heads: 4,
+        kv_heads: 2,
+        ffn: 768,
+        vocab: 4096,
+        window: 256,
+        decode_steps: 16,
+        contexts: &[256, 1024, 2048],
+    },
+    Size {
+        name: "base",
+        hidden: 512,
+        layers: 8,
+        heads: 8,
+        kv_heads: 2,
+        ffn: 1536,
+        vocab: 16_384,
+        window: 1024,
+        decode_steps: 8,
+        contexts: &[512, 2048, 8192],
+    },
+];
+
+pub fn size(name: &str) -> Result<Size> {
+    SIZES
+        .iter()
+        .copied()
+        .find(|s| s.name == name)
+        .with_context(|| {
+            let names: Vec<_> = SIZES.iter().map(|s| s.name).collect();
+            format!("unknown --size `{name}`; known: {}", names.join(", "))
+        })
+}
+
+/// One architecture at one context length.
+#[derive(Debug, Clone, Serialize)]
+pub struct Record {
+    pub arch: String,
+    pub context: usize,
+    pub prefill_tokens_per_s: f64,
+    /// `None` for encoders.
+    pub decode_tokens_per_s: Option<f64>,
+    /// Cache or recurrent state of one sequence after the prompt and the decode steps; `None` for
+    /// encoders (they keep nothing).
+    pub cache_bytes: Option<usize>,
+    pub weight_bytes: usize,
+}
+
+enum Built {
+    Yoco(Box<yoco::Model>),
+    Griffin(Box<griffin::Model>),
+    BitNet(Box<bitnet::Model>),
+    Fastformer(Box<fastformer::Model>),
+    SmartBird(Box<smartbird::Model>),
+    Dense(Box<yoco::Transformer>),
+}
+
+/// Builds a model twice over one `VarMap`: the first build creates its variables, which are then
+/// filled with N(0, 0.02) noise; the second reads them (so loaders that transform weights at load,
+/// such as BitNet's ternarisation, see random values). Returns the model and the weights' bytes.
+fn random<M>(build: impl Fn(VarBuilder) -> Result<M>) -> Result<(M, usize)> {
+    let map = VarMap::new();
+    build(VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu))?;
+    let mut bytes = 0;
+    for var in map.all_vars() {
+        let noise = Tensor::randn(0f32, 0.02, var.shape(), &Device::Cpu)?;
+        var.set(&noise)?;
+        bytes += var.elem_count() * 4;
+    }
+    Ok((
+        build(VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu))?,
+        bytes,
+    ))
+}
+
+fn yoco_config(s: &Size, window: Option<usize>, max_len: usize) -> yoco::Config {
+    yoco::Config {
+        dim: s.hidden,
+        n_layers: s.layers,
+        hidden_dim: s.ffn,
+        n_self_heads: s.heads,
+        n_attn_heads: s.heads,
+        n_attn_kv_heads: s.kv_heads,
+        vocab_size: s.vocab,
+        max_batch_size: 1,
+        max_seq_len: max_len as i64,
+        model_parallel_size: 1,
+        load_checkpoint: false,
+        rope_theta: 10_000.0,
+        norm_eps: 1e-5,
+        sliding_window: window,
+    }
+}
+
+fn griffin_config(s: &Size, hawk: bool) -> griffin::Config {
+    use griffin::config::BlockType::{Attention, Recurrent};
+    griffin::Config {
+        vocab_size: s.vocab,
+        hidden_size: s.hidden,
+        mlp_width: s.ffn,
+        num_hidden_layers: s.layers,
+        num_attention_heads: s.heads,
+        num_key_value_heads: 1,
+        head_dim: s.hidden / s.heads,
+        lru_width: s.hidden,
+        attention_window_size: s.window,
+        conv1d_width: 4,
+        logits_soft_cap: Some(30.0),
+        rms_norm_eps: 1e-6,
+        rope_theta: 10_000.0,
+        partial_rotary_factor: 0.5,
+        block_types: if hawk {
+            vec![Recurrent]
+        } else {
+            vec![Recurrent, Recurrent, Attention]
+        },
+        embeddings_scale_by_sqrt_dim: true,
+    }
+}
+
+fn build(arch: &str, s: &Size, max_len: usize) -> Result<(Built, usize)> {
+    Ok(match arch {
+        "yoco-gret" | "yoco-swa" => {
+            let window = (arch == "yoco-swa").then_some(s.window);
+            let cfg = yoco_config(s, window, max_len);
+            let (m, b) = random(|vb| Ok(yoco::Model::new(&cfg, vb)?))?;
+            (Built::Yoco(Box::new(m)), b)
+        }
+        "transformer" => {
+            let cfg = yoco_config(s, None, max_len);
+            let (m, b) = random(|vb| Ok(yoco::Transformer::new(&cfg, vb)?))?;
+            (Built::Dense(Box::new(m)), b)
+        }
+        "griffin" | "hawk" => {
+            let cfg = griffin_config(s, arch == "hawk");
+            let (m, b) = random(|vb| Ok(griffin::Model::new(&cfg, vb)?))?;
+            (Built::Griffin(Box::new(m)), b)
+        }
+        "bitnet" => {
+            let cfg = bitnet::Config {
+                vocab_size: s.vocab,
+                hidden_size: s.hidden,
+                intermediate_size: s.ffn,
+                num_hidden_layers: s.layers,
+                num_attention_heads: s.heads,
+                num_key_value_heads: s.kv_heads,
+                head_dim: s.hidden / s.heads,
+                max_position_embeddings: max_len,
+                rms_norm_eps: 1e-5,
+                rope_theta: 500_000.0,
+                tie_word_embeddings: true,
+                // Master weights, ternarised (and packed) once at load.
+                weight_format: bitnet::WeightFormat::Master,
+            };
+            let (m, _) = random(|vb| Ok(bitnet::Model::new(&cfg, vb)?))?;
+            let w = m.weight_bytes();
+            (Built::BitNet(Box::new(m)), w.packed + w.float)
+        }
+        "fastformer" => {
+            let cfg = fastformer::Config {
+                hidden_size: s.hidden,
+                num_attention_heads: s.heads,
+                num_hidden_layers: s.layers,
+                intermediate_size: s.ffn,
+                max_position_embeddings: max_len,
+                vocab_size: s.vocab,
+                layer_norm_eps: 1e-12,
+                hidden_act: "gelu".into(),
+                pooler_type: "weightpooler".into(),
+                num_labels: 2,
+                pad_token_id: 0,
+                share_query_value: true,
+                share_layers: false,
+            };
+            let (m, b) = random(|vb| Ok(fastformer::Model::new(&cfg, vb)?))?;
+            (Built::Fastformer(Box::new(m)), b)
+        }
+        "smartbird" => {
+            let cfg = smartbird::Config {
+                hidden_size: s.hidden,
+                num_attention_heads: s.heads,
+                num_hidden_layers: s.layers,
+                intermediate_size: s.ffn,
+                max_position_embeddings: max_len,
+                vocab_size: s.vocab,
+                layer_norm_eps: 1e-12,
+                num_labels: 2,
+                pad_token_id: 0,
+                sketch_dim: 16,
+                keys_per_query: 64,
+                sampling: smartbird::Sampling::Gumbel,
+                seed: 0,
+                include_self: false,
+            };
+            let (m, b) = random(|vb| Ok(smartbird::Model::new(&cfg, vb)?))?;
+            (Built::SmartBird(Box::new(m)), b)
+        }
+        other => {
+            bail!(
+                "unknown architecture `{other}` for --archs; known: {}",
+                ARCHS.join(", ")
+            )
+        }
+    })
+}
+
+/// Seconds of `f`.
+fn timed<T>(f: impl FnOnce() -> Result<T>) -> Result<(T, f64)> {
+    let start = Instant::now();
+    let out = f()?;
+    Ok((out, start.elapsed().as_secs_f64()))
+}
+
+/// Prefill seconds, decode seconds (decoders) and cache bytes after both.
+fn measure(
+    model: &Built,
+    prompt: &[u32],
+    steps: usize,
+) -> Result<(f64, Option<f64>, Option<usize>)> {
+    let cap = prompt.len() + steps;
+    let step_ids = |i: usize| [1 + (i as u32 * 31) % 1000];
+    Ok(match model {
+        Built::Yoco(m) => {
+            let mut c = m.new_cache(1, cap)?;
+            let (_, p) =
+                timed(|| Ok(m.prefill(&[prompt], &mut c, yoco::generation::PREFILL_CHUNK)?))?;
+            let (_, d) = timed(|| {
+                (0..steps).try_for_each(|i| m.forward_last(&[step_ids(i)], &mut c).map(|_| ()))?;
+                Ok(())
+            })?;
+            (p, Some(d), Some(m.cache_bytes(&c).total()))
+        }
+        Built::Dense(m) => {
+            let mut c = m.new_cache(1, cap);
+            let (_, p) = timed(|| Ok(m.forward_last(&[prompt], &mut c)?))?;
+            let (_, d) = timed(|| {
+                (0..steps).try_for_each(|i| m.forward_last(&[&step_ids(i)], &mut c).map(|_| ()))?;
+                Ok(())
+            })?;
+            (p, Some(d), Some(c.bytes()))
+        }
+        Built::Griffin(m) => {
+            let mut st = m.new_state(1)?;
+            let (_, p) = timed(|| Ok(m.forward_last(&[prompt], &mut st)?))?;
+            let (_, d) = timed(|| {
+                (0..steps).try_for_each(|i| m.forward_last(&[step_ids(i)], &mut st).map(|_| ()))?;
+                Ok(())
+            })?;
+            (p, Some(d), Some(st.size_in_bytes()))
+        }
+        Built::BitNet(m) => {
+            let mut c = m.new_cache(1, cap)?;
+            let (_, p) = timed(|| Ok(m.forward_last(&[prompt], &mut c)?))?;
+            let (_, d) = timed(|| {
+                (0..steps).try_for_each(|i| m.forward_last(&[step_ids(i)], &mut c).map(|_| ()))?;
+                Ok(())
+            })?;
+            (p, Some(d), Some(c.bytes()?))
+        }
+        Built::Fastformer(m) => {
+            let (_, p) = timed(|| Ok(m.forward(&[prompt.to_vec()])?))?;
+            (p, None, None)
+        }
+        Built::SmartBird(m) => {
+            let (_, p) = timed(|| Ok(m.forward(&[prompt.to_vec()])?))?;
+            (p, None, None)
+        }
+    })
+}
+
+/// Runs the comparison; `progress` is told each step (done, total, what).
+pub fn run(
+    s: &Size,
+    contexts: &[usize],
+    archs: &[String],
+    mut progress: impl FnMut(usize, usize, &str),
+) -> Result<Vec<Record>> {
+    if contexts.is_empty() || contexts.contains(&0) {
+        bail!("--contexts needs one or more positive lengths");
+    }
+    let max_len = contexts.iter().max().copied().unwrap_or(1) + s.decode_steps + 1;
+    let total = archs.len() * (contexts.len() + 1);
+    let mut done = 0;
+    let mut records = Vec::new();
+    for arch in archs {
+        progress(done, total, &format!("building {arch}"));
+        let (model, weight_bytes) = build(arch, s, max_len)?;
+        // A short warm-up run, so first-call costs stay out of the figures.
+        measure(&model, &prompt(16, s.vocab), 1)?;
+        done += 1;
+        for &t in contexts {
+            progress(done, total, &format!("{arch} at {t} tokens"));
+            let (p, d, cache) = measure(&model, &prompt(t, s.vocab), s.decode_steps)
+                .with_context(|| format!("{arch} at context {t}"))?;
+            records.push(Record {
+                arch: arch.clone(),
+                context: t,
+                prefill_tokens_per_s: t as f64 / p,
+                decode_tokens_per_s: d.map(|d| s.decode_steps as f64 / d),
+                cache_bytes: cache,
+                weight_bytes,
+            });
+            done += 1;
+        }
+    }
+    progress(total, total, "done");
+    Ok(records)
+}
+
+/// Token ids 1.. (0 is the encoders' padding id).
+fn prompt(t: usize, vocab: usize) -> Vec<u32> {
+    (0..t)
+        .map(|i| 1 + ((i * 7919) % (vocab - 1)) as u32)
+        .collect()
+}
+
+fn fmt_bytes(b: usize) -> String {
+    let b = b as f64;
+    if b >= 1e9 {
+        format!("{:.2} GB", b / 1e9)
+    } else if b >= 1e6 {
+        format!("{:.2} MB", b / 1e6)
+    } else {
+        format!("{:.1} kB", b / 1e3)
+    }
+}
+
+/// The table: per context, each architecture and its ratio to the baseline (`transformer`).
+pub fn table(records: &[Record]) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let base = |t: usize| {
+        records
+            .iter()
+            .find(|r| r.arch == "transformer" && r.context == t)
+    };
+    let ratio = |x: Option<f64>, b: Option<f64>| match (x, b) {
+        (Some(x), Some(b)) if b > 0.0 => format!("{:.2}x", x / b),
+        _ => "-".into(),
+    };
+    let mut contexts: Vec<usize> = records.iter().map(|r| r.context).collect();
+    contexts.dedup();
+    contexts.sort_unstable();
+    contexts.dedup();
+    for t in contexts {
+        let b = base(t);
+        let _ = writeln!(
+            out,
+            "context {t} tokens (ratios: to the dense Transformer baseline)"
+        );
+        let _ = writeln!(
+            out,
+            "{:<12} {:>12} {:>7} {:>11} {:>7} {:>11} {:>7} {:>10} {:>7}",
+            "arch", "prefill t/s", "x", "decode t/s", "x", "cache", "x", "weights", "x"
+        );
+        for r in records.iter().filter(|r| r.context == t) {
+            let _ = writeln!(
+                out,
+                "{:<12} {:>12.0} {:>7} {:>11} {:>7} {:>11} {:>7} {:>10} {:>7}",
+                r.arch,
+                r.prefill_tokens_per_s,
+                ratio(
+                    Some(r.prefill_tokens_per_s),
+                    b.map(|b| b.prefill_tokens_per_s)
+                ),
+                r.decode_tokens_per_s
+                    .map_or("-".into(), |d| format!("{d:.1}")),
+                ratio(r.decode_tokens_per_s, b.and_then(|b| b.decode_tokens_per_s)),
+                r.cache_bytes.map_or("none".into(), fmt_bytes),
+                // Smaller is better for bytes: the ratio says how many times less.
+                ratio(
+                    b.and_then(|b| b.cache_bytes).map(|x| x as f64),
+                    r.cache_bytes.map(|x| x as f64)
+                ),
+                fmt_bytes(r.weight_bytes),
+                ratio(
+                    b.map(|b| b.weight_bytes as f64),
+                    Some(r.weight_bytes as f64)
+                ),
+            );
+        }
+        let _ = writeln!(out);
+    }
+    out.push_str(
+        "prefill/decode x: times faster than the baseline; cache/weights x: times smaller.\n\
+         Encoders (fastformer, smartbird) encode the whole context once and keep no cache.\n",
+    );
+    out
+}
