@@ -22,9 +22,11 @@ use kernels::gated_retention::RetentionShape;
 use kernels::gpu::additive_attention::{launch as additive_launch, DevicePointers};
 use kernels::gpu::gated_retention::gated_retention_gpu;
 use kernels::gpu::linear_scan::linear_scan_gpu;
+use kernels::gpu::sparse_attention::{sketch_topk_gpu, sparse_attention_gpu};
 use kernels::gpu::ternary_matmul::{ternary_matmul_gpu, DeviceTernary};
 use kernels::gpu::window_attention::window_attention_gpu;
 use kernels::linear_scan::ScanShape;
+use kernels::sparse_attention::SparseShape;
 use kernels::ternary_matmul::PackedTernary;
 use kernels::window_attention::WindowShape;
 
@@ -253,6 +255,43 @@ fn main() {
             shape: shape.to_string(),
             secs,
             bytes: 4.0 * (4.0 * n as f64 + (n / 128) as f64),
+            cublas_secs: None,
+        });
+    }
+
+    // Smart Bird at N = 8192, 8 heads x 64, K = 64: the per-head Gumbel-top-K selection from an
+    // N x N sketch, and the attention over the gathered keys.
+    {
+        let shape = SparseShape::new(1, 8192, 8, 64, 64).expect("shape");
+        let n = shape.seq_len;
+        let lp = filled(&stream, n * n, -9.0);
+        let secs = time(&stream, || {
+            sketch_topk_gpu(&stream, shape, &lp, None, Some(1), false).expect("top-k");
+        });
+        rows.push(Row {
+            kernel: "sketch_topk",
+            shape: shape.to_string(),
+            secs,
+            // Each head reads the sketch once; indices written.
+            bytes: 4.0 * (shape.heads * n * n + shape.index_len()) as f64,
+            cublas_secs: None,
+        });
+        let idx = sketch_topk_gpu(&stream, shape, &lp, None, Some(1), false).expect("top-k");
+        let (q, k, v) = (
+            filled(&stream, shape.elems(), 0.01),
+            filled(&stream, shape.elems(), 0.02),
+            filled(&stream, shape.elems(), 0.03),
+        );
+        let secs = time(&stream, || {
+            sparse_attention_gpu(&stream, shape, &q, &k, &v, &idx, 0.125)
+                .expect("sparse attention");
+        });
+        rows.push(Row {
+            kernel: "sparse_attention_f32",
+            shape: shape.to_string(),
+            secs,
+            // q read, o written, K gathered key and value rows per query.
+            bytes: 4.0 * (2.0 * shape.elems() as f64 + 2.0 * (shape.elems() * shape.keys) as f64),
             cublas_secs: None,
         });
     }
