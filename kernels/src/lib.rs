@@ -22,6 +22,7 @@
 pub mod additive_attention;
 pub mod checkpoint;
 pub mod cpu;
+pub mod cpu_linear;
 pub mod error;
 pub mod gated_retention;
 #[cfg(any(feature = "cuda-dynamic", feature = "candle-cuda"))]

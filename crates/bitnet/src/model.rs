@@ -120,9 +120,8 @@ impl Model {
 
     fn logits(&self, x: &Tensor) -> Result<Tensor> {
         let (b, t, h) = x.dims3()?;
-        let logits = x
-            .reshape((b * t, h))?
-            .matmul(&self.lm_head.t()?)?
+        // Decoding (a row or a few) takes the threaded GEMV over the output embedding.
+        let logits = kernels::cpu_linear::linear(&x.reshape((b * t, h))?, &self.lm_head, None)?
             .reshape((b, t, self.cfg.vocab_size))?;
         Ok(logits.to_dtype(DType::F32)?)
     }

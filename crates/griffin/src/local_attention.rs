@@ -3,7 +3,8 @@
 //! at positions i − window < j ≤ i, and the cache is a ring of `window` key/value slots per
 //! sequence, so its size never grows with the sequence.
 use candle_core::{DType, Device, Module, Tensor, D};
-use candle_nn::{linear, linear_no_bias, Linear, VarBuilder};
+use candle_nn::{linear, linear_no_bias, VarBuilder};
+use kernels::cpu_linear::Linear;
 
 use crate::config::Config;
 use crate::step::Step;
@@ -61,10 +62,10 @@ impl LocalAttention {
             cfg.head_dim,
         );
         Ok(LocalAttention {
-            q_proj: linear_no_bias(d, h * hd, vb.pp("q_proj"))?,
-            k_proj: linear_no_bias(d, kv * hd, vb.pp("k_proj"))?,
-            v_proj: linear_no_bias(d, kv * hd, vb.pp("v_proj"))?,
-            o_proj: linear(h * hd, d, vb.pp("o_proj"))?,
+            q_proj: linear_no_bias(d, h * hd, vb.pp("q_proj"))?.into(),
+            k_proj: linear_no_bias(d, kv * hd, vb.pp("k_proj"))?.into(),
+            v_proj: linear_no_bias(d, kv * hd, vb.pp("v_proj"))?.into(),
+            o_proj: linear(h * hd, d, vb.pp("o_proj"))?.into(),
             heads: h,
             kv_heads: kv,
             head_dim: hd,

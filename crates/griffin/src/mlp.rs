@@ -1,6 +1,7 @@
 //! The gated-GeLU MLP (SPEC §2.1): `down(gelu_tanh(gate(x)) * up(x))`, biases everywhere.
 use candle_core::{Module, Tensor};
-use candle_nn::{linear, Linear, VarBuilder};
+use candle_nn::{linear, VarBuilder};
+use kernels::cpu_linear::Linear;
 
 #[derive(Debug, Clone)]
 pub struct Mlp {
@@ -12,9 +13,9 @@ pub struct Mlp {
 impl Mlp {
     pub fn new(hidden: usize, width: usize, vb: VarBuilder) -> candle_core::Result<Self> {
         Ok(Mlp {
-            gate_proj: linear(hidden, width, vb.pp("gate_proj"))?,
-            up_proj: linear(hidden, width, vb.pp("up_proj"))?,
-            down_proj: linear(width, hidden, vb.pp("down_proj"))?,
+            gate_proj: linear(hidden, width, vb.pp("gate_proj"))?.into(),
+            up_proj: linear(hidden, width, vb.pp("up_proj"))?.into(),
+            down_proj: linear(width, hidden, vb.pp("down_proj"))?.into(),
         })
     }
 }

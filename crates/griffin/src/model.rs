@@ -173,8 +173,8 @@ impl Model {
     /// Final norm, tied output embedding, soft cap; f32.
     fn logits(&self, x: &Tensor) -> Result<Tensor> {
         let x = self.final_norm.forward(x)?;
-        let logits = x
-            .broadcast_matmul(&self.embed_tokens.embeddings().t()?)?
+        // Decoding (a row or a few) takes the threaded GEMV over the embedding.
+        let logits = kernels::cpu_linear::linear(&x, self.embed_tokens.embeddings(), None)?
             .to_dtype(DType::F32)?;
         Ok(match self.cfg.logits_soft_cap {
             Some(cap) => ((logits / cap)?.tanh()? * cap)?,

@@ -1,6 +1,7 @@
 //! Griffin's recurrent block (SPEC §2.2): a GeLU branch times (Linear → Conv1D → RG-LRU).
 use candle_core::{Module, Tensor};
-use candle_nn::{linear, Linear, VarBuilder};
+use candle_nn::{linear, VarBuilder};
+use kernels::cpu_linear::Linear;
 
 use crate::config::Config;
 use crate::conv1d::Conv1d;
@@ -29,9 +30,9 @@ impl RecurrentBlock {
     pub fn new(cfg: &Config, vb: VarBuilder) -> candle_core::Result<Self> {
         let (d, w) = (cfg.hidden_size, cfg.lru_width);
         Ok(RecurrentBlock {
-            linear_y: linear(d, w, vb.pp("linear_y"))?,
-            linear_x: linear(d, w, vb.pp("linear_x"))?,
-            linear_out: linear(w, d, vb.pp("linear_out"))?,
+            linear_y: linear(d, w, vb.pp("linear_y"))?.into(),
+            linear_x: linear(d, w, vb.pp("linear_x"))?.into(),
+            linear_out: linear(w, d, vb.pp("linear_out"))?.into(),
             conv_1d: Conv1d::new(w, cfg.conv1d_width, vb.pp("conv_1d"))?,
             rg_lru: RgLru::new(w, cfg.num_attention_heads, vb.pp("rg_lru"))?,
         })

@@ -3,7 +3,8 @@
 //! `K = RoPE(k_proj(kv_layer_norm(x)))`, `V = v_proj(kv_layer_norm(x))` (GQA heads), written to the
 //! shared cache and read by every cross layer: `out_proj(causal attention(RoPE(q_proj(·)), K, V))`.
 use candle_core::{Module, Tensor};
-use candle_nn::{Linear, RmsNorm, VarBuilder};
+use candle_nn::{RmsNorm, VarBuilder};
+use kernels::cpu_linear::Linear;
 use kernels::window_attention::{window_attention_cpu, WindowInput, WindowShape};
 
 use crate::cache::SharedKv;

@@ -1,7 +1,8 @@
 //! The feed-forward network (`feedforward_network.py`): SwiGLU without biases,
 //! `fc2(silu(fc1 x) ⊙ gate x)`.
 use candle_core::{Module, Tensor};
-use candle_nn::{linear_no_bias, Linear, VarBuilder};
+use candle_nn::{linear_no_bias, VarBuilder};
+use kernels::cpu_linear::Linear;
 
 use crate::error::{Result, YocoError};
 
@@ -13,7 +14,10 @@ pub struct FeedForward {
 }
 
 pub(crate) fn linear(i: usize, o: usize, vb: VarBuilder) -> Result<Linear> {
-    linear_no_bias(i, o, vb).map_err(|e| YocoError::Weights(e.to_string()))
+    // Decode steps take the threaded GEMV (kernels::cpu_linear).
+    Ok(linear_no_bias(i, o, vb)
+        .map_err(|e| YocoError::Weights(e.to_string()))?
+        .into())
 }
 
 impl FeedForward {

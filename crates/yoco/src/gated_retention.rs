@@ -10,7 +10,8 @@
 //! Prefill runs the chunkwise kernel over the whole input; a decode step is the same call with one
 //! token. The state `[batch, heads, d, d]` is f32 and its size never changes.
 use candle_core::{Module, Tensor};
-use candle_nn::{Linear, VarBuilder};
+use candle_nn::VarBuilder;
+use kernels::cpu_linear::Linear;
 use kernels::gated_retention::{gated_retention_cpu, RetentionInput, RetentionShape};
 
 use crate::config::Config;

@@ -3,7 +3,8 @@
 //! projection. Prefill can exit early: the prompt's positions need only the self-decoder and the
 //! K/V projection, not the cross-decoder (SPEC §1.4).
 use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::{Embedding, Linear, RmsNorm, VarBuilder};
+use candle_nn::{Embedding, RmsNorm, VarBuilder};
+use kernels::cpu_linear::Linear;
 
 use crate::cache::{Cache, CacheBytes, SharedKv};
 use crate::config::Config;

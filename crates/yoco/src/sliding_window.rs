@@ -2,7 +2,8 @@
 //! softmax attention in which each query sees the last `window` keys, itself included, with
 //! interleaved RoPE on q and k. The cache is a ring of the last `window` keys and values.
 use candle_core::{Module, Tensor};
-use candle_nn::{Linear, VarBuilder};
+use candle_nn::VarBuilder;
+use kernels::cpu_linear::Linear;
 use kernels::window_attention::{window_attention_cpu, WindowInput, WindowShape};
 
 use crate::config::Config;

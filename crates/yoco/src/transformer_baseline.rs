@@ -4,7 +4,8 @@
 //! (RMSNorm, SwiGLU, interleaved RoPE, `kernels::window_attention` with no window), so a
 //! comparison measures the architecture, not the implementation.
 use candle_core::{Device, Module, Tensor};
-use candle_nn::{Embedding, Linear, RmsNorm, VarBuilder};
+use candle_nn::{Embedding, RmsNorm, VarBuilder};
+use kernels::cpu_linear::Linear;
 use kernels::window_attention::{window_attention_cpu, WindowInput, WindowShape};
 
 use crate::cache::SharedKv;

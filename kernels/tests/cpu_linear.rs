@@ -1,0 +1,80 @@
+//! The decode GEMV against a plain triple loop, and `linear` against candle's matmul on every path.
+#![allow(clippy::unwrap_used)]
+mod common;
+
+use candle_core::{DType, Device, Module, Tensor};
+use common::Rng;
+use kernels::cpu_linear::{gemv, linear, Linear};
+use proptest::prelude::*;
+
+fn naive(x: &[f32], m: usize, w: &[f32], n: usize, k: usize) -> Vec<f32> {
+    let mut y = vec![0.0f32; m * n];
+    for t in 0..m {
+        for j in 0..n {
+            y[t * n + j] = (0..k)
+                .map(|i| f64::from(x[t * k + i]) * f64::from(w[j * k + i]))
+                .sum::<f64>() as f32;
+        }
+    }
+    y
+}
+
+fn close(got: &[f32], want: &[f32]) {
+    assert_eq!(got.len(), want.len());
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!((g - w).abs() <= 1e-5 * (1.0 + w.abs()), "[{i}]: {g} vs {w}");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(40))]
+    #[test]
+    fn gemv_matches_the_plain_loop(m in 1usize..6, n in 1usize..200, k in 1usize..300, seed in 0u64..1000) {
+        let mut rng = Rng::new(seed);
+        let x: Vec<f32> = (0..m * k).map(|_| rng.uniform(-1.0, 1.0)).collect();
+        let w: Vec<f32> = (0..n * k).map(|_| rng.uniform(-1.0, 1.0)).collect();
+        close(&gemv(&x, m, &w, n, k), &naive(&x, m, &w, n, k));
+    }
+}
+
+#[test]
+fn linear_agrees_with_candle_on_every_path() {
+    let dev = Device::Cpu;
+    let w = Tensor::randn(0f32, 1.0, (70, 33), &dev).unwrap();
+    let b = Tensor::randn(0f32, 1.0, 70, &dev).unwrap();
+    for shape in [
+        vec![1, 33],
+        vec![1, 1, 33],
+        vec![2, 2, 33],
+        vec![1, 7, 33],
+        vec![3, 33],
+    ] {
+        let x = Tensor::randn(0f32, 1.0, shape.as_slice(), &dev).unwrap();
+        let want = x
+            .broadcast_matmul(&w.t().unwrap())
+            .unwrap()
+            .broadcast_add(&b)
+            .unwrap();
+        let got = linear(&x, &w, Some(&b)).unwrap();
+        assert_eq!(got.dims(), want.dims());
+        let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        close(&flat(&got), &flat(&want));
+        let layer = Linear::new(w.clone(), None);
+        let want = x.broadcast_matmul(&w.t().unwrap()).unwrap();
+        close(&flat(&layer.forward(&x).unwrap()), &flat(&want));
+    }
+    // Other dtypes take candle's path.
+    let xb = Tensor::ones((1, 33), DType::BF16, &dev).unwrap();
+    let wb = w.to_dtype(DType::BF16).unwrap();
+    assert_eq!(linear(&xb, &wb, None).unwrap().dtype(), DType::BF16);
+    // A non-contiguous input is made contiguous.
+    let xt = Tensor::randn(0f32, 1.0, (33, 1), &dev)
+        .unwrap()
+        .t()
+        .unwrap();
+    let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    close(
+        &flat(&linear(&xt, &w, None).unwrap()),
+        &flat(&xt.matmul(&w.t().unwrap()).unwrap()),
+    );
+}
