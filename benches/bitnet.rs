@@ -232,11 +232,11 @@ fn model_table() {
         );
     }
     let decode = start.elapsed().as_secs_f64() / steps as f64;
-    // The output embedding alone (f32 [128256, 2560]), the same product decode runs per token.
+    // The output embedding alone (f32 [128256, 2560]), the same GEMV decode runs per token.
     let emb = Tensor::randn(0f32, 0.02, (128_256, 2560), &Device::Cpu).expect("alloc");
     let x = Tensor::ones((1, 2560), DType::F32, &Device::Cpu).expect("alloc");
     let head = median_secs(5, || {
-        black_box(x.matmul(&emb.t().expect("t")).expect("matmul"));
+        black_box(kernels::cpu_linear::linear(&x, &emb, None).expect("head"));
     });
     let w = model.weight_bytes();
     println!("2B4T-shaped model, {layers} layers, vocab 128256, f32 activations");
