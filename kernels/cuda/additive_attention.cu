@@ -23,17 +23,8 @@ namespace {
 constexpr int kThreads = FRUGAL_ADDITIVE_THREADS;
 constexpr int kWarps = kThreads / 32;
 
-__device__ __forceinline__ float warp_sum(float v) {
-#pragma unroll
-    for (int m = 16; m > 0; m >>= 1) v += __shfl_xor_sync(0xffffffffu, v, m);
-    return v;
-}
-
-__device__ __forceinline__ float warp_max(float v) {
-#pragma unroll
-    for (int m = 16; m > 0; m >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, m));
-    return v;
-}
+using frugal::warp_max;
+using frugal::warp_sum;
 
 // Block-wide reduction; every thread gets the result. `scratch` holds kWarps floats.
 template <bool kMax>

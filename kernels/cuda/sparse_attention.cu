@@ -14,16 +14,6 @@
 
 namespace sparse_detail {
 
-__device__ __forceinline__ float warp_max(float v) {
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-    return v;
-}
-
-__device__ __forceinline__ float warp_sum(float v) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-
 __device__ __forceinline__ unsigned long long splitmix64(unsigned long long x) {
     x += 0x9E3779B97F4A7C15ull;
     x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
@@ -77,14 +67,14 @@ extern "C" __global__ void __launch_bounds__(FRUGAL_SPARSE_WARPS * 32)
         ps[warp][s] = score;
         m = fmaxf(m, score);
     }
-    m = sparse_detail::warp_max(m);
+    m = frugal::warp_max(m);
     float l = 0.0f;
     for (int s = lane; s < p.keys; s += 32) {
         const float e = ps[warp][s] == frugal::neg_infinity() ? 0.0f : expf(ps[warp][s] - m);
         ps[warp][s] = e;
         l += e;
     }
-    l = sparse_detail::warp_sum(l);
+    l = frugal::warp_sum(l);
     __syncwarp();
     const float inv = l > 0.0f ? 1.0f / l : 0.0f;  // no keys at all: zeros, not NaN
     for (int c = lane; c < d; c += 32) {

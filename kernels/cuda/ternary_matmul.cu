@@ -9,23 +9,12 @@
 // Named (not anonymous): the emulator compiles every .cu into one translation unit.
 namespace ternary_detail {
 
-__device__ __forceinline__ float warp_max(float v) {
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-    return v;
-}
-
-__device__ __forceinline__ int warp_sum(int v) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-
 // The output as the CPU computes it: integer dot product, then the same two float operations.
 __device__ __forceinline__ float dequantize(int acc, int sum, float x_scale, float scale) {
     return (float)(acc - sum) / x_scale * scale;
 }
 
 }  // namespace ternary_detail
-
 
 // One block per token: s_x = 127 / max(max|x|, 1e-5), x_q = clamp(rint(x * s_x), -128, 127).
 extern "C" __global__ void __launch_bounds__(FRUGAL_TERNARY_QUANT_THREADS)
@@ -38,7 +27,7 @@ extern "C" __global__ void __launch_bounds__(FRUGAL_TERNARY_QUANT_THREADS)
 
     float amax = 0.0f;
     for (int i = threadIdx.x; i < p.k; i += blockDim.x) amax = fmaxf(amax, fabsf(x[i]));
-    amax = ternary_detail::warp_max(amax);
+    amax = frugal::warp_max(amax);
     if (lane == 0) warp_amax[warp] = amax;
     __syncthreads();
     amax = 0.0f;
@@ -53,7 +42,7 @@ extern "C" __global__ void __launch_bounds__(FRUGAL_TERNARY_QUANT_THREADS)
         q[i] = (int8_t)v;
         sum += v;
     }
-    sum = ternary_detail::warp_sum(sum);
+    sum = frugal::warp_sum(sum);
     if (lane == 0) warp_total[warp] = sum;
     __syncthreads();
     if (threadIdx.x == 0) {
@@ -85,7 +74,7 @@ extern "C" __global__ void __launch_bounds__(FRUGAL_TERNARY_GEMV_WARPS * 32)
             acc = __dp4a(codes, *reinterpret_cast<const int *>(xb + 32 * i), acc);
         }
     }
-    acc = ternary_detail::warp_sum(acc);
+    acc = frugal::warp_sum(acc);
     if (lane == 0) p.y[(size_t)t * p.n + row] = ternary_detail::dequantize(acc, p.x_sum[t], p.x_scale[t], p.scale);
 }
 

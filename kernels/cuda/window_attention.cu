@@ -6,20 +6,6 @@
 #include "frugal_params.h"
 #include "frugal_device.cuh"
 
-namespace window_detail {
-
-__device__ __forceinline__ float warp_max(float v) {
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-    return v;
-}
-
-__device__ __forceinline__ float warp_sum(float v) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-
-}  // namespace window_detail
-
 extern "C" __global__ void __launch_bounds__(FRUGAL_SWA_WARPS * 32)
     window_attention_f32(const FrugalWindowAttentionParams p) {
     constexpr int TILE = FRUGAL_SWA_KEY_TILE;
@@ -76,12 +62,12 @@ extern "C" __global__ void __launch_bounds__(FRUGAL_SWA_WARPS * 32)
             s = 0.0f;
             for (int c = 0; c < d; ++c) s += qs[warp][c] * ks[lane][c];
         }
-        const float tile_max = window_detail::warp_max(s);
+        const float tile_max = frugal::warp_max(s);
         if (tile_max == frugal::neg_infinity()) continue;  // uniform across the warp
         const float m_new = fmaxf(m, tile_max);
         const float correction = expf(m - m_new);  // exp(-inf) = 0 on the first visible tile
         const float prob = visible ? expf(s - m_new) : 0.0f;
-        l = l * correction + window_detail::warp_sum(prob);
+        l = l * correction + frugal::warp_sum(prob);
         m = m_new;
 #pragma unroll
         for (int r = 0; r < PER_LANE; ++r) acc[r] *= correction;

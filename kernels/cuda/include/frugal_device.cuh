@@ -25,6 +25,19 @@ template <> __device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(flo
     return __float2bfloat16(v);  // round to nearest even, as torch's .to(bfloat16)
 }
 
+// Butterfly reductions over a full warp: every lane gets the result.
+template <typename T> __device__ __forceinline__ T warp_sum(T v) {
+#pragma unroll
+    for (int m = 16; m > 0; m >>= 1) v += __shfl_xor_sync(0xffffffffu, v, m);
+    return v;
+}
+
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+    for (int m = 16; m > 0; m >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, m));
+    return v;
+}
+
 // -inf (NVRTC has no INFINITY macro).
 __device__ __forceinline__ float neg_infinity() { return __int_as_float((int)0xff800000u); }
 

@@ -1,9 +1,9 @@
 //! Additive attention on a GPU: `kernels/cuda/additive_attention.cu`, one block per sequence.
 use std::sync::Arc;
 
-use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, LaunchConfig, PushKernelArg};
+use cudarc::driver::{CudaSlice, CudaStream, DevicePtr};
 
-use super::{cuda_err, function};
+use super::{cuda_err, launch_kernel};
 use crate::additive_attention::plan::plan;
 use crate::additive_attention::{AdditiveShape, ScoreForm};
 use crate::error::Result;
@@ -72,16 +72,16 @@ pub unsafe fn launch(
             full_scores: i32::from(form == ScoreForm::Full),
         };
         let l = &plan.launch;
-        let f = function(stream.context(), ADDITIVE_ATTENTION, l.kernel)?;
-        let cfg = LaunchConfig {
-            grid_dim: (l.grid[0], l.grid[1], l.grid[2]),
-            block_dim: (l.block[0], l.block[1], l.block[2]),
-            shared_mem_bytes: l.shared_bytes,
-        };
-        let mut builder = stream.launch_builder(&f);
-        builder.arg(&params);
         // SAFETY: the caller vouches for the inputs; outputs and workspace are sized by the plan.
-        unsafe { builder.launch(cfg) }.map_err(cuda_err("launching additive attention"))?;
+        unsafe {
+            launch_kernel(
+                stream,
+                ADDITIVE_ATTENTION,
+                l,
+                &params,
+                "launching additive attention",
+            )
+        }?;
     }
     Ok((u, pooled_q, pooled_k))
 }

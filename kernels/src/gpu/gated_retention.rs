@@ -2,9 +2,9 @@
 //! [`crate::gated_retention::plan`].
 use std::sync::Arc;
 
-use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, LaunchConfig, PushKernelArg};
+use cudarc::driver::{CudaSlice, CudaStream, DevicePtr};
 
-use super::{cuda_err, function};
+use super::{cuda_err, launch_kernel};
 use crate::error::{check_len, Result};
 use crate::gated_retention::plan::plan;
 use crate::gated_retention::{RetentionShape, KERNEL};
@@ -61,16 +61,16 @@ pub fn gated_retention_gpu(
             dk: shape.dk as i32,
             dv: shape.dv as i32,
         };
-        let f = function(stream.context(), GATED_RETENTION, l.kernel)?;
-        let cfg = LaunchConfig {
-            grid_dim: (l.grid[0], l.grid[1], l.grid[2]),
-            block_dim: (l.block[0], l.block[1], l.block[2]),
-            shared_mem_bytes: l.shared_bytes,
-        };
-        let mut b = stream.launch_builder(&f);
-        b.arg(&params);
         // SAFETY: buffers are length-checked against the shape; outputs are allocated for it.
-        unsafe { b.launch(cfg) }.map_err(cuda_err("launching gated retention"))?;
+        unsafe {
+            launch_kernel(
+                stream,
+                GATED_RETENTION,
+                &l,
+                &params,
+                "launching gated retention",
+            )
+        }?;
     }
     Ok((o, state_out))
 }

@@ -3,13 +3,10 @@
 use std::ffi::c_void;
 use std::sync::Arc;
 
-use cudarc::driver::{
-    CudaContext, CudaSlice, CudaStream, DevicePtr, DeviceRepr, LaunchConfig, PushKernelArg,
-    ValidAsZeroBits,
-};
+use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, DeviceRepr, ValidAsZeroBits};
 
-use super::{cuda_err, function};
-use crate::error::{KernelError, Result};
+use super::{cuda_err, launch_kernel, same_device};
+use crate::error::Result;
 use crate::linear_scan::plan::plan;
 use crate::linear_scan::{check_len, ScanDtype, ScanElement, ScanShape, KERNEL};
 use crate::params::FrugalLinearScanParams;
@@ -26,13 +23,13 @@ pub fn linear_scan_gpu<T: ScanElement + DeviceRepr + ValidAsZeroBits>(
     reset: Option<&CudaSlice<u8>>,
 ) -> Result<(CudaSlice<T>, CudaSlice<f32>)> {
     let ctx = stream.context();
-    same_device("a", a.context(), ctx)?;
-    same_device("x", x.context(), ctx)?;
+    same_device(KERNEL, "a", a.context(), ctx)?;
+    same_device(KERNEL, "x", x.context(), ctx)?;
     if let Some(h0) = h0 {
-        same_device("h0", h0.context(), ctx)?;
+        same_device(KERNEL, "h0", h0.context(), ctx)?;
     }
     if let Some(reset) = reset {
-        same_device("reset", reset.context(), ctx)?;
+        same_device(KERNEL, "reset", reset.context(), ctx)?;
     }
     check_len("a", a.len(), shape.len(), shape)?;
     check_len("x", x.len(), shape.len(), shape)?;
@@ -91,22 +88,6 @@ pub(crate) fn scan_params(
     }
 }
 
-fn same_device(
-    arg: &'static str,
-    found: &Arc<CudaContext>,
-    expected: &Arc<CudaContext>,
-) -> Result<()> {
-    if found == expected {
-        return Ok(());
-    }
-    Err(KernelError::Device {
-        kernel: KERNEL,
-        arg,
-        expected: format!("cuda:{}", expected.ordinal()),
-        found: format!("cuda:{}", found.ordinal()),
-    })
-}
-
 /// Runs the plan on `params`' buffers, allocating the chunk workspace.
 ///
 /// # Safety
@@ -141,19 +122,18 @@ pub unsafe fn launch_linear_scan(
     params.seq_len = shape.seq_len as i32;
     params.channels = shape.channels as i32;
     params.num_chunks = plan.num_chunks as i32;
-    let ctx = stream.context();
     for launch in &plan.launches {
-        let f = function(ctx, LINEAR_SCAN, launch.kernel)?;
-        let cfg = LaunchConfig {
-            grid_dim: (launch.grid[0], launch.grid[1], launch.grid[2]),
-            block_dim: (launch.block[0], launch.block[1], launch.block[2]),
-            shared_mem_bytes: launch.shared_bytes,
-        };
-        let mut builder = stream.launch_builder(&f);
-        builder.arg(&params);
         // SAFETY: the caller vouches for the buffers; the workspace lives until after this loop
         // and is freed in stream order.
-        unsafe { builder.launch(cfg) }.map_err(cuda_err("launching the linear scan"))?;
+        unsafe {
+            launch_kernel(
+                stream,
+                LINEAR_SCAN,
+                launch,
+                &params,
+                "launching the linear scan",
+            )
+        }?;
     }
     drop(guards);
     Ok(())

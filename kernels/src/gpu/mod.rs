@@ -7,10 +7,14 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use cudarc::driver::{CudaContext, CudaFunction, CudaModule, DriverError};
+use cudarc::driver::{
+    CudaContext, CudaFunction, CudaModule, CudaStream, DeviceRepr, DriverError, LaunchConfig,
+    PushKernelArg,
+};
 
 use crate::error::{KernelError, Result};
 use crate::params::FrugalLinearScanParams;
+use crate::plan::KernelLaunch;
 use crate::ptx::PtxModule;
 
 pub mod additive_attention;
@@ -112,6 +116,50 @@ pub fn function(ctx: &Arc<CudaContext>, module: PtxModule, kernel: &str) -> Resu
     loaded
         .load_function(kernel)
         .map_err(cuda_err("finding a kernel in its PTX module"))
+}
+
+/// Launches one kernel of `module`, configured by `launch`, with its parameter struct; `what`
+/// names the launch in errors.
+///
+/// # Safety
+/// Every pointer in `params` is a live buffer on `stream`'s context, large enough for what the
+/// kernel accesses under `launch`.
+pub(crate) unsafe fn launch_kernel<P: DeviceRepr>(
+    stream: &Arc<CudaStream>,
+    module: PtxModule,
+    launch: &KernelLaunch,
+    params: &P,
+    what: &'static str,
+) -> Result<()> {
+    let f = function(stream.context(), module, launch.kernel)?;
+    let cfg = LaunchConfig {
+        grid_dim: (launch.grid[0], launch.grid[1], launch.grid[2]),
+        block_dim: (launch.block[0], launch.block[1], launch.block[2]),
+        shared_mem_bytes: launch.shared_bytes,
+    };
+    let mut builder = stream.launch_builder(&f);
+    builder.arg(params);
+    // SAFETY: the caller vouches for the buffers `params` points to.
+    unsafe { builder.launch(cfg) }.map_err(cuda_err(what))?;
+    Ok(())
+}
+
+/// `arg` lives on `found`'s device; an error naming both unless it is `expected`'s.
+pub(crate) fn same_device(
+    kernel: &'static str,
+    arg: &'static str,
+    found: &Arc<CudaContext>,
+    expected: &Arc<CudaContext>,
+) -> Result<()> {
+    if found == expected {
+        return Ok(());
+    }
+    Err(KernelError::Device {
+        kernel,
+        arg,
+        expected: format!("cuda:{}", expected.ordinal()),
+        found: format!("cuda:{}", found.ordinal()),
+    })
 }
 
 // SAFETY: a plain C struct of pointers and integers (`frugal_params.h`), passed by value exactly as

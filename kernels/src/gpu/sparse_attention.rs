@@ -2,23 +2,14 @@
 //! [`crate::sparse_attention::plan`].
 use std::sync::Arc;
 
-use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, LaunchConfig, PushKernelArg};
+use cudarc::driver::{CudaSlice, CudaStream, DevicePtr};
 
-use super::{cuda_err, function};
+use super::{cuda_err, launch_kernel};
 use crate::error::{check_len, Result};
 use crate::params::{FrugalSketchTopkParams, FrugalSparseAttentionParams};
-use crate::plan::KernelLaunch;
 use crate::ptx::SPARSE_ATTENTION;
 use crate::sparse_attention::plan::{attention_plan, topk_plan};
 use crate::sparse_attention::{SparseShape, KERNEL};
-
-fn config(l: &KernelLaunch) -> LaunchConfig {
-    LaunchConfig {
-        grid_dim: (l.grid[0], l.grid[1], l.grid[2]),
-        block_dim: (l.block[0], l.block[1], l.block[2]),
-        shared_mem_bytes: l.shared_bytes,
-    }
-}
 
 /// `indices [batch, heads, seq_len, keys]` from the sketch's `log_probs [batch, seq_len,
 /// seq_len]` (see [`crate::sparse_attention::SketchTopk`]; `shape.head_dim` is unused).
@@ -63,11 +54,16 @@ pub fn sketch_topk_gpu(
             gumbel: i32::from(gumbel_seed.is_some()),
             include_self: i32::from(include_self),
         };
-        let f = function(stream.context(), SPARSE_ATTENTION, l.kernel)?;
-        let mut b = stream.launch_builder(&f);
-        b.arg(&params);
         // SAFETY: buffers are length-checked; the output is allocated for the shape.
-        unsafe { b.launch(config(&l)) }.map_err(cuda_err("launching sketch top-k"))?;
+        unsafe {
+            launch_kernel(
+                stream,
+                SPARSE_ATTENTION,
+                &l,
+                &params,
+                "launching sketch top-k",
+            )
+        }?;
     }
     Ok(out)
 }
@@ -109,12 +105,17 @@ pub fn sparse_attention_gpu(
             head_dim: shape.head_dim as i32,
             keys: shape.keys as i32,
         };
-        let f = function(stream.context(), SPARSE_ATTENTION, l.kernel)?;
-        let mut b = stream.launch_builder(&f);
-        b.arg(&params);
         // SAFETY: buffers are length-checked; the kernel treats an index outside 0..seq_len as an
         // empty slot, so no index reads out of bounds; the output is allocated for the shape.
-        unsafe { b.launch(config(&l)) }.map_err(cuda_err("launching sparse attention"))?;
+        unsafe {
+            launch_kernel(
+                stream,
+                SPARSE_ATTENTION,
+                &l,
+                &params,
+                "launching sparse attention",
+            )
+        }?;
     }
     Ok(o)
 }

@@ -2,12 +2,11 @@
 //! [`crate::ternary_matmul::plan`]. Weights are uploaded once, packed ([`DeviceTernary`]).
 use std::sync::Arc;
 
-use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, LaunchConfig, PushKernelArg};
+use cudarc::driver::{CudaSlice, CudaStream, DevicePtr};
 
-use super::{cuda_err, function};
-use crate::error::{check_len, KernelError, Result};
+use super::{cuda_err, launch_kernel, same_device};
+use crate::error::{check_len, Result};
 use crate::params::{FrugalTernaryMatmulParams, FrugalTernaryQuantizeParams};
-use crate::plan::KernelLaunch;
 use crate::ptx::TERNARY_MATMUL;
 use crate::ternary_matmul::plan::plan;
 use crate::ternary_matmul::{PackedTernary, TernaryShape, KERNEL};
@@ -36,14 +35,6 @@ impl DeviceTernary {
     }
 }
 
-fn config(l: &KernelLaunch) -> LaunchConfig {
-    LaunchConfig {
-        grid_dim: (l.grid[0], l.grid[1], l.grid[2]),
-        block_dim: (l.block[0], l.block[1], l.block[2]),
-        shared_mem_bytes: l.shared_bytes,
-    }
-}
-
 /// `y [m, n]` for `x [m, k]` on the device: quantisation, then the GEMV or the GEMM.
 pub fn ternary_matmul_gpu(
     stream: &Arc<CudaStream>,
@@ -52,16 +43,8 @@ pub fn ternary_matmul_gpu(
     w: &DeviceTernary,
 ) -> Result<CudaSlice<f32>> {
     let ctx = stream.context();
-    for (arg, other) in [("x", x.context()), ("weights", w.bytes.context())] {
-        if other.ordinal() != ctx.ordinal() {
-            return Err(KernelError::Device {
-                kernel: KERNEL,
-                arg,
-                expected: format!("cuda:{}", ctx.ordinal()),
-                found: format!("cuda:{}", other.ordinal()),
-            });
-        }
-    }
+    same_device(KERNEL, "x", x.context(), ctx)?;
+    same_device(KERNEL, "weights", w.bytes.context(), ctx)?;
     let shape = TernaryShape {
         m,
         n: w.n,
@@ -112,17 +95,26 @@ pub fn ternary_matmul_gpu(
             n: w.n as i32,
             k_padded: w.k_padded as i32,
         };
-        let f = function(ctx, TERNARY_MATMUL, plan.quantize.kernel)?;
-        let mut b = stream.launch_builder(&f);
-        b.arg(&quantize);
         // SAFETY: every buffer is allocated above (or length-checked) for this shape.
-        unsafe { b.launch(config(&plan.quantize)) }
-            .map_err(cuda_err("launching ternary quantize"))?;
-        let f = function(ctx, TERNARY_MATMUL, plan.matmul.kernel)?;
-        let mut b = stream.launch_builder(&f);
-        b.arg(&matmul);
+        unsafe {
+            launch_kernel(
+                stream,
+                TERNARY_MATMUL,
+                &plan.quantize,
+                &quantize,
+                "launching ternary quantize",
+            )
+        }?;
         // SAFETY: as above.
-        unsafe { b.launch(config(&plan.matmul)) }.map_err(cuda_err("launching ternary matmul"))?;
+        unsafe {
+            launch_kernel(
+                stream,
+                TERNARY_MATMUL,
+                &plan.matmul,
+                &matmul,
+                "launching ternary matmul",
+            )
+        }?;
     }
     Ok(y)
 }

@@ -2,9 +2,9 @@
 //! [`crate::window_attention::plan`].
 use std::sync::Arc;
 
-use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, LaunchConfig, PushKernelArg};
+use cudarc::driver::{CudaSlice, CudaStream, DevicePtr};
 
-use super::{cuda_err, function};
+use super::{cuda_err, launch_kernel};
 use crate::error::{check_len, Result};
 use crate::params::FrugalWindowAttentionParams;
 use crate::ptx::WINDOW_ATTENTION;
@@ -48,16 +48,16 @@ pub fn window_attention_gpu(
             k_offset: shape.k_offset as i32,
             window: shape.window.map_or(0, |w| w.min(i32::MAX as usize) as i32),
         };
-        let f = function(stream.context(), WINDOW_ATTENTION, l.kernel)?;
-        let cfg = LaunchConfig {
-            grid_dim: (l.grid[0], l.grid[1], l.grid[2]),
-            block_dim: (l.block[0], l.block[1], l.block[2]),
-            shared_mem_bytes: l.shared_bytes,
-        };
-        let mut b = stream.launch_builder(&f);
-        b.arg(&params);
         // SAFETY: buffers are length-checked against the validated shape; o is allocated for it.
-        unsafe { b.launch(cfg) }.map_err(cuda_err("launching window attention"))?;
+        unsafe {
+            launch_kernel(
+                stream,
+                WINDOW_ATTENTION,
+                &l,
+                &params,
+                "launching window attention",
+            )
+        }?;
     }
     Ok(o)
 }
