@@ -9,6 +9,8 @@
 use candle_core::{CpuStorage, DType, Device, Module, Storage, Tensor};
 use rayon::prelude::*;
 
+use crate::cpu::{dot, fma_available};
+
 /// Input rows up to which [`linear`] takes the GEMV path.
 pub const GEMV_MAX_ROWS: usize = 4;
 /// Output rows per rayon task.
@@ -47,70 +49,6 @@ pub fn gemv(x: &[f32], m: usize, w: &[f32], n: usize, k: usize) -> Vec<f32> {
         }
     }
     y
-}
-
-fn fma_available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
-fn dot(fma: bool, a: &[f32], b: &[f32]) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    if fma {
-        // SAFETY: AVX2 and FMA are present (checked at run time); equal lengths (asserted above).
-        return unsafe { dot_fma(a, b) };
-    }
-    let _ = fma;
-    let mut acc = [0.0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for l in 0..8 {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn dot_fma(a: &[f32], b: &[f32]) -> f32 {
-    use std::arch::x86_64::*;
-    let n = a.len().min(b.len());
-    let mut acc = [_mm256_setzero_ps(); 4];
-    let mut i = 0;
-    while i + 32 <= n {
-        for (j, s) in acc.iter_mut().enumerate() {
-            // SAFETY: i + 8j + 8 <= n, inside both slices.
-            let (x, y) = unsafe {
-                (
-                    _mm256_loadu_ps(a.as_ptr().add(i + 8 * j)),
-                    _mm256_loadu_ps(b.as_ptr().add(i + 8 * j)),
-                )
-            };
-            *s = _mm256_fmadd_ps(x, y, *s);
-        }
-        i += 32;
-    }
-    let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-    let lanes: [f32; 8] = unsafe { std::mem::transmute(sum) };
-    let mut total: f32 = lanes.iter().sum();
-    while i < n {
-        total += a[i] * b[i];
-        i += 1;
-    }
-    total
 }
 
 /// The f32 elements of a contiguous CPU tensor, without copying.

@@ -4,27 +4,15 @@
 use rayon::prelude::*;
 
 use super::WindowInput;
+use crate::cpu::{dot, fma_available};
 use crate::error::Result;
-
-/// Dot product with eight independent sums, which the compiler vectorises.
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for l in 0..8 {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    let tail: f32 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
-    acc.iter().sum::<f32>() + tail
-}
 
 pub fn window_attention_cpu(input: &WindowInput<'_>) -> Result<Vec<f32>> {
     input.validate()?;
     let s = input.shape;
     let (h, hk, d) = (s.heads, s.kv_heads, s.head_dim);
     let group = h / hk;
+    let fma = fma_available();
     let mut o = vec![0.0f32; s.q_elems()];
     // One task per (query row, head): decoding (one row) still spreads over the heads.
     o.par_chunks_mut(d).enumerate().for_each(|(slot, acc)| {
@@ -36,7 +24,7 @@ pub fn window_attention_cpu(input: &WindowInput<'_>) -> Result<Vec<f32>> {
             let (mut max, mut total) = (f32::NEG_INFINITY, 0.0f32);
             for j in lo..=hi {
                 let at = ((b * s.k_len + j) * hk + head / group) * d;
-                let score = dot(q, &input.k[at..at + d]) * input.scale;
+                let score = dot(fma, q, &input.k[at..at + d]) * input.scale;
                 if score > max {
                     let rescale = (max - score).exp();
                     total *= rescale;
