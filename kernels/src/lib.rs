@@ -33,6 +33,7 @@ pub mod plan;
 pub mod ptx;
 pub mod sparse_attention;
 pub mod ternary_matmul;
+pub mod tokens;
 pub mod window_attention;
 
 pub use error::{KernelError, Result};

@@ -134,13 +134,7 @@ fn sample(logits: &Tensor, s: &Sampling, rng: &mut Rng) -> Result<u32> {
         bail!("the model returned no logits");
     }
     if s.temperature <= 0.0 {
-        let mut best = 0;
-        for (i, &x) in v.iter().enumerate() {
-            if x > v[best] {
-                best = i;
-            }
-        }
-        return Ok(best as u32);
+        return Ok(kernels::tokens::argmax(&v) as u32);
     }
     let mut order: Vec<usize> = (0..v.len()).collect();
     order.sort_by(|&a, &b| v[b].total_cmp(&v[a]));

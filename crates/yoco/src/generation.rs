@@ -36,12 +36,5 @@ pub fn greedy(model: &Model, prompt: &[u32], max_new_tokens: usize) -> Result<(V
 
 /// The index of the largest value (the first on ties, as torch.argmax).
 pub fn argmax(logits: &Tensor) -> Result<u32> {
-    let v: Vec<f32> = logits.to_vec1()?;
-    let mut best = 0;
-    for (i, &x) in v.iter().enumerate() {
-        if x > v[best] {
-            best = i;
-        }
-    }
-    Ok(best as u32)
+    Ok(kernels::tokens::argmax(&logits.to_vec1::<f32>()?) as u32)
 }

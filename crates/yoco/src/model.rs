@@ -148,25 +148,8 @@ impl Model {
                 cache.batch()
             )));
         }
-        let t = tokens[0].as_ref().len();
-        if t == 0 {
-            return Err(YocoError::Input("empty input: no tokens".into()));
-        }
-        for (i, s) in tokens.iter().enumerate() {
-            let s = s.as_ref();
-            if s.len() != t {
-                return Err(YocoError::Input(format!(
-                    "sequence {i} has {} tokens, sequence 0 has {t}: batches need equal lengths",
-                    s.len()
-                )));
-            }
-            if let Some(&bad) = s.iter().find(|&&id| id as usize >= self.cfg.vocab_size) {
-                return Err(YocoError::Input(format!(
-                    "token id {bad} in sequence {i} is out of range (vocab_size {})",
-                    self.cfg.vocab_size
-                )));
-            }
-        }
+        let (_, t) =
+            kernels::tokens::check_batch(tokens, self.cfg.vocab_size).map_err(YocoError::Input)?;
         cache.reserve(t)?;
         Ok((b, t))
     }
