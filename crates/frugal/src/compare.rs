@@ -397,7 +397,6 @@ pub fn table(records: &[Record]) -> String {
         _ => "-".into(),
     };
     let mut contexts: Vec<usize> = records.iter().map(|r| r.context).collect();
-    contexts.dedup();
     contexts.sort_unstable();
     contexts.dedup();
     for t in contexts {

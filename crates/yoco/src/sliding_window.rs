@@ -1,6 +1,7 @@
 //! The sliding-window attention mixer (SPEC §1.3, `sliding_window_attention.py`): multi-head
 //! softmax attention in which each query sees the last `window` keys, itself included, with
-//! interleaved RoPE on q and k. The cache is a ring of the last `window` keys and values.
+//! interleaved RoPE on q and k. The cache keeps the last `window − 1` keys and values: all the
+//! next query needs besides its own.
 use candle_core::{Module, Tensor};
 use candle_nn::VarBuilder;
 use kernels::cpu_linear::Linear;
@@ -23,7 +24,7 @@ pub struct SlidingWindowAttention {
     freqs: Vec<f32>,
 }
 
-/// The keys and values of the last `window` positions (after RoPE), `[batch, len, heads, d]`.
+/// The keys and values of the last `window − 1` positions (after RoPE), `[batch, len, heads, d]`.
 #[derive(Debug, Clone, Default)]
 pub struct WindowCache {
     pub(crate) k: Vec<f32>,
@@ -61,11 +62,9 @@ impl SlidingWindowAttention {
         rotary::apply(&mut q, t, h, d, start, &self.freqs);
         rotary::apply(&mut k, t, h, d, start, &self.freqs);
         // Keys of the previous window − 1 positions, then this call's.
-        let past = cache.len.min(self.window - 1);
-        let old_k = host::tail_time(&cache.k, cache.len, past, b, row);
-        let old_v = host::tail_time(&cache.v, cache.len, past, b, row);
-        let keys = host::concat_time(&old_k, past, &k, t, b, row);
-        let values = host::concat_time(&old_v, past, &v, t, b, row);
+        let past = cache.len;
+        let keys = host::concat_time(&cache.k, past, &k, t, b, row);
+        let values = host::concat_time(&cache.v, past, &v, t, b, row);
         let o = window_attention_cpu(&WindowInput {
             shape: WindowShape {
                 batch: b,
@@ -83,7 +82,7 @@ impl SlidingWindowAttention {
             v: &values,
             scale: (d as f32).powf(-0.5),
         })?;
-        let keep = (past + t).min(self.window);
+        let keep = (past + t).min(self.window - 1);
         cache.k = host::tail_time(&keys, past + t, keep, b, row);
         cache.v = host::tail_time(&values, past + t, keep, b, row);
         cache.len = keep;
