@@ -10,6 +10,7 @@ use candle_core::{CpuStorage, DType, Device, Module, Storage, Tensor};
 use rayon::prelude::*;
 
 use crate::cpu::{dot, fma_available};
+use crate::error::{check_len, Result};
 
 /// Input rows up to which [`linear`] takes the GEMV path.
 pub const GEMV_MAX_ROWS: usize = 4;
@@ -18,13 +19,15 @@ const ROWS_PER_TASK: usize = 64;
 /// Below this many weights a GEMV runs on the calling thread: splitting costs more than it saves.
 const PARALLEL_MIN_WEIGHTS: usize = 1 << 18;
 
-/// `y [m, n] = x [m, k] · w [n, k]ᵀ`, threaded over output rows. Panics if the lengths disagree
-/// (callers check; [`linear`] does).
-pub fn gemv(x: &[f32], m: usize, w: &[f32], n: usize, k: usize) -> Vec<f32> {
-    assert!(
-        x.len() == m * k && w.len() == n * k,
-        "gemv: lengths do not match [m {m}, n {n}, k {k}]"
-    );
+/// `y [m, n] = x [m, k] · w [n, k]ᵀ`, threaded over output rows; an error if the lengths
+/// disagree with the shape.
+pub fn gemv(x: &[f32], m: usize, w: &[f32], n: usize, k: usize) -> Result<Vec<f32>> {
+    let shape = format!("[m {m}, n {n}, k {k}]");
+    check_len("gemv", "x", x.len(), m * k, &shape)?;
+    check_len("gemv", "w", w.len(), n * k, &shape)?;
+    if m == 0 || n == 0 {
+        return Ok(Vec::new());
+    }
     let mut yt = vec![0.0f32; n * m]; // [n, m]: each task writes whole rows
     let fma = fma_available();
     let block = |(task, out): (usize, &mut [f32])| {
@@ -48,7 +51,7 @@ pub fn gemv(x: &[f32], m: usize, w: &[f32], n: usize, k: usize) -> Vec<f32> {
             y[t * n + j] = v;
         }
     }
-    y
+    Ok(y)
 }
 
 /// The f32 elements of a contiguous CPU tensor, without copying.
@@ -80,6 +83,7 @@ pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> candle_core::Result
         let out = with_cpu_f32(&x, |xs| with_cpu_f32(w, |ws| gemv(xs, rows, ws, n, k))).flatten();
         match out {
             Some(y) => {
+                let y = y.map_err(candle_core::Error::wrap)?;
                 let mut shape = dims;
                 if let Some(last) = shape.last_mut() {
                     *last = n;

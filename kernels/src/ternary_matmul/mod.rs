@@ -95,8 +95,8 @@ impl PackedTernary {
         self.bytes.len() + std::mem::size_of::<f32>()
     }
 
-    /// The weight at `[row, col]`, in {−1, 0, 1}. Panics out of range (a test and reference aid).
-    pub fn get(&self, row: usize, col: usize) -> i8 {
+    /// The weight at `[row, col]`, in {−1, 0, 1}; callers keep `row < n` and `col < k`.
+    pub(crate) fn get(&self, row: usize, col: usize) -> i8 {
         assert!(
             row < self.n && col < self.k,
             "({row}, {col}) outside [{}, {}]",
