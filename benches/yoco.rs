@@ -1,6 +1,6 @@
 //! YOCO's claims, measured (SPEC §1.5): cache memory, prefill with early exit, and decode, against
-//! the same-size Transformer (`yoco::Transformer`: every layer full causal GQA attention with its
-//! own KV cache, built from the same pieces and kernels).
+//! the same-size Transformer (the `transformer` crate: every layer full causal GQA attention
+//! with its own KV cache, on the same kernels; `yoco::Config::same_size_transformer`).
 //!
 //! Printed first, one run:
 //! 1. Cache bytes of YOCO-3B (gated retention; and with a 1024-token sliding window) and of the
@@ -20,7 +20,8 @@ use candle_nn::{Init, VarBuilder, VarMap};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use kernels::gated_retention::{gated_retention_cpu, RetentionInput, RetentionShape};
 use kernels::window_attention::{window_attention_cpu, WindowInput, WindowShape};
-use yoco::{Cache, Config, Transformer, TransformerCache};
+use transformer::{KvCache, Transformer};
+use yoco::{Cache, Config};
 
 fn quick() -> bool {
     std::env::var_os("FRUGAL_BENCH_QUICK").is_some()
@@ -43,7 +44,7 @@ fn memory_table() {
         let s = Cache::for_config(&swa, 1, t)
             .bytes(Cache::window_ring_bytes(&swa, 1))
             .total();
-        let tr = TransformerCache::new(&gret, 1, t).bytes();
+        let tr = KvCache::new(&gret.same_size_transformer(), 1, t).bytes();
         println!(
             "{:>6} | {:>14} | {:>14} | {:>16} | {:>7.1}x | {:>7.1}x",
             t,
@@ -76,11 +77,12 @@ fn small_config(sliding_window: Option<usize>) -> Config {
     }
 }
 
-fn random_vb(cfg: &Config, map: &VarMap) -> VarBuilder<'static> {
+/// A builder over `map` whose embedding (`key`) starts as N(0, 0.02) rather than candle's N(0, 1).
+fn random_vb(cfg: &Config, map: &VarMap, key: &str) -> VarBuilder<'static> {
     let vb = VarBuilder::from_varmap(map, DType::F32, &Device::Cpu);
     vb.get_with_hints(
         (cfg.vocab_size, cfg.dim),
-        "embed_tokens.weight",
+        key,
         Init::Randn {
             mean: 0.0,
             stdev: 0.02,
@@ -100,9 +102,14 @@ fn speed_tables() {
     let cfg = small_config(None);
     let swa_cfg = small_config(Some(512));
     let (m1, m2, m3) = (VarMap::new(), VarMap::new(), VarMap::new());
-    let yoco = yoco::Model::new(&cfg, random_vb(&cfg, &m1)).expect("yoco");
-    let swa = yoco::Model::new(&swa_cfg, random_vb(&swa_cfg, &m2)).expect("yoco swa");
-    let base = Transformer::new(&cfg, random_vb(&cfg, &m3)).expect("transformer");
+    let yoco = yoco::Model::new(&cfg, random_vb(&cfg, &m1, "embed_tokens.weight")).expect("yoco");
+    let swa = yoco::Model::new(&swa_cfg, random_vb(&swa_cfg, &m2, "embed_tokens.weight"))
+        .expect("yoco swa");
+    let base = Transformer::new(
+        &cfg.same_size_transformer(),
+        random_vb(&cfg, &m3, "model.embed_tokens.weight"),
+    )
+    .expect("transformer");
     let prompt = |t: usize| -> Vec<u32> { (0..t as u32).map(|i| (i * 7919) % 4096).collect() };
 
     println!(

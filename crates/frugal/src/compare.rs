@@ -3,8 +3,9 @@
 //! tokens/s, cache/state bytes per sequence and weight bytes, prints them with their ratio to the
 //! baseline, and plots each against context length (SVG).
 //!
-//! The baseline is `yoco::Transformer`: Llama-style (pre-norm RMSNorm, SwiGLU, RoPE, GQA), every
-//! layer full causal attention with its own KV cache, built from the same kernels.
+//! The baseline is the `transformer` crate: Llama-style (pre-norm RMSNorm, SwiGLU, RoPE, GQA),
+//! every layer full causal attention with its own KV cache, on the same kernels, and checked
+//! against candle-transformers' Llama.
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -110,7 +111,7 @@ enum Built {
     BitNet(Box<bitnet::Model>),
     Fastformer(Box<fastformer::Model>),
     SmartBird(Box<smartbird::Model>),
-    Dense(Box<yoco::Transformer>),
+    Dense(Box<transformer::Transformer>),
 }
 
 /// Builds a model twice over one `VarMap`: the first build creates its variables, which are then
@@ -185,8 +186,8 @@ fn build(arch: &str, s: &Size, max_len: usize) -> Result<(Built, usize)> {
             (Built::Yoco(Box::new(m)), b)
         }
         "transformer" => {
-            let cfg = yoco_config(s, None, max_len);
-            let (m, b) = random(|vb| Ok(yoco::Transformer::new(&cfg, vb)?))?;
+            let cfg = yoco_config(s, None, max_len).same_size_transformer();
+            let (m, b) = random(|vb| Ok(transformer::Transformer::new(&cfg, vb)?))?;
             (Built::Dense(Box::new(m)), b)
         }
         "griffin" | "hawk" => {

@@ -26,11 +26,9 @@ pub mod norm;
 pub mod rotary;
 pub mod self_decoder;
 pub mod sliding_window;
-pub mod transformer_baseline;
 
 pub use cache::{Cache, CacheBytes};
 pub use config::{Config, SelfDecoderKind};
 pub use error::{Result, YocoError};
 pub use loading::load;
 pub use model::Model;
-pub use transformer_baseline::{Transformer, TransformerCache};

@@ -1,0 +1,116 @@
+//! Causal grouped-query self-attention over the full KV cache, with rotate-half RoPE (HF Llama's
+//! `rotate_half`: the pairs are (i, i + d/2)).
+use candle_core::{Module, Tensor};
+use candle_nn::VarBuilder;
+use kernels::cpu_linear::Linear;
+use kernels::window_attention::{window_attention_cpu, WindowInput, WindowShape};
+
+use crate::cache::LayerKv;
+use crate::config::Config;
+use crate::error::{Result, TransformerError};
+
+/// A bias-free linear layer whose decode steps take the threaded GEMV (`kernels::cpu_linear`).
+pub(crate) fn linear(i: usize, o: usize, vb: VarBuilder) -> Result<Linear> {
+    Ok(candle_nn::linear_no_bias(i, o, vb)
+        .map_err(|e| TransformerError::Weights(e.to_string()))?
+        .into())
+}
+
+/// RoPE's cosines and sines `[t, head_dim / 2]` for positions `start..start + t`:
+/// angle = pos · θ^(−2i/d), computed in f64 and rounded once.
+pub fn rope_tables(
+    cfg: &Config,
+    start: usize,
+    t: usize,
+    device: &candle_core::Device,
+) -> Result<(Tensor, Tensor)> {
+    let d = cfg.head_dim();
+    let half = d / 2;
+    let mut cos = Vec::with_capacity(t * half);
+    let mut sin = Vec::with_capacity(t * half);
+    for pos in start..start + t {
+        for i in 0..half {
+            let angle = pos as f64 * cfg.rope_theta.powf(-((2 * i) as f64) / d as f64);
+            cos.push(angle.cos() as f32);
+            sin.push(angle.sin() as f32);
+        }
+    }
+    Ok((
+        Tensor::from_vec(cos, (t, half), device)?,
+        Tensor::from_vec(sin, (t, half), device)?,
+    ))
+}
+
+#[derive(Debug, Clone)]
+pub struct Attention {
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    o_proj: Linear,
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+}
+
+impl Attention {
+    pub fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
+        let (dim, h, hk, d) = (
+            cfg.hidden_size,
+            cfg.num_attention_heads,
+            cfg.kv_heads(),
+            cfg.head_dim(),
+        );
+        Ok(Attention {
+            q_proj: linear(dim, h * d, vb.pp("q_proj"))?,
+            k_proj: linear(dim, hk * d, vb.pp("k_proj"))?,
+            v_proj: linear(dim, hk * d, vb.pp("v_proj"))?,
+            o_proj: linear(h * d, dim, vb.pp("o_proj"))?,
+            heads: h,
+            kv_heads: hk,
+            head_dim: d,
+        })
+    }
+
+    /// `x` `[B, T, D]` at positions `start..start + T`: writes its keys and values into `kv` (a
+    /// layer of a cache of `capacity` positions) and attends over every cached position up to
+    /// each query's own.
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        rope: &(Tensor, Tensor),
+        kv: &mut LayerKv,
+        capacity: usize,
+        start: usize,
+    ) -> Result<Tensor> {
+        let (b, t, _) = x.dims3()?;
+        let (h, hk, d) = (self.heads, self.kv_heads, self.head_dim);
+        let rotate = |p: Tensor, heads: usize| -> Result<Vec<f32>> {
+            let p = p.reshape((b, t, heads, d))?;
+            let p = candle_nn::rotary_emb::rope_thd(&p, &rope.0, &rope.1)?;
+            Ok(p.flatten_all()?.to_vec1()?)
+        };
+        let q = rotate(self.q_proj.forward(x)?, h)?;
+        let k = rotate(self.k_proj.forward(x)?, hk)?;
+        let v: Vec<f32> = self.v_proj.forward(x)?.flatten_all()?.to_vec1()?;
+        kv.write((b, capacity, hk * d), start, &k, &v);
+        let o = window_attention_cpu(&WindowInput {
+            shape: WindowShape {
+                batch: b,
+                q_len: t,
+                k_len: capacity,
+                heads: h,
+                kv_heads: hk,
+                head_dim: d,
+                q_offset: start,
+                k_offset: 0,
+                window: None,
+            },
+            q: &q,
+            k: &kv.k,
+            v: &kv.v,
+            scale: (d as f32).powf(-0.5),
+        })?;
+        let o = Tensor::from_vec(o, (b, t, h * d), x.device())?;
+        Ok(self.o_proj.forward(&o)?)
+    }
+}

@@ -1,0 +1,151 @@
+//! The model: token embedding, `num_hidden_layers` pre-norm blocks (attention, SwiGLU), final
+//! RMSNorm, output projection (tied to the embedding when the config says so).
+use candle_core::{Device, Module, Tensor};
+use candle_nn::{Embedding, RmsNorm, VarBuilder};
+use kernels::cpu_linear::Linear;
+
+use crate::attention::{linear, rope_tables, Attention};
+use crate::cache::KvCache;
+use crate::config::Config;
+use crate::error::{Result, TransformerError};
+use crate::mlp::Mlp;
+
+#[derive(Debug, Clone)]
+struct Block {
+    input_layernorm: RmsNorm,
+    self_attn: Attention,
+    post_attention_layernorm: RmsNorm,
+    mlp: Mlp,
+}
+
+#[derive(Debug, Clone)]
+pub struct Transformer {
+    cfg: Config,
+    embed_tokens: Embedding,
+    layers: Vec<Block>,
+    norm: RmsNorm,
+    lm_head: Linear,
+    device: Device,
+}
+
+fn rms_norm(dim: usize, eps: f64, vb: VarBuilder) -> Result<RmsNorm> {
+    candle_nn::rms_norm(dim, eps, vb).map_err(|e| TransformerError::Weights(e.to_string()))
+}
+
+impl Transformer {
+    /// Builds the model from HF Llama names: `model.embed_tokens`, `model.layers.{i}.self_attn.
+    /// {q,k,v,o}_proj`, `.mlp.{gate,up,down}_proj`, `.input_layernorm`,
+    /// `.post_attention_layernorm`, `model.norm`, and `lm_head` unless the embedding is tied.
+    pub fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
+        cfg.validate()?;
+        let (dim, eps) = (cfg.hidden_size, cfg.rms_norm_eps);
+        let m = vb.pp("model");
+        let layers = (0..cfg.num_hidden_layers)
+            .map(|i| {
+                let vb = m.pp(format!("layers.{i}"));
+                Ok(Block {
+                    input_layernorm: rms_norm(dim, eps, vb.pp("input_layernorm"))?,
+                    self_attn: Attention::new(cfg, vb.pp("self_attn"))?,
+                    post_attention_layernorm: rms_norm(
+                        dim,
+                        eps,
+                        vb.pp("post_attention_layernorm"),
+                    )?,
+                    mlp: Mlp::new(dim, cfg.intermediate_size, vb.pp("mlp"))?,
+                })
+            })
+            .collect::<Result<_>>()?;
+        let embed = m
+            .get((cfg.vocab_size, dim), "embed_tokens.weight")
+            .map_err(|e| TransformerError::Weights(e.to_string()))?;
+        let lm_head = if cfg.tie_word_embeddings {
+            candle_nn::Linear::new(embed.clone(), None).into()
+        } else {
+            linear(dim, cfg.vocab_size, vb.pp("lm_head"))?
+        };
+        Ok(Transformer {
+            cfg: cfg.clone(),
+            embed_tokens: Embedding::new(embed, dim),
+            layers,
+            norm: rms_norm(dim, eps, m.pp("norm"))?,
+            lm_head,
+            device: vb.device().clone(),
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// An empty cache for `batch` sequences of up to `capacity` positions.
+    pub fn new_cache(&self, batch: usize, capacity: usize) -> KvCache {
+        KvCache::new(&self.cfg, batch, capacity)
+    }
+
+    /// The last position's logits `[batch, vocab]` of `tokens` (`[batch][T]`), continuing after
+    /// the positions already in `cache`. Empty or ragged input, out-of-range ids, another batch
+    /// size than the cache's, or more positions than it holds are errors that leave it unchanged.
+    pub fn forward_last<S: AsRef<[u32]>>(
+        &self,
+        tokens: &[S],
+        cache: &mut KvCache,
+    ) -> Result<Tensor> {
+        let tokens: Vec<&[u32]> = tokens.iter().map(|s| s.as_ref()).collect();
+        let (b, t) = self.check(&tokens, cache)?;
+        let start = cache.len();
+        let ids: Vec<u32> = tokens.iter().flat_map(|s| s.iter().copied()).collect();
+        let mut x = self
+            .embed_tokens
+            .forward(&Tensor::from_vec(ids, (b, t), &self.device)?)?;
+        let rope = rope_tables(&self.cfg, start, t, &self.device)?;
+        let capacity = cache.capacity();
+        for (block, kv) in self.layers.iter().zip(cache.layers.iter_mut()) {
+            let h = block.input_layernorm.forward(&x)?;
+            x = (x + block.self_attn.forward(&h, &rope, kv, capacity, start)?)?;
+            let h = block.post_attention_layernorm.forward(&x)?;
+            x = (&x + block.mlp.forward(&h)?)?;
+        }
+        cache.advance(t);
+        let last = self.norm.forward(&x.narrow(1, t - 1, 1)?)?;
+        Ok(self.lm_head.forward(&last)?.squeeze(1)?)
+    }
+
+    /// Returns (batch, T) of valid input.
+    fn check(&self, tokens: &[&[u32]], cache: &KvCache) -> Result<(usize, usize)> {
+        let input = |m: String| Err(TransformerError::Input(m));
+        let Some(first) = tokens.first() else {
+            return input("empty input: no sequences".into());
+        };
+        let (b, t) = (tokens.len(), first.len());
+        if t == 0 {
+            return input("empty input: no tokens".into());
+        }
+        if tokens.iter().any(|s| s.len() != t) {
+            return input(format!(
+                "every sequence must have one length (the first has {t})"
+            ));
+        }
+        if b != cache.batch() {
+            return input(format!(
+                "the cache holds {} sequences, the input has {b}",
+                cache.batch()
+            ));
+        }
+        for (s, seq) in tokens.iter().enumerate() {
+            if let Some(&bad) = seq.iter().find(|&&id| id as usize >= self.cfg.vocab_size) {
+                return input(format!(
+                    "token id {bad} in sequence {s} is out of range (vocab_size {})",
+                    self.cfg.vocab_size
+                ));
+            }
+        }
+        if cache.len() + t > cache.capacity() {
+            return Err(TransformerError::Cache(format!(
+                "{} cached + {t} new positions do not fit a capacity of {}",
+                cache.len(),
+                cache.capacity()
+            )));
+        }
+        Ok((b, t))
+    }
+}

@@ -1,0 +1,250 @@
+//! The dense Transformer against candle-transformers' Llama on the same random weights: prompt
+//! logits, cached decoding, GQA and tied embeddings; and its own behaviour (chunked prefill,
+//! batches, cache size, errors).
+use std::collections::HashMap;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use candle_transformers::models::llama as peer;
+use transformer::{Config, Transformer, TransformerError};
+
+fn config_json(kv_heads: usize, tied: bool) -> serde_json::Value {
+    serde_json::json!({
+        "hidden_size": 64, "intermediate_size": 96, "num_hidden_layers": 3,
+        "num_attention_heads": 4, "num_key_value_heads": kv_heads, "vocab_size": 101,
+        "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "max_position_embeddings": 64,
+        "tie_word_embeddings": tied, "bos_token_id": 1, "eos_token_id": 2
+    })
+}
+
+/// Our model and the peer's, on one set of random weights (norm weights randomised too, so a
+/// swapped norm would show).
+fn pair(json: &serde_json::Value) -> (Transformer, peer::Llama, peer::Config) {
+    let cfg = Config::from_json(&json.to_string()).expect("config");
+    let map = VarMap::new();
+    Transformer::new(
+        &cfg,
+        VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu),
+    )
+    .expect("build");
+    // Deterministic noise, uniform in ±0.5 (norm weights 1 ± 0.5): the same weights every run.
+    let mut vars: Vec<_> = map
+        .data()
+        .lock()
+        .expect("varmap")
+        .clone()
+        .into_iter()
+        .collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    for (_, var) in vars {
+        let noise: Vec<f32> = (0..var.elem_count())
+            .map(|_| {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+            })
+            .collect();
+        let noise = Tensor::from_vec(noise, var.shape(), &Device::Cpu).expect("noise");
+        let noise = if var.dims().len() == 1 {
+            (noise + 1.0).expect("shift")
+        } else {
+            noise
+        };
+        var.set(&noise).expect("set");
+    }
+    let ours = Transformer::new(
+        &cfg,
+        VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu),
+    )
+    .expect("ours");
+    let tensors: HashMap<String, Tensor> = map
+        .data()
+        .lock()
+        .expect("varmap")
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
+        .collect();
+    let peer_cfg: peer::LlamaConfig = serde_json::from_value(json.clone()).expect("peer config");
+    let peer_cfg = peer_cfg.into_config(false);
+    let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
+    let theirs = peer::Llama::load(vb, &peer_cfg).expect("peer");
+    (ours, theirs, peer_cfg)
+}
+
+fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b)
+        .and_then(|d| d.abs())
+        .and_then(|d| d.flatten_all())
+        .and_then(|d| d.max(0))
+        .and_then(|d| d.to_scalar::<f32>())
+        .expect("diff")
+}
+
+fn prompt(n: usize, seed: u32) -> Vec<u32> {
+    (0..n as u32)
+        .map(|i| (i * 37 + seed * 11 + 5) % 101)
+        .collect()
+}
+
+fn check_against_peer(kv_heads: usize, tied: bool) {
+    let (ours, theirs, peer_cfg) = pair(&config_json(kv_heads, tied));
+    let mut cache = ours.new_cache(1, 40);
+    let mut peer_cache =
+        peer::Cache::new(true, DType::F32, &peer_cfg, &Device::Cpu).expect("peer cache");
+    let p = prompt(13, 1);
+    let a = ours.forward_last(&[&p], &mut cache).expect("ours");
+    let ids = Tensor::new(p.as_slice(), &Device::Cpu)
+        .and_then(|t| t.unsqueeze(0))
+        .expect("ids");
+    let b = theirs.forward(&ids, 0, &mut peer_cache).expect("peer");
+    let d = max_diff(&a, &b);
+    assert!(d < 1e-4, "prompt logits differ by {d}");
+    // Cached decoding, one token at a time, with the peer's cache alongside.
+    for (i, next) in [7u32, 99, 0, 42, 13].into_iter().enumerate() {
+        let a = ours.forward_last(&[[next]], &mut cache).expect("step");
+        let ids = Tensor::new(&[[next]], &Device::Cpu).expect("ids");
+        let b = theirs
+            .forward(&ids, 13 + i, &mut peer_cache)
+            .expect("peer step");
+        let d = max_diff(&a, &b);
+        assert!(d < 1e-4, "step {i} logits differ by {d}");
+    }
+    assert_eq!(cache.len(), 18);
+}
+
+#[test]
+fn matches_candle_llama_multi_head() {
+    check_against_peer(4, false);
+}
+
+#[test]
+fn matches_candle_llama_grouped_query_and_tied_embedding() {
+    check_against_peer(2, true);
+    check_against_peer(1, false);
+}
+
+#[test]
+fn chunked_prefill_and_batches_equal_one_pass() {
+    let (ours, _, _) = pair(&config_json(2, false));
+    let p = prompt(17, 3);
+    let whole = ours
+        .forward_last(&[&p], &mut ours.new_cache(1, 32))
+        .expect("whole");
+    let mut cache = ours.new_cache(1, 32);
+    for chunk in [&p[..1], &p[1..9], &p[9..16]] {
+        ours.forward_last(&[chunk], &mut cache).expect("chunk");
+    }
+    let chunked = ours.forward_last(&[&p[16..]], &mut cache).expect("last");
+    let d = max_diff(&whole, &chunked);
+    assert!(d < 1e-5, "chunked prefill differs by {d}");
+    // A batch of two equals each sequence alone.
+    let q = prompt(17, 8);
+    let both = ours
+        .forward_last(&[&p, &q], &mut ours.new_cache(2, 17))
+        .expect("batch");
+    let alone = ours
+        .forward_last(&[&q], &mut ours.new_cache(1, 17))
+        .expect("alone");
+    assert!(max_diff(&both.narrow(0, 0, 1).expect("row"), &whole) < 1e-5);
+    assert!(max_diff(&both.narrow(0, 1, 1).expect("row"), &alone) < 1e-5);
+}
+
+#[test]
+fn cache_grows_with_every_layer_and_position() {
+    let (ours, _, _) = pair(&config_json(2, false));
+    let mut cache = ours.new_cache(2, 1000);
+    // 3 layers × keys and values × 2 sequences × 1000 positions × 2 KV heads × 16 dims × 4 bytes.
+    assert_eq!(cache.bytes(), 3 * 2 * 2 * 1000 * 2 * 16 * 4);
+    assert_eq!(cache.used_bytes(), 0);
+    ours.forward_last(&[prompt(10, 0), prompt(10, 1)], &mut cache)
+        .expect("prefill");
+    assert_eq!(cache.used_bytes(), 3 * 2 * 2 * 10 * 2 * 16 * 4);
+}
+
+#[test]
+fn bad_input_is_an_error_that_leaves_the_cache_alone() {
+    let (ours, _, _) = pair(&config_json(2, false));
+    let mut cache = ours.new_cache(1, 8);
+    ours.forward_last(&[prompt(5, 0)], &mut cache)
+        .expect("prefill");
+    let before = ours
+        .forward_last(&[[3u32]], &mut cache.clone())
+        .expect("next");
+    let err = |r: transformer::Result<Tensor>| r.expect_err("must fail").to_string();
+    let e = err(ours.forward_last(&[prompt(4, 0)], &mut cache));
+    assert!(
+        e.contains("5 cached + 4 new positions") && e.contains("capacity of 8"),
+        "{e}"
+    );
+    let e = err(ours.forward_last(&[[101u32]], &mut cache));
+    assert!(
+        e.contains("token id 101") && e.contains("vocab_size 101"),
+        "{e}"
+    );
+    let e = err(ours.forward_last(&[[1u32], [2]], &mut cache));
+    assert!(e.contains("holds 1 sequences"), "{e}");
+    let empty: [&[u32]; 1] = [&[]];
+    assert!(err(ours.forward_last(&empty, &mut cache)).contains("empty input"));
+    let ragged: [&[u32]; 2] = [&[1, 2], &[3]];
+    assert!(err(ours.forward_last(&ragged, &mut ours.new_cache(2, 8))).contains("one length"));
+    assert_eq!(cache.len(), 5);
+    let after = ours.forward_last(&[[3u32]], &mut cache).expect("next");
+    assert!(max_diff(&before, &after) == 0.0);
+}
+
+#[test]
+fn bad_configs_and_checkpoints_are_named() {
+    let mut json = config_json(3, false);
+    let e = Config::from_json(&json.to_string())
+        .expect_err("3 does not divide 4")
+        .to_string();
+    assert!(e.contains("num_key_value_heads (3)"), "{e}");
+    json = config_json(2, false);
+    json["rope_scaling"] = serde_json::json!({"rope_type": "llama3", "factor": 8.0});
+    let e = Config::from_json(&json.to_string())
+        .expect_err("scaling")
+        .to_string();
+    assert!(e.contains("rope_scaling"), "{e}");
+    json = config_json(2, false);
+    json["hidden_size"] = 66.into();
+    let e = Config::from_json(&json.to_string())
+        .expect_err("66 / 4")
+        .to_string();
+    assert!(e.contains("head_dim"), "{e}");
+    // A checkpoint without one layer's key projection.
+    let cfg = Config::from_json(&config_json(2, false).to_string()).expect("config");
+    let map = VarMap::new();
+    Transformer::new(
+        &cfg,
+        VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu),
+    )
+    .expect("build");
+    let mut tensors: HashMap<String, Tensor> = map
+        .data()
+        .lock()
+        .expect("varmap")
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
+        .collect();
+    tensors.remove("model.layers.1.self_attn.k_proj.weight");
+    let vb = VarBuilder::from_tensors(tensors.clone(), DType::F32, &Device::Cpu);
+    match Transformer::new(&cfg, vb) {
+        Err(TransformerError::Weights(e)) => {
+            assert!(e.contains("model.layers.1.self_attn.k_proj.weight"), "{e}")
+        }
+        other => panic!("expected a missing-tensor error, got {other:?}"),
+    }
+    // And one of the wrong shape.
+    tensors.insert(
+        "model.layers.1.self_attn.k_proj.weight".into(),
+        Tensor::zeros((32, 63), DType::F32, &Device::Cpu).expect("zeros"),
+    );
+    let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
+    let e = Transformer::new(&cfg, vb).expect_err("shape").to_string();
+    assert!(
+        e.contains("k_proj") && e.contains("[32, 64]") && e.contains("[32, 63]"),
+        "{e}"
+    );
+}
