@@ -19,26 +19,13 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use frugal_benches::{bandwidth, median_secs};
 use kernels::ternary_matmul::{ternary_matmul_cpu, PackedTernary};
-use rayon::prelude::*;
 
 const GEMV_SHAPES: [(usize, usize); 3] = [(2560, 2560), (6912, 2560), (2560, 6912)];
 
 fn quick() -> bool {
     std::env::var_os("FRUGAL_BENCH_QUICK").is_some()
-}
-
-fn median_secs(runs: usize, mut f: impl FnMut()) -> f64 {
-    f(); // warm up
-    let mut t: Vec<f64> = (0..runs)
-        .map(|_| {
-            let s = Instant::now();
-            f();
-            s.elapsed().as_secs_f64()
-        })
-        .collect();
-    t.sort_by(f64::total_cmp);
-    t[t.len() / 2]
 }
 
 fn random_ternary(n: usize, k: usize, seed: u64) -> PackedTernary {
@@ -58,23 +45,6 @@ fn random_x(m: usize, k: usize) -> Vec<f32> {
     (0..m * k)
         .map(|i| ((i * 7919) % 2001) as f32 / 1000.0 - 1.0)
         .collect()
-}
-
-/// Bytes per second of a 2-thread read (sum) over `bytes`, and of a memcpy of `bytes`.
-fn bandwidth(bytes: usize) -> (f64, f64) {
-    let src = vec![1u64; bytes / 8];
-    let mut dst = vec![0u64; bytes / 8];
-    let read = median_secs(5, || {
-        let s: u64 = src.par_chunks(1 << 16).map(|c| c.iter().sum::<u64>()).sum();
-        black_box(s);
-    });
-    let copy = median_secs(5, || {
-        dst.par_chunks_mut(1 << 16)
-            .zip(src.par_chunks(1 << 16))
-            .for_each(|(d, s)| d.copy_from_slice(s));
-        black_box(&dst);
-    });
-    (bytes as f64 / read, bytes as f64 / copy)
 }
 
 fn gemv_table(read_bw: f64, copy_bw: f64) {

@@ -9,6 +9,12 @@
 //!
 //! Both compute logits only for the last prompt position. Read ratios off one run: criterion
 //! prints each line's time and throughput (elements = tokens).
+//!
+//! First, one table for the "small" config puts both against this machine's limits, measured in
+//! the same run: prefill as multiply-add work per second against candle's best f32 matmul rate
+//! (both implementations run their dense layers on it), decode as weight bytes streamed per second
+//! against the machine's threaded read bandwidth (each decode step reads every f32 weight once),
+//! and what the goals (≥ 5× the peer's prefill, ≥ 1.5× its decode) would need of each.
 use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor};
@@ -18,7 +24,9 @@ use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criteri
 struct Pair {
     ours: griffin::Model,
     peer: candle_transformers::models::recurrent_gemma::Model,
+    cfg: griffin::Config,
     vocab: u32,
+    weight_bytes: usize,
 }
 
 fn hf_config(
@@ -45,6 +53,7 @@ fn pair(json: &serde_json::Value) -> Pair {
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
     let ours = griffin::Model::new(&cfg, vb).expect("our model");
     // The same tensors, by name, for the peer.
+    let weight_bytes = varmap.all_vars().iter().map(|v| v.elem_count() * 4).sum();
     let tensors: HashMap<String, Tensor> = varmap
         .data()
         .lock()
@@ -60,6 +69,8 @@ fn pair(json: &serde_json::Value) -> Pair {
         ours,
         peer,
         vocab: cfg.vocab_size as u32,
+        cfg,
+        weight_bytes,
     }
 }
 
@@ -125,8 +136,118 @@ fn bench_config(c: &mut Criterion, name: &str, json: serde_json::Value, prefill:
     group.finish();
 }
 
+/// Floating-point operations per token of a `t`-token prefill: every layer's matmuls (2 per
+/// multiply-add) and the local attention's scores and weighted sums, averaged over the prompt. The
+/// output projection is left out (both compute it for the last token only).
+fn prefill_flops_per_token(cfg: &griffin::Config, t: usize) -> f64 {
+    use griffin::config::BlockType;
+    let (d, w, f) = (cfg.hidden_size, cfg.lru_width, cfg.mlp_width);
+    let (h, hd, kv) = (
+        cfg.num_attention_heads,
+        cfg.head_dim,
+        cfg.num_key_value_heads,
+    );
+    let block = w / h;
+    let avg_keys = (0..t)
+        .map(|i| (i + 1).min(cfg.attention_window_size))
+        .sum::<usize>() as f64
+        / t as f64;
+    let per_layer = |i: usize| -> f64 {
+        let mlp = 3 * d * f;
+        let mixer = match cfg.block_type(i) {
+            // linear_x, linear_y, linear_out; the two block-diagonal gates.
+            BlockType::Recurrent => (3 * d * w + 2 * w * block) as f64,
+            // q, k, v, o; then q·k and p·v over the visible keys.
+            BlockType::Attention => {
+                (d * h * hd + 2 * d * kv * hd + h * hd * d) as f64
+                    + 2.0 * avg_keys * (h * hd) as f64
+            }
+        };
+        2.0 * (mlp as f64 + mixer)
+    };
+    (0..cfg.num_hidden_layers).map(per_layer).sum()
+}
+
+/// candle's f32 matmul rate (FLOP/s) at the small config's largest prefill product, and at a
+/// square 1024 one: the best of the two stands for what this machine's dense layers can do.
+fn matmul_peak() -> f64 {
+    let rate = |m: usize, k: usize, n: usize| {
+        let x = Tensor::randn(0f32, 1.0, (m, k), &Device::Cpu).expect("x");
+        let w = Tensor::randn(0f32, 1.0, (n, k), &Device::Cpu).expect("w");
+        let wt = w.t().expect("t");
+        let s = frugal_benches::median_secs(5, || {
+            std::hint::black_box(x.matmul(&wt).expect("matmul"));
+        });
+        2.0 * (m * k * n) as f64 / s
+    };
+    rate(512, 512, 1536).max(rate(1024, 1024, 1024))
+}
+
+fn roofline(p: &Pair, t: usize) {
+    let prompt = tokens(t, p.vocab);
+    let ids = Tensor::new(prompt.as_slice(), &Device::Cpu)
+        .and_then(|t| t.unsqueeze(0))
+        .expect("ids");
+    let ours = frugal_benches::median_secs(3, || {
+        let mut state = p.ours.new_state(1).expect("state");
+        std::hint::black_box(
+            p.ours
+                .forward_last(&[&prompt], &mut state)
+                .expect("prefill"),
+        );
+    });
+    let peer = frugal_benches::median_secs(3, || {
+        let mut m = p.peer.clone();
+        std::hint::black_box(m.forward(&ids, 0).expect("peer prefill"));
+    });
+    let flops = prefill_flops_per_token(&p.cfg, t) * t as f64;
+    let peak = matmul_peak();
+    println!("Griffin \"small\" against this machine's limits (one run; prefill T = {t}, decode after 128 tokens)");
+    println!(
+        "prefill: {:.2} GFLOP per prompt; ours {:.1} ms = {:.1} GFLOP/s, peer {:.1} ms = {:.1} GFLOP/s; candle f32 matmul peak {:.1} GFLOP/s",
+        flops / 1e9, ours * 1e3, flops / ours / 1e9, peer * 1e3, flops / peer / 1e9, peak / 1e9
+    );
+    println!(
+        "         ours/peer {:.2}x; 5x the peer needs {:.1} GFLOP/s = {:.2}x the matmul peak",
+        peer / ours,
+        5.0 * flops / peer / 1e9,
+        5.0 * flops / peer / peak
+    );
+    let warm = tokens(128, p.vocab);
+    let mut state = p.ours.new_state(1).expect("state");
+    p.ours.forward_last(&[&warm], &mut state).expect("prefill");
+    let mut peer_model = p.peer.clone();
+    let warm_ids = Tensor::new(warm.as_slice(), &Device::Cpu)
+        .and_then(|t| t.unsqueeze(0))
+        .expect("ids");
+    peer_model.forward(&warm_ids, 0).expect("peer prefill");
+    let next = Tensor::new(&[[5u32]], &Device::Cpu).expect("next");
+    let ours = frugal_benches::median_secs(20, || {
+        let mut s = state.clone();
+        std::hint::black_box(p.ours.forward_last(&[[5u32]], &mut s).expect("step"));
+    });
+    let peer = frugal_benches::median_secs(20, || {
+        let mut m = peer_model.clone();
+        std::hint::black_box(m.forward(&next, 128).expect("peer step"));
+    });
+    let (read_bw, _) = frugal_benches::bandwidth(512 << 20);
+    let bytes = p.weight_bytes as f64;
+    println!(
+        "decode:  {:.0} MB of f32 weights per token; ours {:.2} ms = {:.1} GB/s, peer {:.2} ms = {:.1} GB/s; read bandwidth {:.1} GB/s",
+        bytes / 1e6, ours * 1e3, bytes / ours / 1e9, peer * 1e3, bytes / peer / 1e9, read_bw / 1e9
+    );
+    println!(
+        "         ours/peer {:.2}x; 1.5x the peer needs {:.1} GB/s = {:.2}x the read bandwidth",
+        peer / ours,
+        1.5 * bytes / peer / 1e9,
+        1.5 * bytes / peer / read_bw
+    );
+    println!();
+}
+
 fn benches(c: &mut Criterion) {
     frugal_benches::pin_threads();
+    roofline(&pair(&hf_config(512, 6, 8, 256, 32_000)), 512);
     // Narrow: per-timestep overheads dominate, where a parallel scan matters most.
     let mut tiny = hf_config(64, 4, 4, 8, 256);
     tiny["intermediate_size"] = 192.into();

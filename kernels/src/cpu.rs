@@ -154,3 +154,33 @@ pub(crate) fn contiguous<'a, T>(
         .ok_or_else(|| candle_core::Error::Msg(format!("{kernel}: `{arg}` is not contiguous")))?;
     Ok(&data[start..end])
 }
+
+/// Calls `f` with the f32 elements of a contiguous CPU tensor, without copying; `None` for other
+/// dtypes, devices or layouts.
+pub fn with_cpu_f32<R>(t: &candle_core::Tensor, f: impl FnOnce(&[f32]) -> R) -> Option<R> {
+    let (storage, layout) = t.storage_and_layout();
+    let (start, end) = layout.contiguous_offsets()?;
+    match &*storage {
+        candle_core::Storage::Cpu(candle_core::CpuStorage::F32(data)) => Some(f(&data[start..end])),
+        _ => None,
+    }
+}
+
+/// As [`with_cpu_f32`] for several tensors at once: `f` gets their elements in order.
+pub fn with_cpu_f32s<R>(
+    tensors: &[&candle_core::Tensor],
+    f: impl FnOnce(&[&[f32]]) -> R,
+) -> Option<R> {
+    let guards: Vec<_> = tensors.iter().map(|t| t.storage_and_layout()).collect();
+    let mut slices = Vec::with_capacity(guards.len());
+    for (storage, layout) in &guards {
+        let (start, end) = layout.contiguous_offsets()?;
+        match &**storage {
+            candle_core::Storage::Cpu(candle_core::CpuStorage::F32(data)) => {
+                slices.push(&data[start..end])
+            }
+            _ => return None,
+        }
+    }
+    Some(f(&slices))
+}

@@ -6,10 +6,10 @@
 //! fallback), so every core streams `W`: on this project's 2-core machine a 32000×512 f32 GEMV
 //! reads 25.6 GB/s on two threads against 18.8 on one. More rows, other dtypes or devices go to candle's matmul. [`Linear`] is a
 //! drop-in for `candle_nn::Linear`.
-use candle_core::{CpuStorage, DType, Device, Module, Storage, Tensor};
+use candle_core::{DType, Device, Module, Tensor};
 use rayon::prelude::*;
 
-use crate::cpu::{dot, fma_available};
+use crate::cpu::{dot, fma_available, with_cpu_f32};
 use crate::error::{check_len, Result};
 
 /// Input rows up to which [`linear`] takes the GEMV path.
@@ -52,16 +52,6 @@ pub fn gemv(x: &[f32], m: usize, w: &[f32], n: usize, k: usize) -> Result<Vec<f3
         }
     }
     Ok(y)
-}
-
-/// The f32 elements of a contiguous CPU tensor, without copying.
-fn with_cpu_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Option<R> {
-    let (storage, layout) = t.storage_and_layout();
-    let (start, end) = layout.contiguous_offsets()?;
-    match &*storage {
-        Storage::Cpu(CpuStorage::F32(data)) => Some(f(&data[start..end])),
-        _ => None,
-    }
 }
 
 /// `x [.., in] · wᵀ (+ b)` for `w [out, in]`: the threaded GEMV for up to [`GEMV_MAX_ROWS`] rows of

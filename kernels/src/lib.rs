@@ -18,11 +18,15 @@
 //! - [`gated_retention`]: YOCO's gated retention, chunkwise, with its recurrent step.
 //! - [`sparse_attention`]: Smart Bird's per-head (Gumbel-)top-K key selection and attention over
 //!   the gathered keys.
+//! - [`rg_lru`]: Griffin's RG-LRU from gate pre-activations to output in one pass (CPU only: on
+//!   a GPU the model runs [`linear_scan`] between tensor ops).
+//! - [`cpu_math`]: vectorisable `exp`, sigmoid, GeLU and RMSNorm rows for the fast CPU paths.
 //! - [`ternary_matmul`]: BitNet's 2-bit packed ternary (or binary) weights times int8 activations.
 pub mod additive_attention;
 pub mod checkpoint;
 pub mod cpu;
 pub mod cpu_linear;
+pub mod cpu_math;
 pub mod error;
 pub mod gated_retention;
 #[cfg(any(feature = "cuda-dynamic", feature = "candle-cuda"))]
@@ -31,6 +35,7 @@ pub mod linear_scan;
 pub mod params;
 pub mod plan;
 pub mod ptx;
+pub mod rg_lru;
 pub mod sparse_attention;
 pub mod ternary_matmul;
 pub mod tokens;

@@ -22,8 +22,20 @@ impl Mlp {
 
 impl Module for Mlp {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        // candle's `gelu` is the tanh approximation (`gelu_pytorch_tanh`).
-        let gate = self.gate_proj.forward(x)?.gelu()?;
-        self.down_proj.forward(&(gate * self.up_proj.forward(x)?)?)
+        let (gate, up) = (self.gate_proj.forward(x)?, self.up_proj.forward(x)?);
+        // f32 on the CPU: one vectorised pass; elsewhere candle's `gelu`, which is the tanh
+        // approximation (`gelu_pytorch_tanh`).
+        let fused = kernels::cpu::with_cpu_f32(&gate, |g| {
+            kernels::cpu::with_cpu_f32(&up, |u| kernels::cpu_math::gelu_tanh_mul(g, u))
+        });
+        let product = match fused.flatten() {
+            Some(p) => Tensor::from_vec(
+                p.map_err(candle_core::Error::wrap)?,
+                gate.shape(),
+                gate.device(),
+            )?,
+            None => (gate.gelu()? * up)?,
+        };
+        self.down_proj.forward(&product)
     }
 }

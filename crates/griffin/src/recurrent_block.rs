@@ -44,15 +44,15 @@ impl RecurrentBlock {
         state: &mut RecurrentState,
         step: &Step,
     ) -> candle_core::Result<Tensor> {
-        let y = self.linear_y.forward(x)?.gelu()?;
+        let y = self.linear_y.forward(x)?; // the GeLU branch, applied with the RG-LRU's output
         let mut u = self.linear_x.forward(x)?;
         if !step.all_real() {
             u = u.broadcast_mul(&step.real_mask(u.dtype())?)?; // padding adds nothing to the conv
         }
         let (u, conv) = self.conv_1d.forward(&u, &state.conv, step)?;
-        let (u, h) = self.rg_lru.forward(&u, &state.h, step)?;
+        let (u, h) = self.rg_lru.forward(&u, &y, &state.h, step)?;
         state.conv = conv;
         state.h = h;
-        self.linear_out.forward(&(u * y)?)
+        self.linear_out.forward(&u)
     }
 }

@@ -6,7 +6,10 @@
 //! h_t = a_t ⊙ h_{t−1} + sqrt(1 − a_t²) ⊙ (i_t ⊙ x_t)            (a = 0, multiplier 1 at position 0)
 //! ```
 //!
-//! The recurrence itself runs on the `kernels` linear scan, parallel over time; the state is f32.
+//! In f32 on the CPU the whole of it, from the gates' pre-activations to the output times the
+//! recurrent block's GeLU branch, is one fused pass (`kernels::rg_lru`). Elsewhere (bf16, a GPU)
+//! the gates are tensor ops and the recurrence runs on the `kernels` linear scan, parallel over
+//! time. The state is f32 either way.
 use candle_core::{DType, Tensor, D};
 use candle_nn::VarBuilder;
 
@@ -22,6 +25,15 @@ pub struct RgLru {
     input_gate_bias: Tensor,
     recurrent_gate_weight: Tensor,
     recurrent_gate_bias: Tensor,
+    /// softplus(Λ) and the two gate biases, flattened to `[W]` in f32, for the fused CPU pass.
+    host: HostParams,
+}
+
+#[derive(Debug, Clone)]
+struct HostParams {
+    softplus_a: Vec<f32>,
+    gate_x_bias: Vec<f32>,
+    gate_a_bias: Vec<f32>,
 }
 
 /// `log(1 + e^x)`, as torch's softplus (linear above 20).
@@ -34,30 +46,107 @@ impl RgLru {
     pub fn new(width: usize, heads: usize, vb: VarBuilder) -> candle_core::Result<Self> {
         let block = width / heads;
         let param = vb.get(width, "recurrent_param")?.to_dtype(DType::F32)?;
+        let softplus_param = softplus(&param)?;
+        let input_gate_bias = vb.get((heads, block), "input_gate_bias")?;
+        let recurrent_gate_bias = vb.get((heads, block), "recurrent_gate_bias")?;
+        let flat = |t: &Tensor| t.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>();
         Ok(RgLru {
             heads,
             block,
-            softplus_param: softplus(&param)?,
+            host: HostParams {
+                softplus_a: flat(&softplus_param)?,
+                gate_x_bias: flat(&input_gate_bias)?,
+                gate_a_bias: flat(&recurrent_gate_bias)?,
+            },
+            softplus_param,
             input_gate_weight: vb.get((heads, block, block), "input_gate_weight")?,
-            input_gate_bias: vb.get((heads, block), "input_gate_bias")?,
+            input_gate_bias,
             recurrent_gate_weight: vb.get((heads, block, block), "recurrent_gate_weight")?,
-            recurrent_gate_bias: vb.get((heads, block), "recurrent_gate_bias")?,
+            recurrent_gate_bias,
         })
     }
 
-    /// `x_blk @ W[h] + b[h]` per head: the weight is `[in, out]` per block (not nn.Linear's).
-    fn block_diag(&self, x: &Tensor, w: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
+    /// `x_blk @ W[h] (+ b[h])` per head: the weight is `[in, out]` per block (not nn.Linear's).
+    fn block_diag(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: Option<&Tensor>,
+    ) -> candle_core::Result<Tensor> {
         let (bsz, t, width) = x.dims3()?;
         let xb = x
             .reshape((bsz * t, self.heads, self.block))?
             .transpose(0, 1)?
             .contiguous()?;
-        let y = xb.matmul(w)?.broadcast_add(&b.unsqueeze(1)?)?;
+        let mut y = xb.matmul(w)?;
+        if let Some(b) = b {
+            y = y.broadcast_add(&b.unsqueeze(1)?)?;
+        }
         y.transpose(0, 1)?.reshape((bsz, t, width))
     }
 
-    /// `x` `[B, T, W]`, state `h0` `[B, W]` f32: returns all `h` (dtype of x) and the new state.
+    /// `x` `[B, T, W]`, the GeLU branch's pre-activation `branch` `[B, T, W]`, state `h0` `[B, W]`
+    /// f32: returns `h ⊙ gelu_tanh(branch)` for every step (dtype of x) and the new state.
     pub fn forward(
+        &self,
+        x: &Tensor,
+        branch: &Tensor,
+        h0: &Tensor,
+        step: &Step,
+    ) -> candle_core::Result<(Tensor, Tensor)> {
+        if x.dtype() == DType::F32 && branch.dtype() == DType::F32 && x.device().is_cpu() {
+            return self.forward_fused(x, branch, h0, step);
+        }
+        let (h, h_last) = self.forward_tensors(x, h0, step)?;
+        // candle's `gelu` is the tanh approximation (`gelu_pytorch_tanh`).
+        Ok(((h * branch.gelu()?)?, h_last))
+    }
+
+    /// The f32 CPU path: the gates' block-diagonal products (matmuls), then one fused pass.
+    fn forward_fused(
+        &self,
+        x: &Tensor,
+        branch: &Tensor,
+        h0: &Tensor,
+        step: &Step,
+    ) -> candle_core::Result<(Tensor, Tensor)> {
+        let (bsz, t, width) = x.dims3()?;
+        let gate_x = self.block_diag(x, &self.input_gate_weight, None)?;
+        let gate_a = self.block_diag(x, &self.recurrent_gate_weight, None)?;
+        let (x, branch) = (x.contiguous()?, branch.contiguous()?);
+        let h0: Vec<f32> = h0.flatten_all()?.to_vec1()?;
+        let reset: Vec<bool> = step.pos.iter().map(|&p| p == 0).collect();
+        let real: Option<Vec<bool>> =
+            (!step.all_real()).then(|| step.pos.iter().map(|&p| p >= 0).collect());
+        let out = kernels::cpu::with_cpu_f32s(&[&x, &gate_x, &gate_a, &branch], |s| {
+            kernels::rg_lru::rg_lru_cpu(&kernels::rg_lru::RgLruInput {
+                batch: bsz,
+                seq_len: t,
+                width,
+                x: s[0],
+                gate_x: s[1],
+                gate_a: s[2],
+                gate_x_bias: &self.host.gate_x_bias,
+                gate_a_bias: &self.host.gate_a_bias,
+                softplus_a: &self.host.softplus_a,
+                h0: Some(&h0),
+                reset: &reset,
+                real: real.as_deref(),
+                branch: Some(s[3]),
+            })
+        })
+        .ok_or_else(|| {
+            candle_core::Error::Msg("rg_lru: expected contiguous f32 on the CPU".into())
+        })?
+        .map_err(candle_core::Error::wrap)?;
+        Ok((
+            Tensor::from_vec(out.y, (bsz, t, width), x.device())?,
+            Tensor::from_vec(out.h_last, (bsz, width), x.device())?,
+        ))
+    }
+
+    /// Tensor ops and the linear scan: all `h` (dtype of x) and the new state.
+    fn forward_tensors(
         &self,
         x: &Tensor,
         h0: &Tensor,
@@ -67,12 +156,12 @@ impl RgLru {
         let input_gate = candle_nn::ops::sigmoid(&self.block_diag(
             x,
             &self.input_gate_weight,
-            &self.input_gate_bias,
+            Some(&self.input_gate_bias),
         )?)?;
         let rec_gate = candle_nn::ops::sigmoid(&self.block_diag(
             x,
             &self.recurrent_gate_weight,
-            &self.recurrent_gate_bias,
+            Some(&self.recurrent_gate_bias),
         )?)?;
         let log_a = (rec_gate
             .to_dtype(DType::F32)?

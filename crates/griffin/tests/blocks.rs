@@ -105,6 +105,12 @@ fn conv1d_matches_the_tap_loop_and_continues_from_its_state() {
 
 #[test]
 fn rg_lru_matches_the_per_step_loop() {
+    // f32: the fused CPU pass; bf16: the tensor ops and the linear scan (bf16 rounding).
+    rg_lru_case(DType::F32, 1e-5, 1e-4);
+    rg_lru_case(DType::BF16, 3e-2, 3e-2);
+}
+
+fn rg_lru_case(dtype: DType, abs: f32, rel: f32) {
     let (b, t, heads, blk) = (2, 9, 3, 4);
     let w = heads * blk;
     let mut rng = Rng(2);
@@ -117,10 +123,24 @@ fn rg_lru_matches_the_per_step_loop() {
     );
     let x = rng.vec(b * t * w, 1.0);
     let h0 = rng.vec(b * w, 1.0);
+    let branch = rng.vec(b * t * w, 3.0);
+    let gelu = |v: f32| {
+        let v = v as f64;
+        (0.5 * v
+            * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (v + 0.044715 * v.powi(3))).tanh()))
+            as f32
+    };
+    let tensors = |m: HashMap<String, Tensor>| {
+        let m = m
+            .into_iter()
+            .map(|(k, v)| (k, v.to_dtype(dtype).unwrap()))
+            .collect();
+        VarBuilder::from_tensors(m, dtype, &Device::Cpu)
+    };
     let lru = RgLru::new(
         w,
         heads,
-        vb(HashMap::from([
+        tensors(HashMap::from([
             ("recurrent_param".to_string(), tensor(&param, &[w])),
             (
                 "input_gate_weight".to_string(),
@@ -165,7 +185,8 @@ fn rg_lru_matches_the_per_step_loop() {
                     };
                     let h = &mut state[bi * w + ch];
                     *h = a * *h + mult * sigmoid(gi) * xr[ch];
-                    want[(bi * t + ti) * w + ch] = *h;
+                    let k = (bi * t + ti) * w + ch;
+                    want[k] = *h * gelu(branch[k]);
                 }
             }
         }
@@ -175,11 +196,27 @@ fn rg_lru_matches_the_per_step_loop() {
         .flat_map(|&s| (0..t as i64).map(move |i| s + i))
         .collect();
     let st = Step::new(b, t, pos, &Device::Cpu).unwrap();
-    let (h, last) = lru
-        .forward(&tensor(&x, &[b, t, w]), &tensor(&h0, &[b, w]), &st)
+    let input = |v: &[f32], shape: &[usize]| tensor(v, shape).to_dtype(dtype).unwrap();
+    let (y, last) = lru
+        .forward(
+            &input(&x, &[b, t, w]),
+            &input(&branch, &[b, t, w]),
+            &tensor(&h0, &[b, w]),
+            &st,
+        )
         .unwrap();
-    close(&flat(&h), &want, "rg_lru h");
-    close(&flat(&last), &state, "rg_lru state");
+    let y = flat(&y.to_dtype(DType::F32).unwrap());
+    for (what, got, want) in [
+        ("rg_lru y", &y, &want),
+        ("rg_lru state", &flat(&last), &state),
+    ] {
+        for (i, (g, w)) in got.iter().zip(want.iter()).enumerate() {
+            assert!(
+                (g - w).abs() <= abs + rel * w.abs(),
+                "{dtype:?} {what}[{i}]: {g} vs {w}"
+            );
+        }
+    }
 }
 
 /// The attention layer's weights, row-major as nn.Linear stores them.

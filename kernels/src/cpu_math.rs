@@ -1,0 +1,152 @@
+//! Elementwise math for the fast CPU paths: `exp`, the logistic sigmoid and GeLU (tanh form),
+//! written branch-free so that the compiler vectorises the loops that call them (AVX2 + FMA where
+//! the CPU has it: eight lanes instead of one libm call per element).
+//!
+//! Accuracy, checked against f64 in tests: `exp` within 2 ulp over its range; `sigmoid` and
+//! `gelu_tanh` within 1e-6 relative (3e-7 absolute near 0), far below what the models' 1e-4
+//! fixture tolerance needs.
+use rayon::prelude::*;
+
+/// `e^x` for f32: Cody–Waite reduction `x = n·ln2 + r`, `|r| ≤ ln2/2`, a degree-6 polynomial for
+/// `e^r` (Cephes `expf` coefficients), and `2^n` built in the exponent bits. Inputs are clamped to
+/// [-87, 88], so the result is finite and normal: `e^-87 ≈ 1.6e-38` stands in for anything
+/// smaller, `e^88 ≈ 1.7e38` for anything larger (what sigmoid and GeLU need).
+#[inline(always)]
+pub fn exp(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    let x = x.clamp(-87.0, 88.0);
+    let n = (x * LOG2E).round();
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let mut p = 1.987_569_1e-4f32;
+    p = p.mul_add(r, 1.398_199_9e-3);
+    p = p.mul_add(r, 8.333_452e-3);
+    p = p.mul_add(r, 4.166_579_6e-2);
+    p = p.mul_add(r, 1.666_666_5e-1);
+    p = p.mul_add(r, 0.5);
+    let er = (p * r).mul_add(r, r) + 1.0;
+    // n is in [-126, 127]: a normal power of two.
+    let two_n = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    er * two_n
+}
+
+/// `1 / (1 + e^-x)`.
+#[inline(always)]
+pub fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + exp(-x))
+}
+
+/// GeLU, tanh approximation (torch's `gelu(approximate="tanh")`, HF `gelu_pytorch_tanh`):
+/// `0.5·x·(1 + tanh(u))` with `u = sqrt(2/π)·(x + 0.044715·x³)`, computed as the equal
+/// `x · sigmoid(2u)`, which has no cancellation near 0 and saturates cleanly.
+#[inline(always)]
+pub fn gelu_tanh(x: f32) -> f32 {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    let u = SQRT_2_OVER_PI * x * (1.0 + 0.044_715 * x * x);
+    x / (1.0 + exp(-2.0 * u))
+}
+
+/// Below this many elements, threading costs more than it saves.
+pub(crate) const PARALLEL_MIN: usize = 1 << 14;
+/// Elements per task.
+const CHUNK: usize = 1 << 12;
+
+/// Runs `f` compiled for AVX2 + FMA where the CPU has them (the closure is inlined into a function
+/// built with those features, so its loops vectorise eight lanes wide), else as is.
+#[inline(always)]
+pub(crate) fn simd<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if crate::cpu::fma_available() {
+            // SAFETY: the CPU has AVX2 and FMA (checked just above).
+            return unsafe { avx2_fma(f) };
+        }
+    }
+    f()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn avx2_fma<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
+/// `gelu_tanh(a) ⊙ b` (the gated-GeLU MLP's product). Lengths must match. Parallel over chunks
+/// for large inputs.
+pub fn gelu_tanh_mul(a: &[f32], b: &[f32]) -> crate::Result<Vec<f32>> {
+    check_len("gelu_tanh_mul", a.len(), b.len())?;
+    let mut out = vec![0.0f32; a.len()];
+    let run = |(o, (a, b)): (&mut [f32], (&[f32], &[f32]))| {
+        simd(
+            #[inline(always)]
+            || {
+                for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
+                    *o = gelu_tanh(a) * b;
+                }
+            },
+        )
+    };
+    if a.len() >= PARALLEL_MIN {
+        out.par_chunks_mut(CHUNK)
+            .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
+            .for_each(run);
+    } else {
+        run((&mut out, (a, b)));
+    }
+    Ok(out)
+}
+
+fn check_len(kernel: &'static str, a: usize, b: usize) -> crate::Result<()> {
+    if a != b {
+        return Err(crate::KernelError::Invalid {
+            kernel,
+            arg: "b",
+            message: format!("has {b} elements, a has {a}"),
+        });
+    }
+    Ok(())
+}
+
+/// RMSNorm of each `scale.len()`-wide row of `x`: `x · (mean(x²) + eps)^-½ ⊙ scale` (for Gemma,
+/// `scale` is `1 + w`), rows in parallel.
+pub fn rms_norm_rows(x: &[f32], scale: &[f32], eps: f32) -> crate::Result<Vec<f32>> {
+    let width = scale.len();
+    if width == 0 || x.len() % width != 0 {
+        return Err(crate::KernelError::Invalid {
+            kernel: "rms_norm_rows",
+            arg: "x",
+            message: format!("{} elements are not rows of {width}", x.len()),
+        });
+    }
+    let mut out = vec![0.0f32; x.len()];
+    let norm = |(out, row): (&mut [f32], &[f32])| {
+        simd(
+            #[inline(always)]
+            || {
+                // Eight partial sums, as the vector loop keeps them, then one reduction.
+                let mut acc = [0.0f32; 8];
+                let mut chunks = row.chunks_exact(8);
+                for c in &mut chunks {
+                    for (a, v) in acc.iter_mut().zip(c) {
+                        *a = v.mul_add(*v, *a);
+                    }
+                }
+                let tail: f32 = chunks.remainder().iter().map(|v| v * v).sum();
+                let mean_sq = (acc.iter().sum::<f32>() + tail) / width as f32;
+                let inv = 1.0 / (mean_sq + eps).sqrt();
+                for ((o, v), s) in out.iter_mut().zip(row).zip(scale) {
+                    *o = v * inv * s;
+                }
+            },
+        )
+    };
+    if x.len() >= PARALLEL_MIN {
+        out.par_chunks_mut(width)
+            .zip(x.par_chunks(width))
+            .for_each(norm);
+    } else {
+        out.chunks_mut(width).zip(x.chunks(width)).for_each(norm);
+    }
+    Ok(out)
+}

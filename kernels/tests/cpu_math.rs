@@ -1,0 +1,99 @@
+//! The vectorisable elementwise math against f64 libm, and its slice functions against plain loops.
+#![allow(clippy::unwrap_used)]
+mod common;
+
+use common::Rng;
+use kernels::cpu_math::{exp, gelu_tanh, gelu_tanh_mul, rms_norm_rows, sigmoid};
+use proptest::prelude::*;
+
+fn gelu64(x: f64) -> f64 {
+    let u = (2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x * x * x);
+    0.5 * x * (1.0 + u.tanh())
+}
+
+/// Distance in units in the last place between an f32 and the f64 truth.
+fn ulps(got: f32, want: f64) -> f64 {
+    let want32 = want as f32;
+    let ulp = (f32::from_bits(want32.to_bits() + 1) - want32) as f64;
+    ((got as f64 - want) / ulp).abs()
+}
+
+#[test]
+fn exp_is_within_two_ulp_over_its_range() {
+    let mut worst = 0.0f64;
+    let mut x = -87.0f32;
+    while x <= 88.0 {
+        worst = worst.max(ulps(exp(x), (x as f64).exp()));
+        x += 0.000_731;
+    }
+    assert!(worst <= 2.0, "worst error {worst} ulp");
+    // Clamped outside: finite, normal, monotone.
+    assert_eq!(exp(-1000.0), exp(-87.0));
+    assert!(exp(-87.0).is_normal() && exp(1000.0).is_finite() && exp(1000.0) == exp(88.0));
+    assert_eq!(exp(0.0), 1.0);
+}
+
+#[test]
+fn sigmoid_and_gelu_follow_f64() {
+    let mut x = -30.0f32;
+    while x <= 30.0 {
+        let s = 1.0 / (1.0 + (-(x as f64)).exp());
+        assert!(
+            (sigmoid(x) as f64 - s).abs() <= 1e-6 * s + 1e-12,
+            "sigmoid({x})"
+        );
+        let g = gelu64(x as f64);
+        let err = (gelu_tanh(x) as f64 - g).abs();
+        assert!(
+            err <= 1e-6 * g.abs() + 3e-7,
+            "gelu({x}): {} vs {g}",
+            gelu_tanh(x)
+        );
+        x += 0.001_37;
+    }
+    // Saturation: no NaN at the extremes.
+    assert!(gelu_tanh(-1e4).abs() < 1e-30);
+    assert_eq!(gelu_tanh(1e4), 1e4);
+    assert!((0.0..1e-37).contains(&sigmoid(-1e4)));
+    assert_eq!(sigmoid(1e4), 1.0);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Any length (threaded above 16K elements, vector tails below 8).
+    #[test]
+    fn gelu_mul_and_rms_norm_match_plain_loops(len in 1usize..40_000, width in 1usize..97, seed in 0u64..1000) {
+        let mut rng = Rng::new(seed);
+        let a: Vec<f32> = (0..len).map(|_| rng.uniform(-6.0, 6.0)).collect();
+        let b: Vec<f32> = (0..len).map(|_| rng.uniform(-2.0, 2.0)).collect();
+        let got = gelu_tanh_mul(&a, &b).unwrap();
+        for i in 0..len {
+            let want = gelu64(a[i] as f64) * b[i] as f64;
+            prop_assert!((got[i] as f64 - want).abs() <= 2e-6 * want.abs() + 1e-6, "[{}]", i);
+        }
+        let rows = len / width + 1;
+        let x: Vec<f32> = (0..rows * width).map(|_| rng.uniform(-3.0, 3.0)).collect();
+        let scale: Vec<f32> = (0..width).map(|_| rng.uniform(0.5, 1.5)).collect();
+        let got = rms_norm_rows(&x, &scale, 1e-6).unwrap();
+        for r in 0..rows {
+            let row = &x[r * width..(r + 1) * width];
+            let ms = row.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>() / width as f64;
+            for c in 0..width {
+                let want = row[c] as f64 / (ms + 1e-6).sqrt() * scale[c] as f64;
+                let g = got[r * width + c] as f64;
+                prop_assert!((g - want).abs() <= 2e-6 * (1.0 + want.abs()), "row {} col {}", r, c);
+            }
+        }
+    }
+}
+
+#[test]
+fn mismatched_lengths_are_errors() {
+    let e = gelu_tanh_mul(&[1.0; 4], &[1.0; 3]).unwrap_err().to_string();
+    assert!(e.contains("gelu_tanh_mul") && e.contains("3"), "{e}");
+    let e = rms_norm_rows(&[1.0; 7], &[1.0; 2], 1e-6)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("7 elements are not rows of 2"), "{e}");
+}
