@@ -3,7 +3,7 @@
 mod common;
 
 use common::Rng;
-use kernels::cpu_math::{exp, gelu_tanh, gelu_tanh_mul, rms_norm_rows, sigmoid};
+use kernels::cpu_math::{exp, gelu_tanh, gelu_tanh_mul, rms_norm_rows, sigmoid, soft_cap, tanh};
 use proptest::prelude::*;
 
 fn gelu64(x: f64) -> f64 {
@@ -50,6 +50,25 @@ fn sigmoid_and_gelu_follow_f64() {
             gelu_tanh(x)
         );
         x += 0.001_37;
+    }
+    let mut x = -12.0f32;
+    while x <= 12.0 {
+        let t = (x as f64).tanh();
+        assert!(
+            (tanh(x) as f64 - t).abs() <= 2e-7,
+            "tanh({x}): {} vs {t}",
+            tanh(x)
+        );
+        x += 0.000_913;
+    }
+    assert_eq!((tanh(-100.0), tanh(100.0)), (-1.0, 1.0));
+    let v: Vec<f32> = (0..40_000).map(|i| (i as f32 - 20_000.0) * 0.01).collect();
+    for (o, &v) in soft_cap(&v, 30.0).iter().zip(&v) {
+        let want = 30.0 * (v as f64 / 30.0).tanh();
+        assert!(
+            (*o as f64 - want).abs() <= 1e-5,
+            "soft_cap({v}): {o} vs {want}"
+        );
     }
     // Saturation: no NaN at the extremes.
     assert!(gelu_tanh(-1e4).abs() < 1e-30);

@@ -179,6 +179,35 @@ impl LocalAttention {
             key_pos.extend_from_slice(&state.slot_pos[bi * self.window..(bi + 1) * self.window]);
             key_pos.extend_from_slice(&pos[bi * t..(bi + 1) * t]);
         }
+        if q.dtype() == DType::F32 && q.device().is_cpu() {
+            // One online-softmax pass per query over its visible keys (no mask, no score matrix).
+            let q = q.contiguous()?;
+            let out = kernels::cpu::with_cpu_f32s(&[&q, &keys, &values], |s3| {
+                kernels::window_attention::positional_attention_cpu(
+                    &kernels::window_attention::PositionalInput {
+                        batch: b,
+                        q_len: t,
+                        k_len: s,
+                        heads: h,
+                        kv_heads: kv,
+                        head_dim: hd,
+                        window: self.window,
+                        q: s3[0],
+                        k: s3[1],
+                        v: s3[2],
+                        q_pos: pos,
+                        k_pos: &key_pos,
+                        scale: (hd as f32).powf(-0.5),
+                    },
+                )
+            })
+            .ok_or_else(|| {
+                candle_core::Error::Msg("local attention: expected contiguous f32".into())
+            })?
+            .map_err(candle_core::Error::wrap)?;
+            self.update_ring(state, &keys, &values, &key_pos, b, s)?;
+            return Tensor::from_vec(out, (b, t, h * hd), q.device());
+        }
         let mask = self.mask(pos, &key_pos, (b, t, s), q.device())?;
 
         // Grouped heads: query head j reads KV head j / (heads / kv_heads).

@@ -176,9 +176,16 @@ impl Model {
         // Decoding (a row or a few) takes the threaded GEMV over the embedding.
         let logits = kernels::cpu_linear::linear(&x, self.embed_tokens.embeddings(), None)?
             .to_dtype(DType::F32)?;
-        Ok(match self.cfg.logits_soft_cap {
-            Some(cap) => ((logits / cap)?.tanh()? * cap)?,
-            None => logits,
+        let Some(cap) = self.cfg.logits_soft_cap else {
+            return Ok(logits);
+        };
+        // cap · tanh(logits / cap): one vectorised pass on the CPU (a vocabulary-sized row per
+        // decoded token), tensor ops elsewhere.
+        let fused =
+            kernels::cpu::with_cpu_f32(&logits, |v| kernels::cpu_math::soft_cap(v, cap as f32));
+        Ok(match fused {
+            Some(v) => Tensor::from_vec(v, logits.shape(), logits.device())?,
+            None => ((logits / cap)?.tanh()? * cap)?,
         })
     }
 

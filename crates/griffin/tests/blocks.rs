@@ -291,6 +291,24 @@ fn attention_reference(cfg: &Config, w: &AttnWeights, x: &[f32], t: usize) -> Ve
 
 #[test]
 fn local_attention_matches_the_window_loop_below_at_and_past_the_window() {
+    // f32: positional attention on the CPU; bf16: the masked-matmul tensor path (bf16 rounding).
+    local_attention_case(DType::F32, 1e-5, 1e-4);
+    local_attention_case(DType::BF16, 5e-2, 5e-2);
+}
+
+fn local_attention_case(dtype: DType, abs: f32, rel: f32) {
+    let close = |got: &[f32], want: &[f32], what: &str| {
+        assert_eq!(got.len(), want.len(), "{what}");
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            assert!(
+                (g - w).abs() <= abs + rel * w.abs(),
+                "{dtype:?} {what}[{i}]: {g} vs {w}"
+            );
+        }
+    };
+    let tensor = |v: &[f32], shape: &[usize]| tensor(v, shape).to_dtype(dtype).unwrap();
+    let flat = |t: &Tensor| flat(&t.to_dtype(DType::F32).unwrap());
+    let vb = |m: HashMap<String, Tensor>| VarBuilder::from_tensors(m, dtype, &Device::Cpu);
     let cfg = Config::from_json(
         r#"{"model_type":"recurrent_gemma","vocab_size":10,"hidden_size":12,"intermediate_size":24,
             "num_hidden_layers":1,"num_attention_heads":3,"num_key_value_heads":1,"head_dim":4,
@@ -322,13 +340,13 @@ fn local_attention_matches_the_window_loop_below_at_and_past_the_window() {
         let x = rng.vec(t * d, 1.0);
         let want = attention_reference(&cfg, &w, &x, t);
         // All at once.
-        let mut state = AttentionState::new(&cfg, 1, DType::F32, &Device::Cpu).unwrap();
+        let mut state = AttentionState::new(&cfg, 1, dtype, &Device::Cpu).unwrap();
         let got = attn
             .forward(&tensor(&x, &[1, t, d]), &mut state, &step(1, t, 0))
             .unwrap();
         close(&flat(&got), &want, &format!("attention T={t}"));
         // One token at a time through the ring.
-        let mut state = AttentionState::new(&cfg, 1, DType::F32, &Device::Cpu).unwrap();
+        let mut state = AttentionState::new(&cfg, 1, dtype, &Device::Cpu).unwrap();
         let stepped: Vec<f32> = (0..t)
             .flat_map(|i| {
                 flat(

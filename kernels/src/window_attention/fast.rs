@@ -14,8 +14,14 @@ pub fn window_attention_cpu(input: &WindowInput<'_>) -> Result<Vec<f32>> {
     let group = h / hk;
     let fma = fma_available();
     let mut o = vec![0.0f32; s.q_elems()];
-    // One task per (query row, head): decoding (one row) still spreads over the heads.
-    o.par_chunks_mut(d).enumerate().for_each(|(slot, acc)| {
+    // One task per (query row, head): decoding (one row) still spreads over the heads, unless the
+    // whole call is too little work to pay for waking threads (a small model's decode step).
+    let keys: usize = (0..s.q_len)
+        .map(|i| s.visible(i))
+        .map(|(lo, hi)| hi + 1 - lo)
+        .sum();
+    let parallel = s.batch * keys * h * d >= PARALLEL_MIN_MACS;
+    let task = |(slot, acc): (usize, &mut [f32])| {
         let (row, head) = (slot / h, slot % h);
         let (b, i) = (row / s.q_len, row % s.q_len);
         let (lo, hi) = s.visible(i);
@@ -39,6 +45,14 @@ pub fn window_attention_cpu(input: &WindowInput<'_>) -> Result<Vec<f32>> {
             }
             acc.iter_mut().for_each(|a| *a /= total);
         }
-    });
+    };
+    if parallel {
+        o.par_chunks_mut(d).enumerate().for_each(task);
+    } else {
+        o.chunks_mut(d).enumerate().for_each(task);
+    }
     Ok(o)
 }
+
+/// Multiply-adds (of q·k) below which a call runs on the calling thread.
+const PARALLEL_MIN_MACS: usize = 1 << 16;

@@ -14,11 +14,16 @@
 //! Forms: [`window_attention_reference`] (two passes per query, f64 sums),
 //! [`window_attention_cpu`] (online softmax per query over its visible keys only, threaded over
 //! query rows), and `kernels/cuda/window_attention.cu` (flash-style key tiles) with [`plan::plan`].
+//!
+//! [`positional_attention_cpu`] is the same attention with an explicit position per key and query
+//! (ring buffers, padded batches), with its reference [`positional_attention_reference`].
 mod fast;
 pub mod plan;
+mod positional;
 mod reference;
 
 pub use fast::window_attention_cpu;
+pub use positional::{positional_attention_cpu, positional_attention_reference, PositionalInput};
 pub use reference::window_attention_reference;
 
 use crate::error::{check_dims, check_len, KernelError, Result};

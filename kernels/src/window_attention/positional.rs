@@ -1,0 +1,154 @@
+//! Sliding-window attention where every key carries its own position: the keys of a ring buffer
+//! (slot order is not position order) followed by a new block's, or the rows of a padded batch
+//! (each sequence at its own positions). Query `i` of sequence `b` at position `q_pos[b, i]` sees
+//! key `j` iff `0 ≤ q_pos − k_pos[b, j] < window`; a key at position −1 is an empty slot, a query
+//! at −1 is padding (its output is zeros). Griffin's local attention runs on this.
+//!
+//! Layout as [`super::WindowInput`]: `q, o [batch, q_len, heads, head_dim]`,
+//! `k, v [batch, k_len, kv_heads, head_dim]`; `q_pos [batch, q_len]`, `k_pos [batch, k_len]`.
+use rayon::prelude::*;
+
+use crate::cpu::{dot, fma_available};
+use crate::error::{KernelError, Result};
+
+#[derive(Debug, Clone, Copy)]
+pub struct PositionalInput<'a> {
+    pub batch: usize,
+    pub q_len: usize,
+    pub k_len: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    /// Keys a query sees, itself included.
+    pub window: usize,
+    pub q: &'a [f32],
+    pub k: &'a [f32],
+    pub v: &'a [f32],
+    pub q_pos: &'a [i64],
+    pub k_pos: &'a [i64],
+    /// Multiplies the scores (usually `head_dim^-0.5`).
+    pub scale: f32,
+}
+
+impl PositionalInput<'_> {
+    pub fn validate(&self) -> Result<()> {
+        let bad = |arg: &'static str, message: String| {
+            Err(KernelError::Invalid {
+                kernel: "positional_attention",
+                arg,
+                message,
+            })
+        };
+        let (b, h, hk, d) = (self.batch, self.heads, self.kv_heads, self.head_dim);
+        if b == 0 || self.q_len == 0 || h == 0 || d == 0 || self.window == 0 {
+            return bad(
+                "shape",
+                "batch, q_len, heads, head_dim and window must be positive".into(),
+            );
+        }
+        if hk == 0 || h % hk != 0 {
+            return bad("kv_heads", format!("{hk} does not divide heads {h}"));
+        }
+        for (arg, len, want) in [
+            ("q", self.q.len(), b * self.q_len * h * d),
+            ("k", self.k.len(), b * self.k_len * hk * d),
+            ("v", self.v.len(), b * self.k_len * hk * d),
+            ("q_pos", self.q_pos.len(), b * self.q_len),
+            ("k_pos", self.k_pos.len(), b * self.k_len),
+        ] {
+            if len != want {
+                return bad(arg, format!("has {len} elements, expected {want}"));
+            }
+        }
+        Ok(())
+    }
+
+    fn visible(&self, q_pos: i64, k_pos: i64) -> bool {
+        q_pos >= 0 && k_pos >= 0 && k_pos <= q_pos && q_pos - k_pos < self.window as i64
+    }
+}
+
+/// The reference: scores of the visible keys, then their softmax, in f64.
+pub fn positional_attention_reference(input: &PositionalInput<'_>) -> Result<Vec<f32>> {
+    input.validate()?;
+    let (h, hk, d) = (input.heads, input.kv_heads, input.head_dim);
+    let mut o = vec![0.0f32; input.q.len()];
+    for b in 0..input.batch {
+        for i in 0..input.q_len {
+            let qp = input.q_pos[b * input.q_len + i];
+            for head in 0..h {
+                let q = &input.q[((b * input.q_len + i) * h + head) * d..][..d];
+                let kh = head / (h / hk);
+                let seen: Vec<(usize, f64)> = (0..input.k_len)
+                    .filter(|&j| input.visible(qp, input.k_pos[b * input.k_len + j]))
+                    .map(|j| {
+                        let k = &input.k[((b * input.k_len + j) * hk + kh) * d..][..d];
+                        let s: f64 = q.iter().zip(k).map(|(&a, &c)| a as f64 * c as f64).sum();
+                        (j, s * input.scale as f64)
+                    })
+                    .collect();
+                let max = seen
+                    .iter()
+                    .map(|&(_, s)| s)
+                    .fold(f64::NEG_INFINITY, f64::max);
+                let total: f64 = seen.iter().map(|&(_, s)| (s - max).exp()).sum();
+                let out = &mut o[((b * input.q_len + i) * h + head) * d..][..d];
+                for &(j, s) in &seen {
+                    let p = (s - max).exp() / total;
+                    let v = &input.v[((b * input.k_len + j) * hk + kh) * d..][..d];
+                    for (o, &v) in out.iter_mut().zip(v) {
+                        *o += (p * v as f64) as f32;
+                    }
+                }
+            }
+        }
+    }
+    Ok(o)
+}
+
+/// Multiply-adds (of q·k) below which a call runs on the calling thread.
+const PARALLEL_MIN_MACS: usize = 1 << 16;
+
+/// The fast path: one online-softmax pass per (query, head) over the visible keys, threaded over
+/// (query, head) when the call is large enough to pay for it.
+pub fn positional_attention_cpu(input: &PositionalInput<'_>) -> Result<Vec<f32>> {
+    input.validate()?;
+    let (h, hk, d) = (input.heads, input.kv_heads, input.head_dim);
+    let group = h / hk;
+    let fma = fma_available();
+    let mut o = vec![0.0f32; input.q.len()];
+    let task = |(slot, acc): (usize, &mut [f32])| {
+        let (row, head) = (slot / h, slot % h);
+        let b = row / input.q_len;
+        let qp = input.q_pos[row];
+        let q = &input.q[slot * d..][..d];
+        let (mut max, mut total) = (f32::NEG_INFINITY, 0.0f32);
+        for j in 0..input.k_len {
+            if !input.visible(qp, input.k_pos[b * input.k_len + j]) {
+                continue;
+            }
+            let at = ((b * input.k_len + j) * hk + head / group) * d;
+            let score = dot(fma, q, &input.k[at..at + d]) * input.scale;
+            if score > max {
+                let rescale = (max - score).exp();
+                total *= rescale;
+                acc.iter_mut().for_each(|a| *a *= rescale);
+                max = score;
+            }
+            let p = (score - max).exp();
+            total += p;
+            for (a, &v) in acc.iter_mut().zip(&input.v[at..at + d]) {
+                *a += p * v;
+            }
+        }
+        if total > 0.0 {
+            acc.iter_mut().for_each(|a| *a /= total);
+        }
+    };
+    if o.len() * input.k_len.min(input.window) >= PARALLEL_MIN_MACS {
+        o.par_chunks_mut(d).enumerate().for_each(task);
+    } else {
+        o.chunks_mut(d).enumerate().for_each(task);
+    }
+    Ok(o)
+}
