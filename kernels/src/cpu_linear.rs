@@ -17,7 +17,7 @@ pub const GEMV_MAX_ROWS: usize = 4;
 /// Output rows per rayon task.
 const ROWS_PER_TASK: usize = 64;
 /// Below this many weights a GEMV runs on the calling thread: splitting costs more than it saves.
-const PARALLEL_MIN_WEIGHTS: usize = 1 << 18;
+pub const PARALLEL_MIN_WEIGHTS: usize = 1 << 18;
 
 /// `y [m, n] = x [m, k] · w [n, k]ᵀ`, threaded over output rows; an error if the lengths
 /// disagree with the shape.
@@ -105,6 +105,21 @@ impl Linear {
 
     pub fn weight(&self) -> &Tensor {
         &self.weight
+    }
+
+    /// One layer computing several that read the same input: their weights stacked along the
+    /// output dimension (outputs in the order given), so one product (one pass over the input,
+    /// one threaded GEMV when decoding) replaces several. All or none must have a bias.
+    pub fn stacked(layers: &[candle_nn::Linear]) -> candle_core::Result<Self> {
+        let weights: Vec<&Tensor> = layers.iter().map(|l| l.weight()).collect();
+        let biases: Option<Vec<&Tensor>> = layers.iter().map(|l| l.bias()).collect();
+        if biases.is_none() && layers.iter().any(|l| l.bias().is_some()) {
+            candle_core::bail!("Linear::stacked: some layers have a bias and some do not");
+        }
+        Ok(Linear {
+            weight: Tensor::cat(&weights, 0)?,
+            bias: biases.map(|b| Tensor::cat(&b, 0)).transpose()?,
+        })
     }
 }
 

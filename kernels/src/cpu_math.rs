@@ -127,6 +127,38 @@ pub fn gelu_tanh_mul(a: &[f32], b: &[f32]) -> crate::Result<Vec<f32>> {
     Ok(out)
 }
 
+/// For rows of `2 · half` values `[g | u]`: `gelu_tanh(g) ⊙ u`, rows of `half` (a stacked
+/// gate-and-up projection's output). Parallel over rows for large inputs.
+pub fn gelu_tanh_mul_halves(x: &[f32], half: usize) -> crate::Result<Vec<f32>> {
+    if half == 0 || x.len() % (2 * half) != 0 {
+        return Err(crate::KernelError::Invalid {
+            kernel: "gelu_tanh_mul_halves",
+            arg: "x",
+            message: format!("{} elements are not rows of 2 × {half}", x.len()),
+        });
+    }
+    let mut out = vec![0.0f32; x.len() / 2];
+    let run = |(o, row): (&mut [f32], &[f32])| {
+        simd(
+            #[inline(always)]
+            || {
+                let (g, u) = row.split_at(half);
+                for ((o, &g), &u) in o.iter_mut().zip(g).zip(u) {
+                    *o = gelu_tanh(g) * u;
+                }
+            },
+        )
+    };
+    if x.len() >= PARALLEL_MIN {
+        out.par_chunks_mut(half)
+            .zip(x.par_chunks(2 * half))
+            .for_each(run);
+    } else {
+        out.chunks_mut(half).zip(x.chunks(2 * half)).for_each(run);
+    }
+    Ok(out)
+}
+
 fn check_len(kernel: &'static str, a: usize, b: usize) -> crate::Result<()> {
     if a != b {
         return Err(crate::KernelError::Invalid {

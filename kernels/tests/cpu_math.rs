@@ -3,7 +3,9 @@
 mod common;
 
 use common::Rng;
-use kernels::cpu_math::{exp, gelu_tanh, gelu_tanh_mul, rms_norm_rows, sigmoid, soft_cap, tanh};
+use kernels::cpu_math::{
+    exp, gelu_tanh, gelu_tanh_mul, gelu_tanh_mul_halves, rms_norm_rows, sigmoid, soft_cap, tanh,
+};
 use proptest::prelude::*;
 
 fn gelu64(x: f64) -> f64 {
@@ -91,7 +93,17 @@ proptest! {
             let want = gelu64(a[i] as f64) * b[i] as f64;
             prop_assert!((got[i] as f64 - want).abs() <= 2e-6 * want.abs() + 1e-6, "[{}]", i);
         }
+        // The same product on rows of [gate | up].
         let rows = len / width + 1;
+        let stacked: Vec<f32> = (0..rows * 2 * width).map(|_| rng.uniform(-6.0, 6.0)).collect();
+        let got = gelu_tanh_mul_halves(&stacked, width).unwrap();
+        for r in 0..rows {
+            for c in 0..width {
+                let (g, u) = (stacked[r * 2 * width + c], stacked[r * 2 * width + width + c]);
+                let want = gelu64(g as f64) * u as f64;
+                prop_assert!((got[r * width + c] as f64 - want).abs() <= 2e-6 * want.abs() + 1e-6);
+            }
+        }
         let x: Vec<f32> = (0..rows * width).map(|_| rng.uniform(-3.0, 3.0)).collect();
         let scale: Vec<f32> = (0..width).map(|_| rng.uniform(0.5, 1.5)).collect();
         let got = rms_norm_rows(&x, &scale, 1e-6).unwrap();

@@ -1,5 +1,5 @@
 //! Griffin's recurrent block (SPEC §2.2): a GeLU branch times (Linear → Conv1D → RG-LRU).
-use candle_core::{Module, Tensor};
+use candle_core::{Module, Tensor, D};
 use candle_nn::{linear, VarBuilder};
 use kernels::cpu_linear::Linear;
 
@@ -10,8 +10,9 @@ use crate::step::Step;
 
 #[derive(Debug, Clone)]
 pub struct RecurrentBlock {
-    linear_y: Linear,
-    linear_x: Linear,
+    /// `[linear_x; linear_y]` stacked (both read the block's input): one product.
+    linear_xy: Linear,
+    lru_width: usize,
     linear_out: Linear,
     conv_1d: Conv1d,
     rg_lru: RgLru,
@@ -30,8 +31,11 @@ impl RecurrentBlock {
     pub fn new(cfg: &Config, vb: VarBuilder) -> candle_core::Result<Self> {
         let (d, w) = (cfg.hidden_size, cfg.lru_width);
         Ok(RecurrentBlock {
-            linear_y: linear(d, w, vb.pp("linear_y"))?.into(),
-            linear_x: linear(d, w, vb.pp("linear_x"))?.into(),
+            linear_xy: Linear::stacked(&[
+                linear(d, w, vb.pp("linear_x"))?,
+                linear(d, w, vb.pp("linear_y"))?,
+            ])?,
+            lru_width: w,
             linear_out: linear(w, d, vb.pp("linear_out"))?.into(),
             conv_1d: Conv1d::new(w, cfg.conv1d_width, vb.pp("conv_1d"))?,
             rg_lru: RgLru::new(w, cfg.num_attention_heads, vb.pp("rg_lru"))?,
@@ -44,8 +48,10 @@ impl RecurrentBlock {
         state: &mut RecurrentState,
         step: &Step,
     ) -> candle_core::Result<Tensor> {
-        let y = self.linear_y.forward(x)?; // the GeLU branch, applied with the RG-LRU's output
-        let mut u = self.linear_x.forward(x)?;
+        let xy = self.linear_xy.forward(x)?;
+        let w = self.lru_width;
+        let mut u = xy.narrow(D::Minus1, 0, w)?;
+        let y = xy.narrow(D::Minus1, w, w)?; // the GeLU branch, applied with the RG-LRU's output
         if !step.all_real() {
             u = u.broadcast_mul(&step.real_mask(u.dtype())?)?; // padding adds nothing to the conv
         }
