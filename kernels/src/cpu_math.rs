@@ -77,8 +77,9 @@ pub fn gelu_tanh(x: f32) -> f32 {
     x / (1.0 + exp(-2.0 * u))
 }
 
-/// Below this many elements, threading costs more than it saves.
-pub(crate) const PARALLEL_MIN: usize = 1 << 14;
+/// Below this many elements, threading costs more than it saves (waking the pool from outside
+/// costs tens of microseconds; a thread streams 64K floats in about as long).
+pub(crate) const PARALLEL_MIN: usize = 1 << 16;
 /// Elements per task.
 const CHUNK: usize = 1 << 12;
 
@@ -155,6 +156,140 @@ pub fn gelu_tanh_mul_halves(x: &[f32], half: usize) -> crate::Result<Vec<f32>> {
             .for_each(run);
     } else {
         out.chunks_mut(half).zip(x.chunks(2 * half)).for_each(run);
+    }
+    Ok(out)
+}
+
+/// `a + b` elementwise (a residual connection); threaded for large inputs.
+pub fn add(a: &[f32], b: &[f32]) -> crate::Result<Vec<f32>> {
+    check_len("add", a.len(), b.len())?;
+    let mut out = vec![0.0f32; a.len()];
+    let run = |(o, (a, b)): (&mut [f32], (&[f32], &[f32]))| {
+        for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
+            *o = a + b;
+        }
+    };
+    if a.len() >= PARALLEL_MIN {
+        out.par_chunks_mut(CHUNK)
+            .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
+            .for_each(run);
+    } else {
+        run((&mut out, (a, b)));
+    }
+    Ok(out)
+}
+
+/// Depthwise causal convolution over time of `x` `[batch, seq_len, channels]`, continuing from
+/// `state` `[batch, K−1, channels]` (the K−1 inputs before `x`): with `xs = [state; x]`,
+/// `out_t = bias + Σ_k taps[k] ⊙ xs[t + k]` for taps `[K, channels]` (the last tap on the current
+/// input). Rows in parallel for large inputs.
+pub fn causal_conv1d(
+    x: &[f32],
+    state: &[f32],
+    taps: &[f32],
+    bias: &[f32],
+    (batch, seq_len, channels): (usize, usize, usize),
+) -> crate::Result<Vec<f32>> {
+    let k = taps.len() / channels.max(1);
+    let bad = |arg: &'static str, len: usize, want: usize| {
+        Err(crate::KernelError::Invalid {
+            kernel: "causal_conv1d",
+            arg,
+            message: format!("has {len} elements, expected {want}"),
+        })
+    };
+    if channels == 0 || k == 0 || taps.len() != k * channels {
+        return bad("taps", taps.len(), k.max(1) * channels);
+    }
+    for (arg, len, want) in [
+        ("x", x.len(), batch * seq_len * channels),
+        ("state", state.len(), batch * (k - 1) * channels),
+        ("bias", bias.len(), channels),
+    ] {
+        if len != want {
+            return bad(arg, len, want);
+        }
+    }
+    let mut out = vec![0.0f32; x.len()];
+    // Row r of xs = [state; x] for sequence b.
+    let xs_row = |b: usize, r: usize| -> &[f32] {
+        if r < k - 1 {
+            &state[(b * (k - 1) + r) * channels..][..channels]
+        } else {
+            &x[(b * seq_len + r - (k - 1)) * channels..][..channels]
+        }
+    };
+    // Tasks of whole rows, about CHUNK values each.
+    let rows_per_task = (CHUNK / channels).max(1);
+    let run = |(task, o): (usize, &mut [f32])| {
+        simd(
+            #[inline(always)]
+            || {
+                for (r, o) in o.chunks_mut(channels).enumerate() {
+                    let i = task * rows_per_task + r;
+                    let (b, t) = (i / seq_len, i % seq_len);
+                    o.copy_from_slice(bias);
+                    for tap in 0..k {
+                        let w = &taps[tap * channels..][..channels];
+                        for ((o, &w), &v) in o.iter_mut().zip(w).zip(xs_row(b, t + tap)) {
+                            *o = w.mul_add(v, *o);
+                        }
+                    }
+                }
+            },
+        )
+    };
+    if x.len() >= PARALLEL_MIN {
+        out.par_chunks_mut(rows_per_task * channels)
+            .enumerate()
+            .for_each(run);
+    } else {
+        run((0, &mut out));
+    }
+    Ok(out)
+}
+
+/// Rotary embedding, rotate-half layout (HF's `rotate_half`), on the first `rotary_dim` values of
+/// each head of `x` `[rows, heads, head_dim]`; the rest pass through. `cos`, `sin` are
+/// `[rows, rotary_dim / 2]`: `(x₁, x₂) → (x₁·cos − x₂·sin, x₂·cos + x₁·sin)` for the pairs
+/// `(i, i + rotary_dim/2)`, each product rounded as separate tensor ops would round it.
+pub fn rope_rotate_half(
+    x: &[f32],
+    cos: &[f32],
+    sin: &[f32],
+    (heads, head_dim, rotary_dim): (usize, usize, usize),
+) -> crate::Result<Vec<f32>> {
+    let half = rotary_dim / 2;
+    let row = heads * head_dim;
+    let bad = |message: String| {
+        Err(crate::KernelError::Invalid {
+            kernel: "rope_rotate_half",
+            arg: "shape",
+            message,
+        })
+    };
+    if row == 0 || rotary_dim % 2 != 0 || rotary_dim > head_dim || x.len() % row != 0 {
+        return bad(format!(
+            "{} values, heads {heads}, head_dim {head_dim}, rotary_dim {rotary_dim}",
+            x.len()
+        ));
+    }
+    let rows = x.len() / row;
+    if cos.len() != rows * half || sin.len() != rows * half {
+        return bad(format!("cos/sin need {rows} × {half} values"));
+    }
+    let mut out = x.to_vec();
+    for (r, o) in out.chunks_mut(row).enumerate() {
+        let (c, s) = (&cos[r * half..][..half], &sin[r * half..][..half]);
+        for head in o.chunks_mut(head_dim) {
+            let (x1, rest) = head.split_at_mut(half);
+            let x2 = &mut rest[..half];
+            for i in 0..half {
+                let (a, b) = (x1[i], x2[i]);
+                x1[i] = a * c[i] - b * s[i];
+                x2[i] = b * c[i] + a * s[i];
+            }
+        }
     }
     Ok(out)
 }

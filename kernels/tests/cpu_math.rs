@@ -4,7 +4,8 @@ mod common;
 
 use common::Rng;
 use kernels::cpu_math::{
-    exp, gelu_tanh, gelu_tanh_mul, gelu_tanh_mul_halves, rms_norm_rows, sigmoid, soft_cap, tanh,
+    add, causal_conv1d, exp, gelu_tanh, gelu_tanh_mul, gelu_tanh_mul_halves, rms_norm_rows,
+    rope_rotate_half, sigmoid, soft_cap, tanh,
 };
 use proptest::prelude::*;
 
@@ -64,7 +65,9 @@ fn sigmoid_and_gelu_follow_f64() {
         x += 0.000_913;
     }
     assert_eq!((tanh(-100.0), tanh(100.0)), (-1.0, 1.0));
-    let v: Vec<f32> = (0..40_000).map(|i| (i as f32 - 20_000.0) * 0.01).collect();
+    let v: Vec<f32> = (0..100_000)
+        .map(|i| (i as f32 - 50_000.0) * 0.004)
+        .collect();
     for (o, &v) in soft_cap(&v, 30.0).iter().zip(&v) {
         let want = 30.0 * (v as f64 / 30.0).tanh();
         assert!(
@@ -82,9 +85,9 @@ fn sigmoid_and_gelu_follow_f64() {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
 
-    /// Any length (threaded above 16K elements, vector tails below 8).
+    /// Any length (threaded above 64K elements, vector tails below 8).
     #[test]
-    fn gelu_mul_and_rms_norm_match_plain_loops(len in 1usize..40_000, width in 1usize..97, seed in 0u64..1000) {
+    fn gelu_mul_and_rms_norm_match_plain_loops(len in 1usize..160_000, width in 1usize..97, seed in 0u64..1000) {
         let mut rng = Rng::new(seed);
         let a: Vec<f32> = (0..len).map(|_| rng.uniform(-6.0, 6.0)).collect();
         let b: Vec<f32> = (0..len).map(|_| rng.uniform(-2.0, 2.0)).collect();
@@ -119,8 +122,71 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// The convolution against its definition, `[state; x]` tap by tap, across the state/input
+    /// border (T < K − 1 too) and the threading threshold; the residual add alongside.
+    #[test]
+    fn causal_conv1d_and_add_match_plain_loops(
+        batch in 1usize..3, t in 1usize..700, c in 1usize..70, k in 1usize..5, seed in 0u64..1000,
+    ) {
+        let mut rng = Rng::new(seed);
+        let mut v = |n: usize| (0..n).map(|_| rng.uniform(-1.0, 1.0)).collect::<Vec<f32>>();
+        let (x, state, taps, bias) = (v(batch * t * c), v(batch * (k - 1) * c), v(k * c), v(c));
+        let got = causal_conv1d(&x, &state, &taps, &bias, (batch, t, c)).unwrap();
+        for b in 0..batch {
+            for i in 0..t {
+                for ch in 0..c {
+                    let mut want = bias[ch] as f64;
+                    for tap in 0..k {
+                        let r = i + tap; // row of [state; x]
+                        let xs = if r < k - 1 {
+                            state[(b * (k - 1) + r) * c + ch]
+                        } else {
+                            x[(b * t + r - (k - 1)) * c + ch]
+                        };
+                        want += taps[tap * c + ch] as f64 * xs as f64;
+                    }
+                    let g = got[(b * t + i) * c + ch] as f64;
+                    prop_assert!((g - want).abs() <= 1e-5, "b {} t {} c {}: {} vs {}", b, i, ch, g, want);
+                }
+            }
+        }
+        let sum = add(&x, &x).unwrap();
+        prop_assert!(sum.iter().zip(&x).all(|(s, x)| *s == 2.0 * x));
+    }
+}
+
+#[test]
+fn rope_rotates_the_first_pairs_of_each_head() {
+    // 2 rows, 2 heads of 6, rotary 4: pairs (0, 2) and (1, 3) turn, dims 4 and 5 pass through.
+    let x: Vec<f32> = (0..24).map(|i| i as f32 * 0.5 - 3.0).collect();
+    let angle = |r: usize, i: usize| (r as f32 + 1.0) * (i as f32 + 0.3);
+    let cos: Vec<f32> = (0..4).map(|j| angle(j / 2, j % 2).cos()).collect();
+    let sin: Vec<f32> = (0..4).map(|j| angle(j / 2, j % 2).sin()).collect();
+    let got = rope_rotate_half(&x, &cos, &sin, (2, 6, 4)).unwrap();
+    for r in 0..2 {
+        for h in 0..2 {
+            let base = r * 12 + h * 6;
+            for i in 0..2 {
+                let (c, s) = (cos[r * 2 + i], sin[r * 2 + i]);
+                let (a, b) = (x[base + i], x[base + i + 2]);
+                assert_eq!(got[base + i], a * c - b * s);
+                assert_eq!(got[base + i + 2], b * c + a * s);
+            }
+            assert_eq!(&got[base + 4..base + 6], &x[base + 4..base + 6]);
+        }
+    }
+    assert!(rope_rotate_half(&x, &cos, &sin, (2, 6, 5)).is_err());
+    assert!(rope_rotate_half(&x, &cos[..3], &sin, (2, 6, 4)).is_err());
+}
+
 #[test]
 fn mismatched_lengths_are_errors() {
+    let e = causal_conv1d(&[0.0; 6], &[0.0; 2], &[0.0; 8], &[0.0; 2], (1, 3, 2)).unwrap_err();
+    assert!(e.to_string().contains("state"), "{e}");
+    assert!(add(&[1.0; 2], &[1.0]).is_err());
     let e = gelu_tanh_mul(&[1.0; 4], &[1.0; 3]).unwrap_err().to_string();
     assert!(e.contains("gelu_tanh_mul") && e.contains("3"), "{e}");
     let e = rms_norm_rows(&[1.0; 7], &[1.0; 2], 1e-6)

@@ -2,7 +2,8 @@
 //! `out_t = b + Σ_{s=0..K-1} w[K-1-s] ⊙ x_{t-s}`, the last tap on the current token.
 //!
 //! The whole sequence is convolved at once (K shifted multiply-adds over `[B, T, W]`), continuing
-//! from the state: the last K-1 inputs of the sequence so far (zeros at its start).
+//! from the state: the last K-1 inputs of the sequence so far (zeros at its start). f32 on the CPU
+//! is one pass (`kernels::cpu_math::causal_conv1d`).
 use candle_core::{Tensor, D};
 use candle_nn::VarBuilder;
 
@@ -13,6 +14,8 @@ pub struct Conv1d {
     /// `[K, W]`: tap k multiplies `x_{t-(K-1-k)}`.
     taps: Tensor,
     bias: Tensor,
+    /// The same in f32 on the host, for the fused CPU pass.
+    host: (Vec<f32>, Vec<f32>),
     width: usize,
 }
 
@@ -20,9 +23,17 @@ impl Conv1d {
     /// HF stores the weight as `nn.Conv1d(groups = W)`: `[W, 1, K]`.
     pub fn new(channels: usize, width: usize, vb: VarBuilder) -> candle_core::Result<Self> {
         let w = vb.get((channels, 1, width), "weight")?;
+        let taps = w.squeeze(1)?.t()?.contiguous()?;
+        let bias = vb.get(channels, "bias")?;
+        let f32_host = |t: &Tensor| {
+            t.flatten_all()?
+                .to_dtype(candle_core::DType::F32)?
+                .to_vec1()
+        };
         Ok(Conv1d {
-            taps: w.squeeze(1)?.t()?.contiguous()?,
-            bias: vb.get(channels, "bias")?,
+            host: (f32_host(&taps)?, f32_host(&bias)?),
+            taps,
+            bias,
             width,
         })
     }
@@ -40,8 +51,34 @@ impl Conv1d {
         state: &Tensor,
         step: &Step,
     ) -> candle_core::Result<(Tensor, Tensor)> {
-        let t = x.dim(1)?;
+        let (b, t, channels) = x.dims3()?;
         let k = self.width;
+        if step.all_real() {
+            let x = x.contiguous()?;
+            let fused = kernels::cpu::with_cpu_f32s(&[&x, state], |s| {
+                kernels::cpu_math::causal_conv1d(
+                    s[0],
+                    s[1],
+                    &self.host.0,
+                    &self.host.1,
+                    (b, t, channels),
+                )
+            });
+            if let Some(out) = fused {
+                let out = Tensor::from_vec(
+                    out.map_err(candle_core::Error::wrap)?,
+                    x.shape(),
+                    x.device(),
+                )?;
+                // The new state: the last K-1 rows of [state; x].
+                let new_state = if t >= k - 1 {
+                    x.narrow(1, t - (k - 1), k - 1)?
+                } else {
+                    Tensor::cat(&[state, &x], 1)?.narrow(1, t, k - 1)?
+                };
+                return Ok((out, new_state.contiguous()?));
+            }
+        }
         let xs = Tensor::cat(&[state, x], 1)?;
         let mut out = self.bias.broadcast_as(x.shape())?.contiguous()?;
         for tap in 0..k {
