@@ -9,6 +9,7 @@
 use rayon::prelude::*;
 
 use crate::cpu::{dot, fma_available};
+use crate::cpu_math::{exp, simd};
 use crate::error::{KernelError, Result};
 
 #[derive(Debug, Clone, Copy)]
@@ -109,46 +110,65 @@ pub fn positional_attention_reference(input: &PositionalInput<'_>) -> Result<Vec
 /// Multiply-adds (of q·k) below which a call runs on the calling thread.
 const PARALLEL_MIN_MACS: usize = 1 << 16;
 
-/// The fast path: one online-softmax pass per (query, head) over the visible keys, threaded over
-/// (query, head) when the call is large enough to pay for it.
+/// The fast path, per (query, head): the scores of the visible keys into a buffer, their softmax
+/// with a vectorised `exp`, then the weighted sum of values; threaded over (query, head) when the
+/// call is large enough to pay for it.
 pub fn positional_attention_cpu(input: &PositionalInput<'_>) -> Result<Vec<f32>> {
     input.validate()?;
     let (h, hk, d) = (input.heads, input.kv_heads, input.head_dim);
     let group = h / hk;
     let fma = fma_available();
     let mut o = vec![0.0f32; input.q.len()];
-    let task = |(slot, acc): (usize, &mut [f32])| {
+    // Per thread: the scores and the offsets of the visible keys' rows.
+    let task = |(scores, at): &mut (Vec<f32>, Vec<usize>), (slot, acc): (usize, &mut [f32])| {
         let (row, head) = (slot / h, slot % h);
         let b = row / input.q_len;
         let qp = input.q_pos[row];
         let q = &input.q[slot * d..][..d];
-        let (mut max, mut total) = (f32::NEG_INFINITY, 0.0f32);
+        scores.clear();
+        at.clear();
         for j in 0..input.k_len {
-            if !input.visible(qp, input.k_pos[b * input.k_len + j]) {
-                continue;
-            }
-            let at = ((b * input.k_len + j) * hk + head / group) * d;
-            let score = dot(fma, q, &input.k[at..at + d]) * input.scale;
-            if score > max {
-                let rescale = (max - score).exp();
-                total *= rescale;
-                acc.iter_mut().for_each(|a| *a *= rescale);
-                max = score;
-            }
-            let p = (score - max).exp();
-            total += p;
-            for (a, &v) in acc.iter_mut().zip(&input.v[at..at + d]) {
-                *a += p * v;
+            if input.visible(qp, input.k_pos[b * input.k_len + j]) {
+                let off = ((b * input.k_len + j) * hk + head / group) * d;
+                scores.push(dot(fma, q, &input.k[off..off + d]) * input.scale);
+                at.push(off);
             }
         }
-        if total > 0.0 {
-            acc.iter_mut().for_each(|a| *a /= total);
+        if scores.is_empty() {
+            return; // padding: zeros
         }
+        simd(
+            #[inline(always)]
+            || {
+                let max = scores.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
+                let mut total = 0.0f32;
+                for s in scores.iter_mut() {
+                    *s = exp(*s - max);
+                    total += *s;
+                }
+                let inv = 1.0 / total;
+                for (&p, &off) in scores.iter().zip(at.iter()) {
+                    let p = p * inv;
+                    for (a, &v) in acc.iter_mut().zip(&input.v[off..off + d]) {
+                        *a += p * v;
+                    }
+                }
+            },
+        );
+    };
+    let buffers = || {
+        (
+            Vec::with_capacity(input.window.min(input.k_len)),
+            Vec::new(),
+        )
     };
     if o.len() * input.k_len.min(input.window) >= PARALLEL_MIN_MACS {
-        o.par_chunks_mut(d).enumerate().for_each(task);
+        o.par_chunks_mut(d).enumerate().for_each_init(buffers, task);
     } else {
-        o.chunks_mut(d).enumerate().for_each(task);
+        let mut buf = buffers();
+        o.chunks_mut(d)
+            .enumerate()
+            .for_each(|item| task(&mut buf, item));
     }
     Ok(o)
 }
