@@ -9,7 +9,7 @@
 //!    bytes (reads q, k, v, writes u).
 //!
 //! Size: the official demo's encoder (hidden 256, 16 heads, 2 layers, intermediate 256).
-use std::time::Instant;
+use frugal_benches::median_secs;
 
 use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::{layer_norm, linear, LayerNorm, Linear, VarBuilder, VarMap};
@@ -74,19 +74,6 @@ impl SoftmaxLayer {
     }
 }
 
-fn median_secs(mut f: impl FnMut()) -> f64 {
-    f(); // warm up
-    let mut t: Vec<f64> = (0..3)
-        .map(|_| {
-            let s = Instant::now();
-            f();
-            s.elapsed().as_secs_f64()
-        })
-        .collect();
-    t.sort_by(f64::total_cmp);
-    t[1]
-}
-
 fn scaling_table() {
     let cfg = fastformer::Config::from_json(&format!(
         r#"{{"hidden_size": {HIDDEN}, "num_attention_heads": {HEADS}, "num_hidden_layers": {LAYERS},
@@ -114,11 +101,11 @@ fn scaling_table() {
     let mut prev: Option<(f64, f64)> = None;
     for n in NS {
         let ids = vec![(1..=n as u32).map(|i| i % 999 + 1).collect::<Vec<_>>()];
-        let tf = median_secs(|| {
+        let tf = median_secs(3, || {
             fast.forward(&ids).expect("forward");
         });
         let x = Tensor::randn(0f32, 1.0, (1, n, HIDDEN), &Device::Cpu).expect("x");
-        let ts = median_secs(|| {
+        let ts = median_secs(3, || {
             let mut h = x.clone();
             for l in &softmax {
                 h = l.forward(&h).expect("softmax layer");

@@ -46,25 +46,12 @@ pub fn tanh(x: f32) -> f32 {
 
 /// Gemma's logit soft cap, `cap · tanh(v / cap)`, of every value; threaded for large inputs.
 pub fn soft_cap(values: &[f32], cap: f32) -> Vec<f32> {
-    let mut out = vec![0.0f32; values.len()];
-    let run = |(o, v): (&mut [f32], &[f32])| {
-        simd(
-            #[inline(always)]
-            || {
-                for (o, &v) in o.iter_mut().zip(v) {
-                    *o = cap * tanh(v / cap);
-                }
-            },
-        )
-    };
-    if values.len() >= PARALLEL_MIN {
-        out.par_chunks_mut(CHUNK)
-            .zip(values.par_chunks(CHUNK))
-            .for_each(run);
-    } else {
-        run((&mut out, values));
-    }
-    out
+    map2(
+        values,
+        values,
+        #[inline(always)]
+        |v, _| cap * tanh(v / cap),
+    )
 }
 
 /// GeLU, tanh approximation (torch's `gelu(approximate="tanh")`, HF `gelu_pytorch_tanh`):
@@ -103,17 +90,16 @@ unsafe fn avx2_fma<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
-/// `gelu_tanh(a) ⊙ b` (the gated-GeLU MLP's product). Lengths must match. Parallel over chunks
-/// for large inputs.
-pub fn gelu_tanh_mul(a: &[f32], b: &[f32]) -> crate::Result<Vec<f32>> {
-    check_len("gelu_tanh_mul", a.len(), b.len())?;
+/// `f(a_i, b_i)` for every i (equal lengths), in vectorised chunks, threaded for large inputs.
+#[inline(always)]
+fn map2(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
     let mut out = vec![0.0f32; a.len()];
     let run = |(o, (a, b)): (&mut [f32], (&[f32], &[f32]))| {
         simd(
             #[inline(always)]
             || {
                 for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
-                    *o = gelu_tanh(a) * b;
+                    *o = f(a, b);
                 }
             },
         )
@@ -125,7 +111,19 @@ pub fn gelu_tanh_mul(a: &[f32], b: &[f32]) -> crate::Result<Vec<f32>> {
     } else {
         run((&mut out, (a, b)));
     }
-    Ok(out)
+    out
+}
+
+/// `gelu_tanh(a) ⊙ b` (the gated-GeLU MLP's product). Lengths must match. Parallel over chunks
+/// for large inputs.
+pub fn gelu_tanh_mul(a: &[f32], b: &[f32]) -> crate::Result<Vec<f32>> {
+    check_len("gelu_tanh_mul", a.len(), b.len())?;
+    Ok(map2(
+        a,
+        b,
+        #[inline(always)]
+        |a, b| gelu_tanh(a) * b,
+    ))
 }
 
 /// For rows of `2 · half` values `[g | u]`: `gelu_tanh(g) ⊙ u`, rows of `half` (a stacked
@@ -163,20 +161,12 @@ pub fn gelu_tanh_mul_halves(x: &[f32], half: usize) -> crate::Result<Vec<f32>> {
 /// `a + b` elementwise (a residual connection); threaded for large inputs.
 pub fn add(a: &[f32], b: &[f32]) -> crate::Result<Vec<f32>> {
     check_len("add", a.len(), b.len())?;
-    let mut out = vec![0.0f32; a.len()];
-    let run = |(o, (a, b)): (&mut [f32], (&[f32], &[f32]))| {
-        for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
-            *o = a + b;
-        }
-    };
-    if a.len() >= PARALLEL_MIN {
-        out.par_chunks_mut(CHUNK)
-            .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
-            .for_each(run);
-    } else {
-        run((&mut out, (a, b)));
-    }
-    Ok(out)
+    Ok(map2(
+        a,
+        b,
+        #[inline(always)]
+        |a, b| a + b,
+    ))
 }
 
 /// Depthwise causal convolution over time of `x` `[batch, seq_len, channels]`, continuing from
