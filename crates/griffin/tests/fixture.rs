@@ -53,6 +53,7 @@ fn prompt_logits_match_reference() {
     let logits = model.forward(&[&g.input_ids], &mut state).unwrap();
     assert_eq!(logits.dims(), &[1, g.input_ids.len(), g.vocab]);
     let d = max_abs_diff(&flat(&logits), &g.logits);
+    println!("prompt logits: max abs diff {d:.2e}");
     assert!(d < 1e-4, "max |logits - reference| = {d}");
 }
 
@@ -70,6 +71,7 @@ fn greedy_tokens_and_step_logits_match_reference() {
         steps.push(flat(&model.forward(&[[tok]], &mut state).unwrap()));
     }
     let d = max_abs_diff(&steps.concat(), &g.step_logits);
+    println!("step logits: max abs diff {d:.2e}");
     assert!(d < 1e-4, "max |step logits - reference| = {d}");
 }
 
@@ -88,6 +90,7 @@ fn uncached_full_sequence_matches_reference_and_cached_decoding() {
     let mut state = model.new_state(1).unwrap();
     let full = flat(&model.forward(&[&sequence], &mut state).unwrap());
     let d = max_abs_diff(&full, &g.full_sequence_logits);
+    println!("full-sequence logits: max abs diff {d:.2e}");
     assert!(d < 1e-4, "max |full-sequence logits - reference| = {d}");
     // Cached decoding of the same sequence, one token at a time, equals the parallel pass.
     let mut state = model.new_state(1).unwrap();
