@@ -16,8 +16,9 @@ pub struct Cache {
 impl Cache {
     pub(crate) fn new(layers: usize, batch: usize, capacity: usize) -> Self {
         Cache {
-            // [batch, kv_heads, positions, head_dim]: positions on dim 2.
-            layers: (0..layers).map(|_| KvCache::new(2, capacity)).collect(),
+            // [batch, positions, kv_heads, head_dim]: positions on dim 1, so one sequence's cached
+            // keys are one contiguous run (what the attention kernel reads, without a copy).
+            layers: (0..layers).map(|_| KvCache::new(1, capacity)).collect(),
             batch,
             capacity,
             len: 0,
@@ -69,7 +70,8 @@ impl Cache {
         Ok(total)
     }
 
-    /// Keys and values of layer `i` after appending `k`, `v` (`[batch, kv_heads, len, head_dim]`).
+    /// Keys and values of layer `i` after appending `k`, `v` (`[batch, len, kv_heads, head_dim]`);
+    /// contiguous (a view of the buffer for one sequence, a copy for a batch).
     pub(crate) fn append(&mut self, i: usize, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
         let (k, v) = self.layers[i].append(&k.contiguous()?, &v.contiguous()?)?;
         Ok((k.contiguous()?, v.contiguous()?))

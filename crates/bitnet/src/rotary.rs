@@ -32,7 +32,7 @@ pub fn rope_tables(
     Ok((cos, sin))
 }
 
-/// Rotates `x [batch, heads, len, head_dim]` (rotate-half layout).
+/// Rotates `x [batch, len, heads, head_dim]` (rotate-half layout), the projections' own layout.
 pub fn apply(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
-    Ok(candle_nn::rotary_emb::rope(&x.contiguous()?, cos, sin)?)
+    Ok(candle_nn::rotary_emb::rope_thd(&x.contiguous()?, cos, sin)?)
 }
