@@ -127,11 +127,38 @@ pub fn gelu_tanh_mul(a: &[f32], b: &[f32]) -> crate::Result<Vec<f32>> {
 }
 
 /// For rows of `2 · half` values `[g | u]`: `gelu_tanh(g) ⊙ u`, rows of `half` (a stacked
-/// gate-and-up projection's output). Parallel over rows for large inputs.
+/// gate-and-up projection's output, Gemma's gated GeLU). Parallel over rows for large inputs.
 pub fn gelu_tanh_mul_halves(x: &[f32], half: usize) -> crate::Result<Vec<f32>> {
+    mul_halves(
+        "gelu_tanh_mul_halves",
+        x,
+        half,
+        #[inline(always)]
+        |g, u| gelu_tanh(g) * u,
+    )
+}
+
+/// For rows `[g | u]`: `silu(g) ⊙ u = g·σ(g) ⊙ u` (SwiGLU: Llama's and YOCO's feed-forward).
+pub fn silu_mul_halves(x: &[f32], half: usize) -> crate::Result<Vec<f32>> {
+    mul_halves(
+        "silu_mul_halves",
+        x,
+        half,
+        #[inline(always)]
+        |g, u| g * sigmoid(g) * u,
+    )
+}
+
+#[inline(always)]
+fn mul_halves(
+    kernel: &'static str,
+    x: &[f32],
+    half: usize,
+    f: impl Fn(f32, f32) -> f32 + Sync,
+) -> crate::Result<Vec<f32>> {
     if half == 0 || x.len() % (2 * half) != 0 {
         return Err(crate::KernelError::Invalid {
-            kernel: "gelu_tanh_mul_halves",
+            kernel,
             arg: "x",
             message: format!("{} elements are not rows of 2 × {half}", x.len()),
         });
@@ -143,7 +170,7 @@ pub fn gelu_tanh_mul_halves(x: &[f32], half: usize) -> crate::Result<Vec<f32>> {
             || {
                 let (g, u) = row.split_at(half);
                 for ((o, &g), &u) in o.iter_mut().zip(g).zip(u) {
-                    *o = gelu_tanh(g) * u;
+                    *o = f(g, u);
                 }
             },
         )
@@ -156,6 +183,56 @@ pub fn gelu_tanh_mul_halves(x: &[f32], half: usize) -> crate::Result<Vec<f32>> {
         out.chunks_mut(half).zip(x.chunks(2 * half)).for_each(run);
     }
     Ok(out)
+}
+
+/// `act(g) ⊙ u` for a tensor `[.., 2·half]` holding `[g | u]` (a stacked gate-and-up projection):
+/// one fused pass for contiguous f32 on the CPU, candle's ops elsewhere. `[.., half]`.
+pub fn glu_halves(x: &candle_core::Tensor, act: Glu) -> candle_core::Result<candle_core::Tensor> {
+    use candle_core::{Tensor, D};
+    let half = x.dim(D::Minus1)? / 2;
+    let fused = crate::cpu::with_cpu_f32(x, |v| match act {
+        Glu::GeluTanh => gelu_tanh_mul_halves(v, half),
+        Glu::Silu => silu_mul_halves(v, half),
+    });
+    if let Some(out) = fused {
+        let mut dims = x.dims().to_vec();
+        if let Some(last) = dims.last_mut() {
+            *last = half;
+        }
+        return Tensor::from_vec(out.map_err(candle_core::Error::wrap)?, dims, x.device());
+    }
+    let (g, u) = (
+        x.narrow(D::Minus1, 0, half)?,
+        x.narrow(D::Minus1, half, half)?,
+    );
+    let g = match act {
+        // candle's `gelu` is the tanh approximation.
+        Glu::GeluTanh => g.gelu()?,
+        Glu::Silu => g.silu()?,
+    };
+    g * u
+}
+
+/// The activation of a gated linear unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Glu {
+    GeluTanh,
+    Silu,
+}
+
+/// `a + b` for tensors of one shape: one pass for contiguous f32 on the CPU (no wake-up of
+/// candle's spinning elementwise pool), candle's add elsewhere.
+pub fn add_tensors(
+    a: &candle_core::Tensor,
+    b: &candle_core::Tensor,
+) -> candle_core::Result<candle_core::Tensor> {
+    if a.shape() == b.shape() {
+        if let Some(sum) = crate::cpu::with_cpu_f32s(&[a, b], |s| add(s[0], s[1])) {
+            let sum = sum.map_err(candle_core::Error::wrap)?;
+            return candle_core::Tensor::from_vec(sum, a.shape(), a.device());
+        }
+    }
+    a + b
 }
 
 /// `a + b` elementwise (a residual connection); threaded for large inputs.

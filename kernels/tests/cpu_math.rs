@@ -5,7 +5,7 @@ mod common;
 use common::Rng;
 use kernels::cpu_math::{
     add, causal_conv1d, exp, gelu_tanh, gelu_tanh_mul, gelu_tanh_mul_halves, rms_norm_rows,
-    rope_rotate_half, sigmoid, soft_cap, tanh,
+    rope_rotate_half, sigmoid, silu_mul_halves, soft_cap, tanh,
 };
 use proptest::prelude::*;
 
@@ -107,6 +107,14 @@ proptest! {
                 prop_assert!((got[r * width + c] as f64 - want).abs() <= 2e-6 * want.abs() + 1e-6);
             }
         }
+        let got = silu_mul_halves(&stacked, width).unwrap();
+        for r in 0..rows {
+            for c in 0..width {
+                let (g, u) = (stacked[r * 2 * width + c] as f64, stacked[r * 2 * width + width + c] as f64);
+                let want = g / (1.0 + (-g).exp()) * u;
+                prop_assert!((got[r * width + c] as f64 - want).abs() <= 2e-6 * want.abs() + 1e-6);
+            }
+        }
         let x: Vec<f32> = (0..rows * width).map(|_| rng.uniform(-3.0, 3.0)).collect();
         let scale: Vec<f32> = (0..width).map(|_| rng.uniform(0.5, 1.5)).collect();
         let got = rms_norm_rows(&x, &scale, 1e-6).unwrap();
@@ -180,6 +188,59 @@ fn rope_rotates_the_first_pairs_of_each_head() {
     }
     assert!(rope_rotate_half(&x, &cos, &sin, (2, 6, 5)).is_err());
     assert!(rope_rotate_half(&x, &cos[..3], &sin, (2, 6, 4)).is_err());
+}
+
+#[test]
+fn tensor_forms_match_candle() {
+    use candle_core::{DType, Device, Tensor};
+    use kernels::cpu_math::{add_tensors, glu_halves, Glu};
+    let x = Tensor::randn(0f32, 2.0, (3, 5, 14), &Device::Cpu).unwrap();
+    let (g, u) = (x.narrow(2, 0, 7).unwrap(), x.narrow(2, 7, 7).unwrap());
+    for (act, want) in [
+        (Glu::Silu, (g.silu().unwrap() * &u).unwrap()),
+        (Glu::GeluTanh, (g.gelu().unwrap() * &u).unwrap()),
+    ] {
+        // f32 on the CPU (fused) and bf16 (candle's ops) both give act(g) ⊙ u.
+        let fused = glu_halves(&x, act).unwrap();
+        let d: f32 = (fused - &want)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap();
+        assert!(d < 1e-5, "{act:?}: {d}");
+        let half = glu_halves(&x.to_dtype(DType::BF16).unwrap(), act).unwrap();
+        let d: f32 = (half.to_dtype(DType::F32).unwrap() - &want)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap();
+        assert!(d < 0.1, "{act:?} bf16: {d}");
+    }
+    let y = Tensor::randn(0f32, 1.0, (3, 5, 14), &Device::Cpu).unwrap();
+    let sum = add_tensors(&x, &y).unwrap();
+    let want = (&x + &y).unwrap();
+    assert_eq!(
+        sum.to_vec3::<f32>().unwrap(),
+        want.to_vec3::<f32>().unwrap()
+    );
+    // A transposed (non-contiguous) operand takes candle's path.
+    let yt = y
+        .transpose(0, 1)
+        .unwrap()
+        .contiguous()
+        .unwrap()
+        .transpose(0, 1)
+        .unwrap();
+    assert_eq!(
+        add_tensors(&x, &yt).unwrap().to_vec3::<f32>().unwrap(),
+        want.to_vec3::<f32>().unwrap()
+    );
 }
 
 #[test]

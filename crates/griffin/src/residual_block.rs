@@ -2,6 +2,8 @@
 use candle_core::{Module, Tensor};
 use candle_nn::VarBuilder;
 
+use kernels::cpu_math::add_tensors;
+
 use crate::config::{BlockType, Config};
 use crate::local_attention::LocalAttention;
 use crate::mlp::Mlp;
@@ -59,26 +61,12 @@ impl ResidualBlock {
             }
             _ => candle_core::bail!("griffin: a layer's state does not match its block type"),
         };
-        let residual = add(&mixed, x)?;
-        add(
+        let residual = add_tensors(&mixed, x)?;
+        add_tensors(
             &residual,
             &self
                 .mlp_block
                 .forward(&self.channel_pre_norm.forward(&residual)?)?,
         )
-    }
-}
-
-/// `a + b` (same shape): one pass of `kernels::cpu_math::add` for contiguous f32 on the CPU (no
-/// wake-up of candle's spinning elementwise pool), candle's add elsewhere.
-fn add(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
-    let fused = kernels::cpu::with_cpu_f32s(&[a, b], |s| kernels::cpu_math::add(s[0], s[1]));
-    match fused {
-        Some(sum) if a.shape() == b.shape() => Tensor::from_vec(
-            sum.map_err(candle_core::Error::wrap)?,
-            a.shape(),
-            a.device(),
-        ),
-        _ => a + b,
     }
 }

@@ -3,6 +3,7 @@
 use candle_core::{Device, Module, Tensor};
 use candle_nn::{Embedding, RmsNorm, VarBuilder};
 use kernels::cpu_linear::Linear;
+use kernels::cpu_math::add_tensors;
 
 use crate::attention::{linear, rope_tables, Attention};
 use crate::cache::KvCache;
@@ -101,9 +102,12 @@ impl Transformer {
         let capacity = cache.capacity();
         for (block, kv) in self.layers.iter().zip(cache.layers.iter_mut()) {
             let h = block.input_layernorm.forward(&x)?;
-            x = (x + block.self_attn.forward(&h, &rope, kv, capacity, start)?)?;
+            x = add_tensors(
+                &x,
+                &block.self_attn.forward(&h, &rope, kv, capacity, start)?,
+            )?;
             let h = block.post_attention_layernorm.forward(&x)?;
-            x = (&x + block.mlp.forward(&h)?)?;
+            x = add_tensors(&x, &block.mlp.forward(&h)?)?;
         }
         cache.advance(t);
         let last = self.norm.forward(&x.narrow(1, t - 1, 1)?)?;

@@ -137,8 +137,14 @@ fn chunked_prefill_and_batches_equal_one_pass() {
         ours.forward_last(&[chunk], &mut cache).expect("chunk");
     }
     let chunked = ours.forward_last(&[&p[16..]], &mut cache).expect("last");
+    // Equal up to f32 rounding: one-token chunks take the GEMV, longer ones the matmul, which sum
+    // in other orders.
+    let scale = max_diff(&whole, &whole.zeros_like().expect("zeros"));
     let d = max_diff(&whole, &chunked);
-    assert!(d < 1e-5, "chunked prefill differs by {d}");
+    assert!(
+        d <= 5e-6 * (1.0 + scale),
+        "chunked prefill differs by {d} (logits up to {scale})"
+    );
     // A batch of two equals each sequence alone.
     let q = prompt(17, 8);
     let both = ours

@@ -2,6 +2,7 @@
 //! `h = x + mixer(mixer_layer_norm(x))`, `out = h + ffn(final_layer_norm(h))`.
 use candle_core::Tensor;
 use candle_nn::{RmsNorm, VarBuilder};
+use kernels::cpu_math::add_tensors;
 
 use crate::config::Config;
 use crate::error::Result;
@@ -30,10 +31,10 @@ impl Sublayers {
         x: &Tensor,
         mixer: impl FnOnce(&Tensor) -> Result<Tensor>,
     ) -> Result<Tensor> {
-        let h = (x + mixer(&norm::apply(&self.mixer_layer_norm, x)?)?)?;
+        let h = add_tensors(x, &mixer(&norm::apply(&self.mixer_layer_norm, x)?)?)?;
         let f = self
             .ffn
             .forward(&norm::apply(&self.final_layer_norm, &h)?)?;
-        Ok((h + f)?)
+        Ok(add_tensors(&h, &f)?)
     }
 }

@@ -8,8 +8,8 @@ use crate::error::{Result, YocoError};
 
 #[derive(Debug, Clone)]
 pub struct FeedForward {
-    fc1: Linear,
-    gate: Linear,
+    /// `[fc1; gate]` stacked (both read x): one product, then `silu(first half) ⊙ second half`.
+    fc1_gate: Linear,
     fc2: Linear,
 }
 
@@ -22,15 +22,20 @@ pub(crate) fn linear(i: usize, o: usize, vb: VarBuilder) -> Result<Linear> {
 
 impl FeedForward {
     pub fn new(dim: usize, hidden: usize, vb: VarBuilder) -> Result<Self> {
+        let raw = |name: &str| {
+            linear_no_bias(dim, hidden, vb.pp(name)).map_err(|e| YocoError::Weights(e.to_string()))
+        };
         Ok(FeedForward {
-            fc1: linear(dim, hidden, vb.pp("fc1"))?,
-            gate: linear(dim, hidden, vb.pp("gate"))?,
+            fc1_gate: Linear::stacked(&[raw("fc1")?, raw("gate")?])?,
             fc2: linear(hidden, dim, vb.pp("fc2"))?,
         })
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let h = (self.fc1.forward(x)?.silu()? * self.gate.forward(x)?)?;
+        let h = kernels::cpu_math::glu_halves(
+            &self.fc1_gate.forward(x)?,
+            kernels::cpu_math::Glu::Silu,
+        )?;
         Ok(self.fc2.forward(&h)?)
     }
 }
