@@ -349,8 +349,15 @@ pub fn run(
         done += 1;
         for &t in contexts {
             progress(done, total, &format!("{arch} at {t} tokens"));
-            let (p, d, cache) = measure(&model, &prompt(t, s.vocab), s.decode_steps)
+            // The median of a few runs: one run of a short context is at the mercy of the
+            // machine's other work.
+            let runs = (0..RUNS)
+                .map(|_| measure(&model, &prompt(t, s.vocab), s.decode_steps))
+                .collect::<Result<Vec<_>>>()
                 .with_context(|| format!("{arch} at context {t}"))?;
+            let p = median(runs.iter().map(|r| r.0));
+            let d = runs[0].1.map(|_| median(runs.iter().filter_map(|r| r.1)));
+            let cache = runs[0].2;
             records.push(Record {
                 arch: arch.clone(),
                 context: t,
@@ -364,6 +371,15 @@ pub fn run(
     }
     progress(total, total, "done");
     Ok(records)
+}
+
+/// Runs of each (architecture, context) measurement; the table shows their median.
+const RUNS: usize = 3;
+
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = values.collect();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 /// Token ids 1.. (0 is the encoders' padding id).
