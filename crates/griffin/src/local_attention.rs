@@ -105,13 +105,14 @@ impl LocalAttention {
     fn rope(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> candle_core::Result<Tensor> {
         let half = self.rotary_dim / 2;
         let dtype = x.dtype();
+        let heads = x.dims4()?.2;
         // f32 on the CPU: one pass over the heads (the same roundings as the tensor ops below).
         let fused = kernels::cpu::with_cpu_f32s(&[x, cos, sin], |s| {
             kernels::cpu_math::rope_rotate_half(
                 s[0],
                 s[1],
                 s[2],
-                (x.dim(2).unwrap_or(0), self.head_dim, self.rotary_dim),
+                (heads, self.head_dim, self.rotary_dim),
             )
         });
         if let Some(out) = fused {

@@ -26,11 +26,14 @@ pub fn rope_tables(
 ) -> Result<(Tensor, Tensor)> {
     let d = cfg.head_dim();
     let half = d / 2;
+    let inv_freq: Vec<f64> = (0..half)
+        .map(|i| cfg.rope_theta.powf(-((2 * i) as f64) / d as f64))
+        .collect();
     let mut cos = Vec::with_capacity(t * half);
     let mut sin = Vec::with_capacity(t * half);
     for pos in start..start + t {
-        for i in 0..half {
-            let angle = pos as f64 * cfg.rope_theta.powf(-((2 * i) as f64) / d as f64);
+        for &f in &inv_freq {
+            let angle = pos as f64 * f;
             cos.push(angle.cos() as f32);
             sin.push(angle.sin() as f32);
         }

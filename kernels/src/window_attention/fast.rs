@@ -3,7 +3,7 @@
 //! O(q_len · visible · d), memory O(d) per row.
 use rayon::prelude::*;
 
-use super::WindowInput;
+use super::{WindowInput, PARALLEL_MIN_MACS};
 use crate::cpu::{dot, fma_available};
 use crate::error::Result;
 
@@ -53,6 +53,3 @@ pub fn window_attention_cpu(input: &WindowInput<'_>) -> Result<Vec<f32>> {
     }
     Ok(o)
 }
-
-/// Multiply-adds (of q·k) below which a call runs on the calling thread.
-const PARALLEL_MIN_MACS: usize = 1 << 16;

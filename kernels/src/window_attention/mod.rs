@@ -30,6 +30,10 @@ use crate::error::{check_dims, check_len, KernelError, Result};
 
 pub(crate) const KERNEL: &str = "window_attention";
 
+/// Multiply-adds (of q·k) below which a CPU call runs on the calling thread: waking the pool
+/// costs more than it saves (a small model's decode step).
+pub(crate) const PARALLEL_MIN_MACS: usize = 1 << 16;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WindowShape {
     pub batch: usize,

@@ -8,6 +8,7 @@
 //! `k, v [batch, k_len, kv_heads, head_dim]`; `q_pos [batch, q_len]`, `k_pos [batch, k_len]`.
 use rayon::prelude::*;
 
+use super::PARALLEL_MIN_MACS;
 use crate::cpu::{dot, fma_available};
 use crate::cpu_math::{exp, simd};
 use crate::error::{KernelError, Result};
@@ -106,9 +107,6 @@ pub fn positional_attention_reference(input: &PositionalInput<'_>) -> Result<Vec
     }
     Ok(o)
 }
-
-/// Multiply-adds (of q·k) below which a call runs on the calling thread.
-const PARALLEL_MIN_MACS: usize = 1 << 16;
 
 /// The fast path, per (query, head): the scores of the visible keys into a buffer, their softmax
 /// with a vectorised `exp`, then the weighted sum of values; threaded over (query, head) when the
