@@ -40,11 +40,17 @@ fn memory_table() {
     };
     let gib = |b: usize| format!("{:.3} GiB", b as f64 / (1u64 << 30) as f64);
     for t in [4096usize, 32_768, 131_072] {
-        let y = Cache::for_config(&gret, 1, t).bytes(0).total();
+        let y = Cache::for_config(&gret, 1, t)
+            .expect("cache")
+            .bytes(0)
+            .total();
         let s = Cache::for_config(&swa, 1, t)
+            .expect("cache")
             .bytes(Cache::window_ring_bytes(&swa, 1))
             .total();
-        let tr = KvCache::new(&gret.same_size_transformer(), 1, t).bytes();
+        let tr = KvCache::new(&gret.same_size_transformer(), 1, t)
+            .expect("cache")
+            .bytes();
         println!(
             "{:>6} | {:>14} | {:>14} | {:>16} | {:>7.1}x | {:>7.1}x",
             t,
@@ -131,7 +137,7 @@ fn speed_tables() {
             black_box(swa.prefill(&[&ids], &mut c, 32_768).expect("prefill"));
         });
         let b = secs(|| {
-            let mut c = base.new_cache(1, t);
+            let mut c = base.new_cache(1, t).expect("cache");
             black_box(base.forward_last(&[&ids], &mut c).expect("prefill"));
         });
         println!(
@@ -149,7 +155,7 @@ fn speed_tables() {
     yoco.prefill(&[&ids], &mut yc, 32_768).expect("prefill");
     let mut sc = swa.new_cache(1, context + steps).expect("cache");
     swa.prefill(&[&ids], &mut sc, 32_768).expect("prefill");
-    let mut bc = base.new_cache(1, context + steps);
+    let mut bc = base.new_cache(1, context + steps).expect("cache");
     base.forward_last(&[&ids], &mut bc).expect("prefill");
     let y = secs(|| {
         for i in 0..steps {

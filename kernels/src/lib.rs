@@ -23,7 +23,6 @@
 //! - [`cpu_math`]: vectorisable `exp`, sigmoid, GeLU and RMSNorm rows for the fast CPU paths.
 //! - [`ternary_matmul`]: BitNet's 2-bit packed ternary (or binary) weights times int8 activations.
 pub mod additive_attention;
-pub mod checkpoint;
 pub mod cpu;
 pub mod cpu_linear;
 pub mod cpu_math;

@@ -63,6 +63,10 @@ struct HfConfig {
     rope_theta: Option<f64>,
     rope_parameters: Option<RopeParameters>,
     quantization_config: Option<QuantizationConfig>,
+    // Checked against the vocabulary, not otherwise used by the model.
+    pad_token_id: Option<serde_json::Value>,
+    bos_token_id: Option<serde_json::Value>,
+    eos_token_id: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -85,11 +89,7 @@ fn bad(msg: impl Into<String>) -> BitNetError {
 impl Config {
     /// Reads `dir/config.json`.
     pub fn from_dir(dir: &Path) -> Result<Self> {
-        let path = dir.join("config.json");
-        let text = std::fs::read_to_string(&path).map_err(|source| BitNetError::Io {
-            path: path.clone(),
-            source,
-        })?;
+        let (path, text) = layers::config::read(dir)?;
         Self::from_json(&text).map_err(|e| match e {
             BitNetError::Config(m) => BitNetError::Config(format!("{}: {m}", path.display())),
             other => other,
@@ -152,6 +152,22 @@ impl Config {
                 return Err(bad(format!("{name} is 0")));
             }
         }
+        for (key, ids) in [
+            ("pad_token_id", &hf.pad_token_id),
+            ("bos_token_id", &hf.bos_token_id),
+            ("eos_token_id", &hf.eos_token_id),
+        ] {
+            if let Some(ids) = ids {
+                layers::config::token_ids(key, ids, hf.vocab_size)?;
+            }
+        }
+        let rms_norm_eps =
+            layers::config::positive("rms_norm_eps", hf.rms_norm_eps.unwrap_or(1e-5))?;
+        layers::config::positive("rope_theta", rope_theta)?;
+        let max_position_embeddings = layers::config::nonzero(
+            "max_position_embeddings",
+            hf.max_position_embeddings.unwrap_or(4096),
+        )?;
         Ok(Config {
             vocab_size: hf.vocab_size,
             hidden_size: hf.hidden_size,
@@ -160,8 +176,8 @@ impl Config {
             num_attention_heads: heads,
             num_key_value_heads: kv_heads,
             head_dim,
-            max_position_embeddings: hf.max_position_embeddings.unwrap_or(4096),
-            rms_norm_eps: hf.rms_norm_eps.unwrap_or(1e-5),
+            max_position_embeddings,
+            rms_norm_eps,
             rope_theta,
             tie_word_embeddings: hf.tie_word_embeddings.unwrap_or(true),
             weight_format: weight_format(hf.quantization_config.as_ref())?,

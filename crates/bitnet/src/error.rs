@@ -24,6 +24,10 @@ pub enum BitNetError {
     Cache(String),
     #[error(transparent)]
     Kernel(#[from] kernels::KernelError),
+    /// Checkpoint files, weights, config values, sizes and non-finite values (the checks every
+    /// model crate shares).
+    #[error(transparent)]
+    Layers(#[from] layers::Error),
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
 }

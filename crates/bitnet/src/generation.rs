@@ -6,12 +6,14 @@ use crate::model::Model;
 
 /// The prompt's logits `[1, T, V]`, and `max_new_tokens` greedy tokens.
 pub fn greedy(model: &Model, prompt: &[u32], max_new_tokens: usize) -> Result<(Tensor, Vec<u32>)> {
-    let capacity = (prompt.len() + max_new_tokens).min(model.config().max_position_embeddings);
-    let mut cache = model.new_cache(1, capacity.max(1))?;
+    // The prompt and every new token but the last are cached.
+    let capacity = layers::alloc::add("prompt + max_new_tokens", prompt.len(), max_new_tokens)?;
+    let capacity = capacity.saturating_sub(1).max(prompt.len()).max(1);
+    let mut cache = model.new_cache(1, capacity)?;
     let logits = model.forward(&[prompt], &mut cache)?;
     let t = logits.dim(1)?;
     let mut next = argmax(&logits.i((0, t - 1))?)?;
-    let mut tokens = Vec::with_capacity(max_new_tokens);
+    let mut tokens = Vec::new();
     for i in 0..max_new_tokens {
         tokens.push(next);
         if i + 1 < max_new_tokens {

@@ -3,7 +3,6 @@
 use std::path::Path;
 
 use candle_core::{DType, Device};
-use candle_nn::VarBuilder;
 
 use crate::config::Config;
 use crate::error::{BitNetError, Result};
@@ -17,13 +16,9 @@ pub fn load(dir: &Path, dtype: DType, device: &Device) -> Result<Model> {
         )));
     }
     let cfg = Config::from_dir(dir)?;
-    let files = kernels::checkpoint::safetensors_files(dir).map_err(|e| BitNetError::Io {
-        path: e.path,
-        source: e.source,
-    })?;
-    // SAFETY: the files are memory-mapped read-only; modifying them while loaded is the caller's
-    // responsibility, as with every mmap-based loader.
-    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files, dtype, device) }
-        .map_err(|e| BitNetError::Weights(e.to_string()))?;
+    let files = layers::files::safetensors_files(dir)?;
+    // Dtypes (packed weights must be stored as U8, floats as floats), shapes and finiteness
+    // checked per tensor (see `layers::weights`).
+    let vb = layers::weights::var_builder(&files, dtype, device)?;
     Model::new(&cfg, vb)
 }

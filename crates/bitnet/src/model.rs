@@ -76,6 +76,21 @@ impl Model {
                 self.cfg.max_position_embeddings
             )));
         }
+        // Keys and values of every layer at full capacity, allocated on the first append: their
+        // size is checked here, so that a huge capacity is an error, not an aborted process.
+        let c = &self.cfg;
+        let what = format!("the KV cache for batch {batch} × capacity {capacity}");
+        let n = layers::alloc::elements(
+            &what,
+            &[
+                2 * self.layers.len(),
+                batch,
+                capacity,
+                c.num_key_value_heads,
+                c.head_dim,
+            ],
+        )?;
+        layers::alloc::check_bytes(&what, n, self.dtype.size_in_bytes())?;
         Ok(Cache::new(self.layers.len(), batch, capacity))
     }
 
@@ -111,8 +126,11 @@ impl Model {
             self.dtype,
             &self.device,
         )?;
+        let n = self.layers.len();
         for (i, layer) in self.layers.iter().enumerate() {
             x = layer.forward(&x, &rope, cache, i)?;
+            // Overflow (bf16 activations, extreme inputs) is reported where it first happens.
+            layers::finite::ensure_finite(&x, || format!("in the output of layer {i} of {n}"))?;
         }
         cache.advance(t);
         Ok(self.norm.forward(&x)?)

@@ -51,13 +51,13 @@ fn yes() -> bool {
 
 impl Config {
     pub fn from_dir(dir: &Path) -> Result<Self> {
-        let path = dir.join("config.json");
-        let text = std::fs::read_to_string(&path).map_err(|source| FastformerError::Io {
-            path: path.clone(),
-            source,
-        })?;
-        Self::from_json(&text)
-            .map_err(|e| FastformerError::Config(format!("{}: {e}", path.display())))
+        let (path, text) = layers::config::read(dir)?;
+        Self::from_json(&text).map_err(|e| match e {
+            FastformerError::Config(m) => {
+                FastformerError::Config(format!("{}: {m}", path.display()))
+            }
+            other => other,
+        })
     }
 
     pub fn from_json(text: &str) -> Result<Self> {
@@ -99,6 +99,8 @@ impl Config {
                 return bad(format!("{name} must be positive"));
             }
         }
+        layers::config::positive("layer_norm_eps", self.layer_norm_eps)?;
+        layers::config::token_id("pad_token_id", self.pad_token_id as usize, self.vocab_size)?;
         Ok(())
     }
 

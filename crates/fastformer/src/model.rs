@@ -102,42 +102,18 @@ impl Model {
     /// Classifies a batch of equally long sequences; `pad_token_id` marks padding (as the
     /// reference's `input_ids.bool()` mask).
     pub fn forward(&self, ids: &[Vec<u32>]) -> Result<Outputs> {
-        let (b, t) = (ids.len(), ids.first().map_or(0, |s| s.len()));
-        if b == 0 || t == 0 {
-            return Err(FastformerError::Input("empty input: no tokens".into()));
-        }
-        if ids.iter().any(|s| s.len() != t) {
-            return Err(FastformerError::Input(format!(
-                "every sequence must have one length (the first has {t}): pad them"
-            )));
-        }
-        if t > self.cfg.max_position_embeddings {
-            return Err(FastformerError::Input(format!(
-                "sequence length {t} is past max_position_embeddings {}",
-                self.cfg.max_position_embeddings
-            )));
-        }
-        if let Some(bad) = ids
-            .iter()
-            .flatten()
-            .find(|&&id| id as usize >= self.cfg.vocab_size)
-        {
-            return Err(FastformerError::Input(format!(
-                "token id {bad} is out of range (vocab_size {})",
-                self.cfg.vocab_size
-            )));
-        }
-        let flat: Vec<u32> = ids.iter().flatten().copied().collect();
-        let mask: Vec<f32> = flat
-            .iter()
-            .map(|&id| {
-                if id == self.cfg.pad_token_id {
-                    0.0
-                } else {
-                    1.0
-                }
-            })
+        let (b, t) = layers::tokens::check_batch(
+            ids,
+            self.cfg.vocab_size,
+            Some((self.cfg.max_position_embeddings, "max_position_embeddings")),
+        )?;
+        // The reference's `input_ids.bool()` mask; a row of padding only is refused, as Smart
+        // Bird refuses it (its pooled vector would average over no token).
+        let mask: Vec<f32> = layers::tokens::padding_mask(ids, self.cfg.pad_token_id)?
+            .into_iter()
+            .map(f32::from)
             .collect();
+        let flat: Vec<u32> = ids.iter().flatten().copied().collect();
         let ids = Tensor::from_vec(flat, (b, t), &self.device)?;
         let mask = Tensor::from_vec(mask, (b, t), &self.device)?;
         let positions = Tensor::arange(0u32, t as u32, &self.device)?;
@@ -148,8 +124,10 @@ impl Model {
         let embedding_output = self.embedding_norm.forward(&x)?;
         let mut layer_outputs = Vec::with_capacity(self.layers.len());
         let mut h = embedding_output.clone();
-        for layer in &self.layers {
+        let n = self.layers.len();
+        for (i, layer) in self.layers.iter().enumerate() {
             h = layer.forward(&h, &mask)?;
+            layers::finite::ensure_finite(&h, || format!("in the output of layer {i} of {n}"))?;
             layer_outputs.push(h.clone());
         }
         let pooled = self.pooler.forward(&h, &mask)?;
@@ -163,21 +141,11 @@ impl Model {
     }
 }
 
-/// Loads `dir/config.json` and `dir/model.safetensors` (f32).
+/// Loads `dir/config.json` and the weights (`model.safetensors` or shards), in f32.
 pub fn load(dir: &Path, device: &Device) -> Result<Model> {
     let cfg = Config::from_dir(dir)?;
-    let weights = dir.join("model.safetensors");
-    if !weights.exists() {
-        return Err(FastformerError::Io {
-            path: weights,
-            source: std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                "no model.safetensors in the checkpoint directory",
-            ),
-        });
-    }
-    // SAFETY: the file is memory-mapped read-only, as every mmap-based loader does.
-    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, device) }
-        .map_err(FastformerError::Weights)?;
+    let files = layers::files::safetensors_files(dir)?;
+    // Dtypes, shapes and finiteness checked per tensor (see `layers::weights`).
+    let vb = layers::weights::var_builder(&files, DType::F32, device)?;
     Model::new(&cfg, vb)
 }

@@ -99,7 +99,15 @@ fn bad_inputs_and_configs_are_clear_errors() {
         "{err}"
     );
     let err = model.forward(&[vec![1, 300]]).unwrap_err().to_string();
-    assert!(err.contains("token id 300 is out of range"), "{err}");
+    assert!(
+        err.contains("token id 300 in sequence 0 is out of range"),
+        "{err}"
+    );
+    let err = model
+        .forward(&[vec![1, 2], vec![0, 0]])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("sequence 1 is all padding"), "{err}");
     assert!(model
         .forward(&[vec![1, 2], vec![3]])
         .unwrap_err()

@@ -14,6 +14,10 @@ use candle_nn::{VarBuilder, VarMap};
 use serde::Serialize;
 
 /// The architectures `compare` knows, in table order (the baseline last).
+/// The longest context `--contexts` accepts: every model's cache is sized for it up front, and
+/// the dense baseline's prefill grows with its square.
+pub const MAX_CONTEXT: usize = 1 << 16;
+
 pub const ARCHS: &[&str] = &[
     "yoco-gret",
     "yoco-swa",
@@ -290,7 +294,7 @@ fn measure(
             (p, Some(d), Some(m.cache_bytes(&c).total()))
         }
         Built::Dense(m) => {
-            let mut c = m.new_cache(1, cap);
+            let mut c = m.new_cache(1, cap)?;
             let (_, p) = timed(|| Ok(m.forward_last(&[prompt], &mut c)?))?;
             let (_, d) = timed(|| {
                 (0..steps).try_for_each(|i| m.forward_last(&[&step_ids(i)], &mut c).map(|_| ()))?;

@@ -18,6 +18,25 @@ pub struct Sampling {
     pub seed: u64,
 }
 
+impl Sampling {
+    /// Refuses settings outside their domain before any work starts.
+    pub fn validate(&self) -> Result<()> {
+        let t = self.temperature;
+        if !(t.is_finite() && t >= 0.0) {
+            bail!("--temperature {t}: must be a finite number ≥ 0 (0 is greedy)");
+        }
+        if self.top_k == Some(0) {
+            bail!("--top-k 0 keeps no token: give at least 1, or leave it out for no limit");
+        }
+        if let Some(p) = self.top_p {
+            if !(p > 0.0 && p <= 1.0) {
+                bail!("--top-p {p}: must be in (0, 1]");
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A model that decodes one token at a time from its cache or state.
 trait Decoder {
     /// The last prompt position's logits.
@@ -72,12 +91,8 @@ pub fn resolve_model(model: &str) -> Result<PathBuf> {
         return Ok(dir.to_path_buf());
     }
     let cache = hf_cache();
-    if model.contains('/') && !model.starts_with('/') && !model.starts_with('.') {
-        if let Some(config) = cache.model(model.to_string()).get("config.json") {
-            if let Some(snapshot) = config.parent() {
-                return Ok(snapshot.to_path_buf());
-            }
-        }
+    if let Some(snapshot) = cached_snapshot(cache.path(), model)? {
+        return Ok(snapshot);
     }
     bail!(
         "--model {model}: no such directory, and no Hugging Face cache entry for it under {} \
@@ -89,28 +104,70 @@ pub fn resolve_model(model: &str) -> Result<PathBuf> {
     )
 }
 
+/// `root/models--{org}--{name}/snapshots/{ref}` for `repo` (`org/name`), where `ref` is the
+/// commit `refs/main` names, when that snapshot holds a `config.json`. The ref is read from a
+/// regular file and must be one plain name, so a tampered ref cannot lead out of the cache.
+fn cached_snapshot(root: &Path, repo: &str) -> Result<Option<PathBuf>> {
+    let parts: Vec<&str> = repo.split('/').collect();
+    let plain = |p: &&str| {
+        !p.is_empty()
+            && *p != "."
+            && *p != ".."
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    };
+    if parts.len() != 2 || !parts.iter().all(plain) {
+        return Ok(None);
+    }
+    let repo_dir = root.join(format!("models--{}--{}", parts[0], parts[1]));
+    let refs = repo_dir.join("refs").join("main");
+    if !refs.exists() {
+        return Ok(None);
+    }
+    let commit = layers::files::read_to_string(&refs)?;
+    let snapshot = layers::files::join_inside(&repo_dir.join("snapshots"), commit.trim(), &refs)?;
+    if Path::new(commit.trim()).components().count() != 1 {
+        return Err(layers::Error::Escapes {
+            file: refs,
+            entry: commit.trim().to_string(),
+        }
+        .into());
+    }
+    Ok(snapshot.join("config.json").exists().then_some(snapshot))
+}
+
 /// The EOS ids a checkpoint declares: `eos_token_id` (a number or a list) in config.json or
-/// generation_config.json.
-fn eos_ids(dir: &Path) -> Vec<u32> {
+/// generation_config.json. A file that is absent is skipped; one that cannot be read or holds
+/// something other than token ids is an error.
+fn eos_ids(dir: &Path) -> Result<Vec<u32>> {
     let mut ids = Vec::new();
     for file in ["config.json", "generation_config.json"] {
-        let Ok(text) = std::fs::read_to_string(dir.join(file)) else {
+        let path = dir.join(file);
+        if !path.exists() {
             continue;
+        }
+        let json = layers::files::read_json(&path)?;
+        let bad = |v: &serde_json::Value| {
+            anyhow::anyhow!("{}: eos_token_id {v} is not a token id", path.display())
         };
-        let Ok(json) = serde_json::from_str::<serde_json::Value>(&text) else {
-            continue;
+        let id = |v: &serde_json::Value| {
+            v.as_u64()
+                .and_then(|x| u32::try_from(x).ok())
+                .ok_or_else(|| bad(v))
         };
         match &json["eos_token_id"] {
-            serde_json::Value::Number(n) => ids.extend(n.as_u64().map(|x| x as u32)),
+            serde_json::Value::Null => {}
             serde_json::Value::Array(a) => {
-                ids.extend(a.iter().filter_map(|v| v.as_u64()).map(|x| x as u32))
+                for v in a {
+                    ids.push(id(v)?);
+                }
             }
-            _ => {}
+            v => ids.push(id(v)?),
         }
     }
     ids.sort_unstable();
     ids.dedup();
-    ids
+    Ok(ids)
 }
 
 /// splitmix64: the sampler's random numbers, reproducible from `seed`.
@@ -139,7 +196,7 @@ fn sample(logits: &Tensor, s: &Sampling, rng: &mut Rng) -> Result<u32> {
     let mut order: Vec<usize> = (0..v.len()).collect();
     order.sort_by(|&a, &b| v[b].total_cmp(&v[a]));
     if let Some(k) = s.top_k {
-        order.truncate(k.max(1));
+        order.truncate(k);
     }
     let max = f64::from(v[order[0]]);
     let mut probs: Vec<f64> = order
@@ -180,8 +237,10 @@ pub fn generate(
     sampling: &Sampling,
     out: &mut impl Write,
 ) -> Result<Vec<u32>> {
+    sampling.validate()?;
     let dir = resolve_model(model)?;
     let tokenizer_path = dir.join("tokenizer.json");
+    layers::files::regular_file(&tokenizer_path)?;
     let tokenizer = tokenizers::Tokenizer::from_file(&tokenizer_path)
         .map_err(|e| anyhow::anyhow!("reading {}: {e}", tokenizer_path.display()))?;
     let encoding = tokenizer
@@ -192,28 +251,48 @@ pub fn generate(
         bail!("the prompt gives no tokens");
     }
     let arch = crate::model_dir::architecture(&dir, arch)?;
-    let capacity = ids.len() + max_tokens + 1;
+    let eos = eos_ids(&dir)?;
     let load = |what: &str| format!("loading {} ({what})", dir.display());
-    let mut decoder: Box<dyn Decoder> = match arch.as_str() {
+    // Each model's context: positions past it are not computed as the reference would (or not
+    // at all). Generation stops there, with a note; a prompt that does not fit is an error.
+    let fit = |limit: usize, key: &str| -> Result<(usize, usize)> {
+        if ids.len() > limit {
+            bail!(
+                "the prompt's {} tokens exceed the model's context of {limit} ({key})",
+                ids.len()
+            );
+        }
+        let room = limit - ids.len();
+        if max_tokens > room {
+            eprintln!(
+                "note: the model's context is {limit} tokens ({key}): generating at most {room}"
+            );
+        }
+        let max = max_tokens.min(room);
+        Ok((max, (ids.len() + max).max(1)))
+    };
+    let (mut decoder, max_tokens): (Box<dyn Decoder>, usize) = match arch.as_str() {
         "recurrent_gemma" | "griffin" | "hawk" => {
             let m = griffin::load(&dir, DType::F32, &Device::Cpu).with_context(|| load(&arch))?;
+            let (max, _) = fit(griffin::MAX_POSITIONS, "positions exact for RoPE in f32")?;
             let st = m.new_state(1)?;
-            Box::new(Griffin(m, st))
+            (Box::new(Griffin(m, st)), max)
         }
         "bitnet" => {
             let m = bitnet::load(&dir, DType::F32, &Device::Cpu).with_context(|| load(&arch))?;
-            let cap = capacity.min(m.config().max_position_embeddings);
+            let (max, cap) = fit(m.config().max_position_embeddings, "max_position_embeddings")?;
             let c = m.new_cache(1, cap)?;
-            Box::new(BitNet(m, c))
+            (Box::new(BitNet(m, c)), max)
         }
         "yoco" => {
             let m = yoco::load(&dir, &Device::Cpu).with_context(|| load(&arch))?;
-            let c = m.new_cache(1, capacity)?;
-            Box::new(Yoco(m, c))
+            let limit = usize::try_from(m.config().max_seq_len).unwrap_or(usize::MAX);
+            let (max, cap) = fit(limit, "max_seq_len")?;
+            let c = m.new_cache(1, cap)?;
+            (Box::new(Yoco(m, c)), max)
         }
         other => bail!("`frugal generate` needs a decoder (recurrent_gemma, bitnet, yoco); `{other}` is not one"),
     };
-    let eos = eos_ids(&dir);
     let mut rng = Rng(sampling.seed);
     let start = Instant::now();
     let mut logits = decoder.prefill(&ids)?;

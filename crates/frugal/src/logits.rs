@@ -7,13 +7,27 @@ use anyhow::{Context, Result};
 use candle_core::{DType, Device};
 use serde_json::{json, Value};
 
+/// The logits as a flat list for JSON, which has no NaN or infinity (serde would write `null`):
+/// a non-finite value is an error. The models check each layer's output, so this only catches
+/// what they could not attribute to a layer.
+fn finite_values(logits: &candle_core::Tensor) -> Result<Vec<f32>> {
+    let flat: Vec<f32> = logits.flatten_all()?.to_dtype(DType::F32)?.to_vec1()?;
+    if let Some(i) = flat.iter().position(|v| !v.is_finite()) {
+        anyhow::bail!(
+            "the logits hold a non-finite value ({}) at flat index {i}",
+            flat[i]
+        );
+    }
+    Ok(flat)
+}
+
 /// RecurrentGemma / Griffin / Hawk checkpoints, in f32 on the CPU.
 pub fn griffin(dir: &Path, ids: &[u32], max_new_tokens: usize) -> Result<Value> {
     let model = griffin::load(dir, DType::F32, &Device::Cpu)
         .with_context(|| format!("loading {}", dir.display()))?;
     let (logits, new_tokens) = griffin::generation::greedy(&model, ids, max_new_tokens)?;
     let shape = logits.dims().to_vec();
-    let flat: Vec<f32> = logits.flatten_all()?.to_vec1()?;
+    let flat = finite_values(&logits)?;
     Ok(json!({ "logits_shape": shape, "logits": flat, "new_tokens": new_tokens }))
 }
 
@@ -24,7 +38,7 @@ pub fn bitnet(dir: &Path, ids: &[u32], max_new_tokens: usize) -> Result<Value> {
         .with_context(|| format!("loading {}", dir.display()))?;
     let (logits, new_tokens) = bitnet::generation::greedy(&model, ids, max_new_tokens)?;
     let shape = logits.dims().to_vec();
-    let flat: Vec<f32> = logits.flatten_all()?.to_vec1()?;
+    let flat = finite_values(&logits)?;
     Ok(json!({ "logits_shape": shape, "logits": flat, "new_tokens": new_tokens }))
 }
 
@@ -38,7 +52,7 @@ pub fn yoco(dir: &Path, ids: &[u32], max_new_tokens: usize) -> Result<Value> {
     let logits = model.forward(&[ids], &mut cache)?;
     let (new_tokens, _) = yoco::generation::greedy(&model, ids, max_new_tokens)?;
     let shape = logits.dims().to_vec();
-    let flat: Vec<f32> = logits.flatten_all()?.to_vec1()?;
+    let flat = finite_values(&logits)?;
     Ok(json!({ "logits_shape": shape, "logits": flat, "new_tokens": new_tokens }))
 }
 
@@ -47,7 +61,7 @@ pub fn fastformer(dir: &Path, batch: &[Vec<u32>]) -> Result<Value> {
     let model = fastformer::load(dir, &Device::Cpu)
         .with_context(|| format!("loading {}", dir.display()))?;
     let out = model.forward(batch)?;
-    let flat: Vec<f32> = out.logits.flatten_all()?.to_vec1()?;
+    let flat = finite_values(&out.logits)?;
     Ok(json!({ "logits_shape": out.logits.dims(), "logits": flat }))
 }
 
@@ -57,6 +71,6 @@ pub fn smartbird(dir: &Path, batch: &[Vec<u32>]) -> Result<Value> {
     let model =
         smartbird::load(dir, &Device::Cpu).with_context(|| format!("loading {}", dir.display()))?;
     let out = model.forward(batch)?;
-    let flat: Vec<f32> = out.logits.flatten_all()?.to_vec1()?;
+    let flat = finite_values(&out.logits)?;
     Ok(json!({ "logits_shape": out.logits.dims(), "logits": flat }))
 }

@@ -139,13 +139,24 @@ fn run_compare(
         Some(c) => c
             .split(',')
             .map(|x| {
-                x.trim()
+                let n: usize = x
+                    .trim()
                     .parse()
-                    .map_err(|_| anyhow::anyhow!("--contexts: `{x}` is not a length"))
+                    .map_err(|_| anyhow::anyhow!("--contexts: `{x}` is not a length"))?;
+                if n == 0 || n > compare::MAX_CONTEXT {
+                    anyhow::bail!(
+                        "--contexts: {n} is outside 1..={} (the longest context compare \
+                         measures: each model's cache is sized for it, with random weights)",
+                        compare::MAX_CONTEXT
+                    );
+                }
+                Ok(n)
             })
             .collect::<Result<_>>()?,
         None => s.contexts.to_vec(),
     };
+    // The plot is written after minutes of measuring: a path that cannot be written is found now.
+    plot::check_writable(plot)?;
     let mut archs: Vec<String> = match archs {
         Some(a) => a.split(',').map(|x| x.trim().to_string()).collect(),
         None => compare::ARCHS.iter().map(|a| a.to_string()).collect(),
@@ -237,15 +248,13 @@ fn run(cli: Cli) -> Result<()> {
             seed,
             arch,
         } => {
-            if top_p.is_some_and(|p| !(p > 0.0 && p <= 1.0)) {
-                anyhow::bail!("--top-p must be in (0, 1]");
-            }
             let sampling = generate::Sampling {
                 temperature,
                 top_k,
                 top_p,
                 seed,
             };
+            sampling.validate()?;
             let mut out = std::io::stdout().lock();
             generate::generate(
                 &model,

@@ -53,10 +53,8 @@ pub fn architecture(dir: &Path, arch: Option<&str>) -> Result<String> {
         Some(a) => a.to_string(),
         None => {
             let path = dir.join("config.json");
-            let text = std::fs::read_to_string(&path)
+            let config = layers::files::read_json(&path)
                 .with_context(|| format!("reading {} (or pass --arch)", path.display()))?;
-            let config: serde_json::Value = serde_json::from_str(&text)
-                .with_context(|| format!("{} is not valid JSON", path.display()))?;
             match config.get("model_type").and_then(|m| m.as_str()) {
                 Some(m) => m.to_string(),
                 None => bail!("{} has no `model_type`: pass --arch NAME", path.display()),

@@ -18,6 +18,28 @@ const METRICS: [Metric; 4] = [
     ("weights", "bytes", |r| Some(r.weight_bytes as f64)),
 ];
 
+/// Checks, before any measuring, that `path` can be written: not a directory, in an existing
+/// directory, with write permission. A file this creates to find out is removed again.
+pub fn check_writable(path: &Path) -> Result<()> {
+    if path.is_dir() {
+        anyhow::bail!("--plot {}: is a directory", path.display());
+    }
+    let existed = path.exists();
+    if existed {
+        layers::files::regular_file(path).map_err(|e| anyhow!("--plot: {e}"))?;
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| anyhow!("--plot {}: cannot be written: {e}", path.display()))?;
+    if !existed {
+        std::fs::remove_file(path).map_err(|e| anyhow!("--plot {}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
 pub fn write_svg(path: &Path, records: &[Record], title: &str) -> Result<()> {
     let err = |e: &dyn std::fmt::Display| anyhow!("plotting {}: {e}", path.display());
     let root = SVGBackend::new(path, (1280, 960)).into_drawing_area();

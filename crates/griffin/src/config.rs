@@ -65,6 +65,10 @@ struct HfConfig {
     rope_parameters: Option<RopeParameters>,
     embeddings_scale_by_sqrt_dim: Option<bool>,
     attention_bias: Option<bool>,
+    // Checked against the vocabulary, not otherwise used by the model.
+    pad_token_id: Option<serde_json::Value>,
+    bos_token_id: Option<serde_json::Value>,
+    eos_token_id: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -81,11 +85,7 @@ fn bad(msg: impl Into<String>) -> GriffinError {
 impl Config {
     /// Reads `dir/config.json`.
     pub fn from_dir(dir: &Path) -> Result<Self> {
-        let path = dir.join("config.json");
-        let text = std::fs::read_to_string(&path).map_err(|source| GriffinError::Io {
-            path: path.clone(),
-            source,
-        })?;
+        let (path, text) = layers::config::read(dir)?;
         Self::from_json(&text).map_err(|e| match e {
             GriffinError::Config(m) => GriffinError::Config(format!("{}: {m}", path.display())),
             other => other,
@@ -130,6 +130,19 @@ impl Config {
                     "rope_type `{t}` is not supported (expected default)"
                 )));
             }
+        }
+        for (key, ids) in [
+            ("pad_token_id", &hf.pad_token_id),
+            ("bos_token_id", &hf.bos_token_id),
+            ("eos_token_id", &hf.eos_token_id),
+        ] {
+            if let Some(ids) = ids {
+                layers::config::token_ids(key, ids, hf.vocab_size)?;
+            }
+        }
+        if let Some(cap) = hf.logits_soft_cap {
+            // 0 means no cap (as HF); a negative or non-finite cap is a mistake, not "none".
+            layers::config::non_negative("logits_soft_cap", cap)?;
         }
         let head_dim = hf
             .head_dim
@@ -180,6 +193,17 @@ impl Config {
             if v == 0 {
                 return Err(bad(format!("{name} must be positive")));
             }
+        }
+        layers::config::positive("rms_norm_eps", self.rms_norm_eps)?;
+        layers::config::positive("rope_theta", self.rope_theta)?;
+        layers::config::in_range(
+            "partial_rotary_factor",
+            self.partial_rotary_factor,
+            0.0,
+            1.0,
+        )?;
+        if let Some(cap) = self.logits_soft_cap {
+            layers::config::positive("logits_soft_cap", cap)?;
         }
         if self.block_types.is_empty() {
             return Err(bad("block_types is empty"));

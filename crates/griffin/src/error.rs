@@ -20,6 +20,10 @@ pub enum GriffinError {
     Weights(candle_core::Error),
     #[error("input: {0}")]
     Input(String),
+    /// Checkpoint files, weights, config values, sizes and non-finite values (the checks every
+    /// model crate shares).
+    #[error(transparent)]
+    Layers(#[from] layers::Error),
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
 }

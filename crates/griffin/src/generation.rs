@@ -7,10 +7,22 @@ use crate::model::Model;
 
 /// The prompt's logits `[1, T, V]`, and `max_new_tokens` greedy tokens.
 pub fn greedy(model: &Model, prompt: &[u32], max_new_tokens: usize) -> Result<(Tensor, Vec<u32>)> {
+    let total = layers::alloc::add("prompt + max_new_tokens", prompt.len(), max_new_tokens)?;
+    if total > crate::model::MAX_POSITIONS {
+        return Err(layers::Error::TooLarge {
+            what: "prompt + max_new_tokens".into(),
+            requested: format!("{} + {max_new_tokens} positions", prompt.len()),
+            limit: format!(
+                "{} positions, exact for RoPE in f32",
+                crate::model::MAX_POSITIONS
+            ),
+        }
+        .into());
+    }
     let mut state = model.new_state(1)?;
     let logits = model.forward(&[prompt], &mut state)?;
     let mut next = argmax_last(&logits)?;
-    let mut tokens = Vec::with_capacity(max_new_tokens);
+    let mut tokens = Vec::new();
     for i in 0..max_new_tokens {
         tokens.push(next);
         if i + 1 < max_new_tokens {

@@ -28,5 +28,5 @@ pub mod step;
 pub use config::{BlockType, Config};
 pub use error::{GriffinError, Result};
 pub use loading::load;
-pub use model::Model;
+pub use model::{Model, MAX_POSITIONS};
 pub use state::State;

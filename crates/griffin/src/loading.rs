@@ -4,18 +4,14 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device};
-use candle_nn::VarBuilder;
 
 use crate::config::Config;
 use crate::error::{GriffinError, Result};
 use crate::model::Model;
 
-/// The safetensors files of a checkpoint directory (see [`kernels::checkpoint`]).
+/// The safetensors files of a checkpoint directory (see [`layers::files::safetensors_files`]).
 pub fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    kernels::checkpoint::safetensors_files(dir).map_err(|e| GriffinError::Io {
-        path: e.path,
-        source: e.source,
-    })
+    Ok(layers::files::safetensors_files(dir)?)
 }
 
 /// Loads config and weights from `dir`, to run in `dtype` (f32 or bf16) on `device`.
@@ -27,9 +23,7 @@ pub fn load(dir: &Path, dtype: DType, device: &Device) -> Result<Model> {
     }
     let cfg = Config::from_dir(dir)?;
     let files = safetensors_files(dir)?;
-    // SAFETY: the files are memory-mapped read-only; modifying them while loaded is the caller's
-    // responsibility, as with every mmap-based loader.
-    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files, dtype, device) }
-        .map_err(GriffinError::Weights)?;
+    // Dtypes, shapes and finiteness checked per tensor (see `layers::weights`).
+    let vb = layers::weights::var_builder(&files, dtype, device)?;
     Model::new(&cfg, vb)
 }

@@ -34,21 +34,19 @@ pub struct AttentionState {
 }
 
 impl AttentionState {
-    pub fn new(
-        cfg: &Config,
-        batch: usize,
-        dtype: DType,
-        device: &Device,
-    ) -> candle_core::Result<Self> {
-        let shape = (
-            batch,
-            cfg.attention_window_size,
-            cfg.num_key_value_heads * cfg.head_dim,
-        );
+    /// Sized from the config's `attention_window_size` with checked arithmetic, held against the
+    /// machine's memory before anything is allocated.
+    pub fn new(cfg: &Config, batch: usize, dtype: DType, device: &Device) -> crate::Result<Self> {
+        let window = cfg.attention_window_size;
+        let dims = [batch, window, cfg.num_key_value_heads * cfg.head_dim];
+        let what =
+            format!("the local-attention ring for batch {batch} × attention_window_size {window}");
+        let n = layers::alloc::elements(&what, &dims)?;
+        layers::alloc::check_bytes(&what, n, 2 * dtype.size_in_bytes())?;
         Ok(AttentionState {
-            k: Tensor::zeros(shape, dtype, device)?,
-            v: Tensor::zeros(shape, dtype, device)?,
-            slot_pos: vec![-1; batch * cfg.attention_window_size],
+            k: layers::alloc::zeros(&what, &dims, dtype, device)?,
+            v: layers::alloc::zeros(&what, &dims, dtype, device)?,
+            slot_pos: layers::alloc::filled_vec(&what, batch * window, -1)?,
         })
     }
 }

@@ -10,6 +10,10 @@ use crate::rms_norm::RmsNorm;
 use crate::state::State;
 use crate::step::Step;
 
+/// Positions a sequence may reach: RoPE's angles are `position × frequency` with the position in
+/// f32, which holds every integer exactly only up to 2^24 (as HF's reference computes them).
+pub const MAX_POSITIONS: usize = 1 << 24;
+
 #[derive(Debug, Clone)]
 pub struct Model {
     cfg: Config,
@@ -77,7 +81,7 @@ impl Model {
 
     /// A fresh state for `batch` sequences.
     pub fn new_state(&self, batch: usize) -> Result<State> {
-        Ok(State::new(&self.cfg, batch, self.dtype, &self.device)?)
+        State::new(&self.cfg, batch, self.dtype, &self.device)
     }
 
     /// Logits `[B, T, V]` (f32) for `tokens` (`[B][T]`), continuing each sequence from `state`.
@@ -125,6 +129,13 @@ impl Model {
         {
             return Err(GriffinError::Input(format!(
                 "every sequence and mask row must have one length (the first has {t}): pad them"
+            )));
+        }
+        let seen = state.positions().iter().copied().max().unwrap_or(0);
+        if seen as u64 + t as u64 > MAX_POSITIONS as u64 {
+            return Err(GriffinError::Input(format!(
+                "{seen} positions seen + {t} new exceed {MAX_POSITIONS}, the positions RoPE \
+                 computes exactly (f32 positions are exact integers up to 2^24)"
             )));
         }
         if state.batch() != batch {
@@ -197,6 +208,7 @@ impl Model {
         // Decoding (a row or a few) takes the threaded GEMV over the embedding.
         let logits = kernels::cpu_linear::linear(&x, self.embed_tokens.embeddings(), None)?
             .to_dtype(DType::F32)?;
+        layers::finite::ensure_finite(&logits, || "in the logits".to_string())?;
         let Some(cap) = self.cfg.logits_soft_cap else {
             return Ok(logits);
         };
@@ -232,8 +244,12 @@ impl Model {
         let ids: Vec<u32> = tokens.iter().flat_map(|s| s.iter()).copied().collect();
         let ids = Tensor::from_vec(ids, (b, t), &self.device)?;
         let mut x = (self.embed_tokens.forward(&ids)? * self.embed_scale)?;
-        for (layer, layer_state) in self.layers.iter().zip(state.layers.iter_mut()) {
+        let n = self.layers.len();
+        for (i, (layer, layer_state)) in self.layers.iter().zip(state.layers.iter_mut()).enumerate()
+        {
             x = layer.forward(&x, layer_state, &step)?;
+            // Overflow (bf16 activations, extreme inputs) is reported where it first happens.
+            layers::finite::ensure_finite(&x, || format!("in the output of layer {i} of {n}"))?;
         }
         Ok(x)
     }

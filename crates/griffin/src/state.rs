@@ -21,27 +21,28 @@ pub struct State {
 }
 
 impl State {
-    pub fn new(
-        cfg: &Config,
-        batch: usize,
-        dtype: DType,
-        device: &Device,
-    ) -> candle_core::Result<Self> {
+    pub fn new(cfg: &Config, batch: usize, dtype: DType, device: &Device) -> crate::Result<Self> {
         let layers = (0..cfg.num_hidden_layers)
             .map(|i| match cfg.block_type(i) {
                 BlockType::Recurrent => Ok(LayerState::Recurrent(RecurrentState {
-                    conv: Tensor::zeros(
-                        (batch, cfg.conv1d_width - 1, cfg.lru_width),
+                    conv: layers::alloc::zeros(
+                        "the conv1d state",
+                        &[batch, cfg.conv1d_width - 1, cfg.lru_width],
                         dtype,
                         device,
                     )?,
-                    h: Tensor::zeros((batch, cfg.lru_width), DType::F32, device)?,
+                    h: layers::alloc::zeros(
+                        "the RG-LRU state",
+                        &[batch, cfg.lru_width],
+                        DType::F32,
+                        device,
+                    )?,
                 })),
                 BlockType::Attention => Ok(LayerState::Attention(AttentionState::new(
                     cfg, batch, dtype, device,
                 )?)),
             })
-            .collect::<candle_core::Result<Vec<_>>>()?;
+            .collect::<crate::Result<Vec<_>>>()?;
         Ok(State {
             layers,
             next_pos: vec![0; batch],

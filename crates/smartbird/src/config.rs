@@ -62,11 +62,7 @@ fn bad(m: impl Into<String>) -> SmartBirdError {
 
 impl Config {
     pub fn from_dir(dir: &Path) -> Result<Self> {
-        let path = dir.join("config.json");
-        let text = std::fs::read_to_string(&path).map_err(|source| SmartBirdError::Io {
-            path: path.clone(),
-            source,
-        })?;
+        let (path, text) = layers::config::read(dir)?;
         Self::from_json(&text).map_err(|e| match e {
             SmartBirdError::Config(m) => bad(format!("{}: {m}", path.display())),
             other => other,
@@ -101,6 +97,8 @@ impl Config {
                 self.hidden_size, self.num_attention_heads
             )));
         }
+        layers::config::positive("layer_norm_eps", self.layer_norm_eps)?;
+        layers::config::token_id("pad_token_id", self.pad_token_id as usize, self.vocab_size)?;
         Ok(())
     }
 

@@ -101,9 +101,13 @@ impl Model {
         let mut h = self.embedding_norm.forward(&x)?;
         let mut indices = Vec::new();
         let mut profile = Profile::default();
-        for layer in &self.layers {
+        let layer_count = self.layers.len();
+        for (i, layer) in self.layers.iter().enumerate() {
             let (out, idx) = layer.forward(&h, &padding, mode, &mut profile)?;
             h = out;
+            layers::finite::ensure_finite(&h, || {
+                format!("in the output of layer {i} of {layer_count}")
+            })?;
             indices.extend(idx);
         }
         let mask: Vec<f32> = padding.tokens.iter().map(|&t| f32::from(t)).collect();
@@ -120,40 +124,12 @@ impl Model {
     }
 
     fn check(&self, ids: &[Vec<u32>]) -> Result<(usize, usize, Padding)> {
-        let (b, n) = (ids.len(), ids.first().map_or(0, Vec::len));
-        let input = |m: String| Err(SmartBirdError::Input(m));
-        if b == 0 || n == 0 {
-            return input("empty input: no tokens".into());
-        }
-        if ids.iter().any(|s| s.len() != n) {
-            return input(format!(
-                "every sequence must have one length (the first has {n}): pad them"
-            ));
-        }
-        if n > self.cfg.max_position_embeddings {
-            return input(format!(
-                "sequence length {n} is past max_position_embeddings {}",
-                self.cfg.max_position_embeddings
-            ));
-        }
-        if let Some(bad) = ids
-            .iter()
-            .flatten()
-            .find(|&&id| id as usize >= self.cfg.vocab_size)
-        {
-            return input(format!(
-                "token id {bad} is out of range (vocab_size {})",
-                self.cfg.vocab_size
-            ));
-        }
-        let tokens: Vec<u8> = ids
-            .iter()
-            .flatten()
-            .map(|&id| u8::from(id != self.cfg.pad_token_id))
-            .collect();
-        if let Some(s) = tokens.chunks(n).position(|row| row.iter().all(|&t| t == 0)) {
-            return input(format!("sequence {s} is all padding"));
-        }
+        let (b, n) = layers::tokens::check_batch(
+            ids,
+            self.cfg.vocab_size,
+            Some((self.cfg.max_position_embeddings, "max_position_embeddings")),
+        )?;
+        let tokens = layers::tokens::padding_mask(ids, self.cfg.pad_token_id)?;
         let key_mask: Vec<f32> = tokens
             .iter()
             .map(|&t| if t == 1 { 0.0 } else { f32::NEG_INFINITY })
@@ -179,12 +155,8 @@ pub fn save(dir: &Path, cfg: &Config, map: &VarMap) -> Result<()> {
 /// Loads `dir/config.json` and the weights (`model.safetensors` or shards), in f32.
 pub fn load(dir: &Path, device: &Device) -> Result<Model> {
     let cfg = Config::from_dir(dir)?;
-    let files = kernels::checkpoint::safetensors_files(dir).map_err(|e| SmartBirdError::Io {
-        path: e.path,
-        source: e.source,
-    })?;
-    // SAFETY: the files are memory-mapped read-only, as every mmap-based loader does.
-    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files, DType::F32, device) }
-        .map_err(|e| SmartBirdError::Weights(e.to_string()))?;
+    let files = layers::files::safetensors_files(dir)?;
+    // Dtypes, shapes and finiteness checked per tensor (see `layers::weights`).
+    let vb = layers::weights::var_builder(&files, DType::F32, device)?;
     Model::new(&cfg, vb)
 }

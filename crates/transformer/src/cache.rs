@@ -19,21 +19,27 @@ pub struct KvCache {
 }
 
 impl KvCache {
-    /// A cache for `cfg` holding up to `capacity` positions of `batch` sequences. The buffers are
-    /// zeroed allocations, which the OS backs lazily: unwritten capacity costs no memory.
-    pub fn new(cfg: &Config, batch: usize, capacity: usize) -> Self {
+    /// A cache for `cfg` holding up to `capacity` positions of `batch` sequences. Sized with
+    /// checked arithmetic and held against the machine's memory first, so a huge capacity is an
+    /// error, not an aborted process. The buffers are zeroed allocations, which the OS backs
+    /// lazily: unwritten capacity costs no memory.
+    pub fn new(cfg: &Config, batch: usize, capacity: usize) -> crate::Result<Self> {
         let row = cfg.kv_row();
+        let what = format!("the KV cache for batch {batch} × capacity {capacity}");
+        let n = layers::alloc::elements(&what, &[batch, capacity, row])?;
+        let all = layers::alloc::elements(&what, &[n, 2 * cfg.num_hidden_layers])?;
+        layers::alloc::check_bytes(&what, all, std::mem::size_of::<f32>())?;
         let layer = || LayerKv {
-            k: vec![0.0; batch * capacity * row],
-            v: vec![0.0; batch * capacity * row],
+            k: vec![0.0; n],
+            v: vec![0.0; n],
         };
-        KvCache {
+        Ok(KvCache {
             layers: (0..cfg.num_hidden_layers).map(|_| layer()).collect(),
             batch,
             capacity,
             row,
             len: 0,
-        }
+        })
     }
 
     pub fn batch(&self) -> usize {

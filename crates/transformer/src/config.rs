@@ -76,11 +76,7 @@ impl Config {
 
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let json = std::fs::read_to_string(path).map_err(|source| TransformerError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Self::from_json(&json)
+        Self::from_json(&layers::files::read_to_string(path)?)
     }
 
     pub fn kv_heads(&self) -> usize {
@@ -129,6 +125,8 @@ impl Config {
                 self.head_dim()
             ));
         }
+        layers::config::positive("rms_norm_eps", self.rms_norm_eps)?;
+        layers::config::positive("rope_theta", self.rope_theta)?;
         if let Some(s) = &self.rope_scaling {
             if !s.is_null() {
                 return bad(format!("rope_scaling {s} is not supported"));

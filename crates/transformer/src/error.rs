@@ -22,6 +22,10 @@ pub enum TransformerError {
     Cache(String),
     #[error(transparent)]
     Kernel(#[from] kernels::KernelError),
+    /// Checkpoint files, weights, config values, sizes and non-finite values (the checks every
+    /// model crate shares).
+    #[error(transparent)]
+    Layers(#[from] layers::Error),
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
 }

@@ -15,14 +15,13 @@
 //! ```no_run
 //! # fn main() -> transformer::Result<()> {
 //! use candle_core::{DType, Device};
-//! use candle_nn::VarBuilder;
+//! use std::path::Path;
 //!
 //! let cfg = transformer::Config::from_file("llama/config.json")?;
-//! let vb = unsafe {
-//!     VarBuilder::from_mmaped_safetensors(&["llama/model.safetensors"], DType::F32, &Device::Cpu)?
-//! };
+//! let files = layers::files::safetensors_files(Path::new("llama"))?;
+//! let vb = layers::weights::var_builder(&files, DType::F32, &Device::Cpu)?;
 //! let model = transformer::Transformer::new(&cfg, vb)?;
-//! let mut cache = model.new_cache(1, 4096);
+//! let mut cache = model.new_cache(1, 4096)?;
 //! let logits = model.forward_last(&[&[1, 2, 3]], &mut cache)?; // [1, vocab]
 //! # Ok(()) }
 //! ```

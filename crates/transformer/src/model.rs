@@ -79,7 +79,7 @@ impl Transformer {
     }
 
     /// An empty cache for `batch` sequences of up to `capacity` positions.
-    pub fn new_cache(&self, batch: usize, capacity: usize) -> KvCache {
+    pub fn new_cache(&self, batch: usize, capacity: usize) -> crate::Result<KvCache> {
         KvCache::new(&self.cfg, batch, capacity)
     }
 
@@ -100,7 +100,8 @@ impl Transformer {
             .forward(&Tensor::from_vec(ids, (b, t), &self.device)?)?;
         let rope = rope_tables(&self.cfg, start, t, &self.device)?;
         let capacity = cache.capacity();
-        for (block, kv) in self.layers.iter().zip(cache.layers.iter_mut()) {
+        let n = self.layers.len();
+        for (i, (block, kv)) in self.layers.iter().zip(cache.layers.iter_mut()).enumerate() {
             let h = block.input_layernorm.forward(&x)?;
             x = add_tensors(
                 &x,
@@ -108,6 +109,7 @@ impl Transformer {
             )?;
             let h = block.post_attention_layernorm.forward(&x)?;
             x = add_tensors(&x, &block.mlp.forward(&h)?)?;
+            layers::finite::ensure_finite(&x, || format!("in the output of layer {i} of {n}"))?;
         }
         cache.advance(t);
         let last = self.norm.forward(&x.narrow(1, t - 1, 1)?)?;

@@ -90,7 +90,7 @@ fn prompt(n: usize, seed: u32) -> Vec<u32> {
 
 fn check_against_peer(kv_heads: usize, tied: bool) {
     let (ours, theirs, peer_cfg) = pair(&config_json(kv_heads, tied));
-    let mut cache = ours.new_cache(1, 40);
+    let mut cache = ours.new_cache(1, 40).expect("cache");
     let mut peer_cache =
         peer::Cache::new(true, DType::F32, &peer_cfg, &Device::Cpu).expect("peer cache");
     let p = prompt(13, 1);
@@ -130,9 +130,9 @@ fn chunked_prefill_and_batches_equal_one_pass() {
     let (ours, _, _) = pair(&config_json(2, false));
     let p = prompt(17, 3);
     let whole = ours
-        .forward_last(&[&p], &mut ours.new_cache(1, 32))
+        .forward_last(&[&p], &mut ours.new_cache(1, 32).expect("cache"))
         .expect("whole");
-    let mut cache = ours.new_cache(1, 32);
+    let mut cache = ours.new_cache(1, 32).expect("cache");
     for chunk in [&p[..1], &p[1..9], &p[9..16]] {
         ours.forward_last(&[chunk], &mut cache).expect("chunk");
     }
@@ -148,10 +148,10 @@ fn chunked_prefill_and_batches_equal_one_pass() {
     // A batch of two equals each sequence alone.
     let q = prompt(17, 8);
     let both = ours
-        .forward_last(&[&p, &q], &mut ours.new_cache(2, 17))
+        .forward_last(&[&p, &q], &mut ours.new_cache(2, 17).expect("cache"))
         .expect("batch");
     let alone = ours
-        .forward_last(&[&q], &mut ours.new_cache(1, 17))
+        .forward_last(&[&q], &mut ours.new_cache(1, 17).expect("cache"))
         .expect("alone");
     assert!(max_diff(&both.narrow(0, 0, 1).expect("row"), &whole) < 1e-5);
     assert!(max_diff(&both.narrow(0, 1, 1).expect("row"), &alone) < 1e-5);
@@ -160,7 +160,7 @@ fn chunked_prefill_and_batches_equal_one_pass() {
 #[test]
 fn cache_grows_with_every_layer_and_position() {
     let (ours, _, _) = pair(&config_json(2, false));
-    let mut cache = ours.new_cache(2, 1000);
+    let mut cache = ours.new_cache(2, 1000).expect("cache");
     // 3 layers × keys and values × 2 sequences × 1000 positions × 2 KV heads × 16 dims × 4 bytes.
     assert_eq!(cache.bytes(), 3 * 2 * 2 * 1000 * 2 * 16 * 4);
     assert_eq!(cache.used_bytes(), 0);
@@ -172,7 +172,7 @@ fn cache_grows_with_every_layer_and_position() {
 #[test]
 fn bad_input_is_an_error_that_leaves_the_cache_alone() {
     let (ours, _, _) = pair(&config_json(2, false));
-    let mut cache = ours.new_cache(1, 8);
+    let mut cache = ours.new_cache(1, 8).expect("cache");
     ours.forward_last(&[prompt(5, 0)], &mut cache)
         .expect("prefill");
     let before = ours
@@ -194,7 +194,10 @@ fn bad_input_is_an_error_that_leaves_the_cache_alone() {
     let empty: [&[u32]; 1] = [&[]];
     assert!(err(ours.forward_last(&empty, &mut cache)).contains("empty input"));
     let ragged: [&[u32]; 2] = [&[1, 2], &[3]];
-    assert!(err(ours.forward_last(&ragged, &mut ours.new_cache(2, 8))).contains("one length"));
+    assert!(
+        err(ours.forward_last(&ragged, &mut ours.new_cache(2, 8).expect("cache")))
+            .contains("one length")
+    );
     assert_eq!(cache.len(), 5);
     let after = ours.forward_last(&[[3u32]], &mut cache).expect("next");
     assert!(max_diff(&before, &after) == 0.0);

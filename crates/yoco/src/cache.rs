@@ -24,15 +24,20 @@ pub struct SharedKv {
 }
 
 impl SharedKv {
-    pub(crate) fn new(batch: usize, capacity: usize, row: usize) -> Self {
+    /// Sized with checked arithmetic and held against the machine's memory first, so a huge
+    /// capacity is an error, not an aborted process.
+    pub(crate) fn new(batch: usize, capacity: usize, row: usize) -> Result<Self> {
+        let what = format!("the shared KV cache for batch {batch} × capacity {capacity}");
+        let n = layers::alloc::elements(&what, &[batch, capacity, row])?;
+        layers::alloc::check_bytes(&what, n, 2 * std::mem::size_of::<f32>())?;
         // Zeroed allocations are lazily backed by the OS: untouched capacity costs no memory.
-        SharedKv {
-            k: vec![0.0; batch * capacity * row],
-            v: vec![0.0; batch * capacity * row],
+        Ok(SharedKv {
+            k: vec![0.0; n],
+            v: vec![0.0; n],
             row,
             capacity,
             batch,
-        }
+        })
     }
 
     /// Writes `[batch, len, row]` keys and values at positions `start..start + len`.
@@ -46,6 +51,16 @@ impl SharedKv {
     }
 }
 
+/// A zero gated-retention state for `batch` sequences of `per_sequence` floats, sized checked.
+pub(crate) fn retention_state(batch: usize, per_sequence: usize) -> Result<Vec<f32>> {
+    let what = format!("the gated-retention state for batch {batch}");
+    Ok(layers::alloc::filled_vec(
+        &what,
+        layers::alloc::elements(&what, &[batch, per_sequence])?,
+        0.0,
+    )?)
+}
+
 #[derive(Debug, Clone)]
 pub struct Cache {
     pub(crate) layers: Vec<SelfState>,
@@ -55,20 +70,20 @@ pub struct Cache {
 
 impl Cache {
     /// A cache for `cfg` without a model (its sizes only depend on the config).
-    pub fn for_config(cfg: &crate::Config, batch: usize, capacity: usize) -> Self {
+    pub fn for_config(cfg: &crate::Config, batch: usize, capacity: usize) -> Result<Self> {
+        let d = cfg.self_head_dim();
         let layers = (0..cfg.half_layers())
             .map(|_| match cfg.self_decoder() {
-                crate::SelfDecoderKind::GatedRetention => {
-                    let d = cfg.self_head_dim();
-                    SelfState::Retention(vec![0.0; batch * cfg.n_self_heads * d * d])
-                }
+                crate::SelfDecoderKind::GatedRetention => Ok(SelfState::Retention(
+                    retention_state(batch, cfg.n_self_heads * d * d)?,
+                )),
                 crate::SelfDecoderKind::SlidingWindow { .. } => {
-                    SelfState::Window(WindowCache::default())
+                    Ok(SelfState::Window(WindowCache::default()))
                 }
             })
-            .collect();
+            .collect::<Result<Vec<_>>>()?;
         let row = cfg.n_attn_kv_heads * cfg.attn_head_dim();
-        Cache::new(layers, SharedKv::new(batch, capacity, row))
+        Ok(Cache::new(layers, SharedKv::new(batch, capacity, row)?))
     }
 
     /// Bytes of a full window ring of one layer for `cfg` (0 for gated retention).

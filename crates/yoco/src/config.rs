@@ -81,11 +81,7 @@ impl Config {
     }
 
     pub fn from_dir(dir: &Path) -> Result<Self> {
-        let path = dir.join("config.json");
-        let text = std::fs::read_to_string(&path).map_err(|source| YocoError::Io {
-            path: path.clone(),
-            source,
-        })?;
+        let (path, text) = layers::config::read(dir)?;
         Self::from_json(&text).map_err(|e| match e {
             YocoError::Config(m) => YocoError::Config(format!("{}: {m}", path.display())),
             other => other,
@@ -112,6 +108,14 @@ impl Config {
             if v == 0 {
                 return Err(bad(format!("{name} is 0")));
             }
+        }
+        layers::config::positive("rope_theta", self.rope_theta)?;
+        layers::config::positive("norm_eps", self.norm_eps)?;
+        if self.max_seq_len == 0 || self.max_seq_len < -1 {
+            return Err(bad(format!(
+                "max_seq_len {} must be positive (or -1: unset)",
+                self.max_seq_len
+            )));
         }
         if self.n_layers % 2 != 0 {
             return Err(bad(format!(

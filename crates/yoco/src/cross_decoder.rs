@@ -94,7 +94,8 @@ impl CrossDecoder {
             window: None,
         };
         let mut x = x.clone();
-        for layer in &self.layers {
+        let n = self.layers.len();
+        for (i, layer) in self.layers.iter().enumerate() {
             x = layer.sub.forward(&x, |hn| {
                 let mut q = host::to_vec(&layer.q_proj.forward(hn)?)?;
                 rotary::apply(&mut q, t, h, d, start, &self.freqs);
@@ -108,6 +109,9 @@ impl CrossDecoder {
                 Ok(layer
                     .out_proj
                     .forward(&host::from_vec(o, &[b, t, dim], hn.device())?)?)
+            })?;
+            layers::finite::ensure_finite(&x, || {
+                format!("in the output of cross-decoder layer {i} of {n}")
             })?;
         }
         Ok(x)

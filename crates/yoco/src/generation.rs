@@ -10,10 +10,11 @@ pub const PREFILL_CHUNK: usize = 32_768;
 
 /// `max_new_tokens` greedy tokens after `prompt`, and the logits that chose each `[n, vocab]`.
 pub fn greedy(model: &Model, prompt: &[u32], max_new_tokens: usize) -> Result<(Vec<u32>, Tensor)> {
-    let mut cache = model.new_cache(1, prompt.len() + max_new_tokens)?;
+    let capacity = layers::alloc::add("prompt + max_new_tokens", prompt.len(), max_new_tokens)?;
+    let mut cache = model.new_cache(1, capacity)?;
     let mut logits = model.prefill(&[prompt], &mut cache, PREFILL_CHUNK)?;
-    let mut tokens = Vec::with_capacity(max_new_tokens);
-    let mut steps = Vec::with_capacity(max_new_tokens);
+    let mut tokens = Vec::new();
+    let mut steps = Vec::new();
     for i in 0..max_new_tokens {
         let next = argmax(&logits.i(0)?)?;
         tokens.push(next);

@@ -60,9 +60,23 @@ impl Model {
                 "a cache needs a batch and a capacity of at least 1 (got {batch}, {capacity})"
             )));
         }
+        // The reference sizes its caches from `max_batch_size` and `max_seq_len` (positive when
+        // set): a request past either is refused as the reference would fail it.
+        let max_batch = self.cfg.max_batch_size;
+        if max_batch > 0 && batch > max_batch {
+            return Err(YocoError::Input(format!(
+                "a batch of {batch} sequences is larger than the config's max_batch_size {max_batch}"
+            )));
+        }
+        if self.cfg.max_seq_len > 0 && capacity as u64 > self.cfg.max_seq_len as u64 {
+            return Err(YocoError::Cache(format!(
+                "a capacity of {capacity} positions is larger than the config's max_seq_len {}",
+                self.cfg.max_seq_len
+            )));
+        }
         Ok(Cache::new(
-            self.self_decoder.new_states(batch),
-            SharedKv::new(batch, capacity, self.cross_decoder.kv_row()),
+            self.self_decoder.new_states(batch)?,
+            SharedKv::new(batch, capacity, self.cross_decoder.kv_row())?,
         ))
     }
 

@@ -41,12 +41,14 @@ impl SelfDecoder {
     }
 
     /// Fresh per-layer states for `batch` sequences.
-    pub fn new_states(&self, batch: usize) -> Vec<SelfState> {
+    pub fn new_states(&self, batch: usize) -> Result<Vec<SelfState>> {
         self.layers
             .iter()
             .map(|(m, _)| match m {
-                Mixer::GatedRetention(g) => SelfState::Retention(vec![0.0; batch * g.state_len()]),
-                Mixer::SlidingWindow(_) => SelfState::Window(WindowCache::default()),
+                Mixer::GatedRetention(g) => Ok(SelfState::Retention(
+                    crate::cache::retention_state(batch, g.state_len())?,
+                )),
+                Mixer::SlidingWindow(_) => Ok(SelfState::Window(WindowCache::default())),
             })
             .collect()
     }
@@ -61,13 +63,18 @@ impl SelfDecoder {
 
     pub fn forward(&self, x: &Tensor, start: usize, states: &mut [SelfState]) -> Result<Tensor> {
         let mut x = x.clone();
-        for ((mixer, sub), state) in self.layers.iter().zip(states.iter_mut()) {
+        let n = self.layers.len();
+        for (i, ((mixer, sub), state)) in self.layers.iter().zip(states.iter_mut()).enumerate() {
             x = sub.forward(&x, |h| match (mixer, state) {
                 (Mixer::GatedRetention(g), SelfState::Retention(s)) => g.forward(h, start, s),
                 (Mixer::SlidingWindow(w), SelfState::Window(c)) => w.forward(h, start, c),
                 _ => Err(crate::error::YocoError::Cache(
                     "the cache was made for the other self-decoder kind".into(),
                 )),
+            })?;
+            // Overflow is reported where it first happens.
+            layers::finite::ensure_finite(&x, || {
+                format!("in the output of self-decoder layer {i} of {n}")
             })?;
         }
         Ok(x)

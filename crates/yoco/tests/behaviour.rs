@@ -25,6 +25,21 @@ fn config_json(name: &str) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(dir(name).join("config.json")).unwrap()).unwrap()
 }
 
+/// The fixture `name` with its config's `max_batch_size` raised to `batch` (the fixture says 1,
+/// and caches are refused past it).
+fn load_for_batch(name: &str, batch: usize) -> yoco::Model {
+    let d = scratch(&format!("{name}-batch{batch}"));
+    let mut cfg = config_json(name);
+    cfg["max_batch_size"] = batch.into();
+    std::fs::write(d.join("config.json"), cfg.to_string()).unwrap();
+    std::fs::copy(
+        dir(name).join("model.safetensors"),
+        d.join("model.safetensors"),
+    )
+    .unwrap();
+    yoco::load(&d, &Device::Cpu).unwrap()
+}
+
 fn flat(t: &Tensor) -> Vec<f32> {
     t.flatten_all().unwrap().to_vec1().unwrap()
 }
@@ -114,6 +129,13 @@ fn bad_inputs_and_cache_overflow_are_errors() {
     );
     assert_eq!(cache.len(), 4);
     assert!(model.new_cache(0, 4).is_err());
+    let e = model.new_cache(2, 8).unwrap_err().to_string();
+    assert!(e.contains("max_batch_size 1"), "{e}");
+    let e = model.new_cache(1, 513).unwrap_err().to_string();
+    assert!(e.contains("max_seq_len 512"), "{e}");
+    let e = model.new_cache(1, usize::MAX).unwrap_err().to_string();
+    assert!(e.contains("max_seq_len"), "{e}");
+    let model = load_for_batch("yoco_gate_retention", 2);
     let mut two = model.new_cache(2, 8).unwrap();
     let e = model
         .forward(&[vec![1u32, 2], vec![3]], &mut two)
@@ -125,7 +147,7 @@ fn bad_inputs_and_cache_overflow_are_errors() {
 #[test]
 fn a_batch_equals_each_sequence_alone() {
     for name in ["yoco_gate_retention", "yoco_sliding_window"] {
-        let model = yoco::load(&dir(name), &Device::Cpu).unwrap();
+        let model = load_for_batch(name, 2);
         let a: Vec<u32> = (0..13).map(|i| (i * 37 + 5) % 256).collect();
         let b: Vec<u32> = (0..13).map(|i| (i * 11 + 200) % 256).collect();
         let mut both = model.new_cache(2, 14).unwrap();

@@ -1,0 +1,195 @@
+//! Loading a checkpoint's tensors with what they hold checked before anything is converted:
+//! the stored dtype must be of the kind the model asks for (floats for float weights, the exact
+//! integer type for packed ones: an integer tensor is never silently read as floats), the shape
+//! must match (checked before the bytes are read), and every stored float must be finite (one
+//! vectorised pass over the mapped bytes, reporting the first bad value's index).
+use std::path::PathBuf;
+
+use candle_core::safetensors::{Load, MmapedSafetensors};
+use candle_core::{DType, Device, Shape, Tensor};
+use candle_nn::var_builder::SimpleBackend;
+use candle_nn::{Init, VarBuilder};
+
+use crate::error::{Error, Result};
+
+/// A [`SimpleBackend`] over memory-mapped safetensors files that checks each tensor it hands
+/// out (see the module documentation).
+pub struct CheckedSafetensors {
+    files: MmapedSafetensors,
+}
+
+impl std::fmt::Debug for CheckedSafetensors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CheckedSafetensors").finish_non_exhaustive()
+    }
+}
+
+/// Maps `files` (already checked by [`crate::files::safetensors_files`]) for reading.
+pub fn open(files: &[PathBuf]) -> Result<CheckedSafetensors> {
+    for f in files {
+        crate::files::regular_file(f)?;
+    }
+    // SAFETY: the files are mapped read-only and are regular files; as with every mmap-based
+    // loader, another process truncating or rewriting them while the model is loaded is outside
+    // what this process can guard against.
+    let files = unsafe { MmapedSafetensors::multi(files) }?;
+    Ok(CheckedSafetensors { files })
+}
+
+/// A [`VarBuilder`] over checked, memory-mapped `files`, producing tensors in `dtype` on `device`.
+pub fn var_builder(
+    files: &[PathBuf],
+    dtype: DType,
+    device: &Device,
+) -> Result<VarBuilder<'static>> {
+    let backend: Box<dyn SimpleBackend> = Box::new(open(files)?);
+    Ok(VarBuilder::from_backend(backend, dtype, device.clone()))
+}
+
+fn is_float(d: DType) -> bool {
+    matches!(d, DType::F16 | DType::BF16 | DType::F32 | DType::F64)
+}
+
+fn tensor_error(name: &str, message: String) -> candle_core::Error {
+    candle_core::Error::wrap(Error::Tensor {
+        name: name.to_string(),
+        message,
+    })
+}
+
+impl CheckedSafetensors {
+    fn checked(
+        &self,
+        name: &str,
+        shape: Option<&Shape>,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
+        let view = self.files.get(name)?;
+        let stored = DType::try_from(view.dtype()).map_err(|_| {
+            tensor_error(
+                name,
+                format!("stored as {:?}, which is not supported", view.dtype()),
+            )
+        })?;
+        if let Some(s) = shape {
+            if view.shape() != s.dims() {
+                return Err(candle_core::Error::UnexpectedShape {
+                    msg: format!("shape mismatch for {name}"),
+                    expected: s.clone(),
+                    got: view.shape().into(),
+                });
+            }
+        }
+        let compatible = if is_float(dtype) {
+            is_float(stored)
+        } else {
+            stored == dtype
+        };
+        if !compatible {
+            let want = if is_float(dtype) {
+                "a float type (f32, bf16, f16 or f64)".to_string()
+            } else {
+                format!("{dtype:?}")
+            };
+            return Err(tensor_error(
+                name,
+                format!("stored as {stored:?}, expected {want}: it is not converted"),
+            ));
+        }
+        if let Some((index, value)) = first_non_finite(view.data(), stored) {
+            return Err(tensor_error(
+                name,
+                format!("holds a non-finite value ({value}) at flat index {index}"),
+            ));
+        }
+        view.load(dev)?.to_dtype(dtype)
+    }
+}
+
+impl SimpleBackend for CheckedSafetensors {
+    fn get(
+        &self,
+        s: Shape,
+        name: &str,
+        _: Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
+        self.checked(name, Some(&s), dtype, dev)
+    }
+
+    fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+        self.checked(name, None, dtype, dev)
+    }
+
+    fn contains_tensor(&self, name: &str) -> bool {
+        self.files.get(name).is_ok()
+    }
+}
+
+/// The largest of `words` masked to their magnitude bits: a branch-free reduction the compiler
+/// vectorises. A float is non-finite iff its magnitude bits are at least the exponent mask.
+macro_rules! max_magnitude {
+    ($bytes:expr, $t:ty, $n:literal, $mask:expr) => {
+        $bytes
+            .chunks_exact($n)
+            .map(|c| {
+                let mut w = [0u8; $n];
+                w.copy_from_slice(c);
+                <$t>::from_le_bytes(w) & $mask
+            })
+            .fold(0, <$t>::max)
+    };
+}
+
+/// The first non-finite value of a little-endian float buffer of `dtype`, with its index; `None`
+/// when all are finite or the dtype is not a float. The common all-finite case costs one read of
+/// the bytes; only a failure rescans to locate the value.
+pub fn first_non_finite(bytes: &[u8], dtype: DType) -> Option<(usize, String)> {
+    // Checked in blocks so a bad value early in a large tensor is found without reading it all.
+    const BLOCK: usize = 1 << 16;
+    let (width, bad): (usize, fn(&[u8]) -> bool) = match dtype {
+        DType::F32 => (4, |b| max_magnitude!(b, u32, 4, 0x7fff_ffff) >= 0x7f80_0000),
+        DType::BF16 => (2, |b| max_magnitude!(b, u16, 2, 0x7fff) >= 0x7f80),
+        DType::F16 => (2, |b| max_magnitude!(b, u16, 2, 0x7fff) >= 0x7c00),
+        DType::F64 => (8, |b| {
+            max_magnitude!(b, u64, 8, 0x7fff_ffff_ffff_ffff) >= 0x7ff0_0000_0000_0000
+        }),
+        _ => return None,
+    };
+    for (block, chunk) in bytes.chunks(BLOCK * width).enumerate() {
+        if !bad(chunk) {
+            continue;
+        }
+        for (i, v) in chunk.chunks_exact(width).enumerate() {
+            if bad(v) {
+                let value = match dtype {
+                    DType::F32 => f32::from_le_bytes([v[0], v[1], v[2], v[3]]).to_string(),
+                    DType::F64 => {
+                        let mut w = [0u8; 8];
+                        w.copy_from_slice(v);
+                        f64::from_le_bytes(w).to_string()
+                    }
+                    // bf16 and f16 share their non-finite encodings' meaning: the sign and
+                    // whether the mantissa is zero (infinity) or not (NaN).
+                    _ => {
+                        let w = u16::from_le_bytes([v[0], v[1]]);
+                        let mantissa = if dtype == DType::BF16 {
+                            w & 0x7f
+                        } else {
+                            w & 0x3ff
+                        };
+                        match (mantissa, w >> 15) {
+                            (0, 0) => "inf".to_string(),
+                            (0, _) => "-inf".to_string(),
+                            _ => "NaN".to_string(),
+                        }
+                    }
+                };
+                return Some((block * BLOCK + i, value));
+            }
+        }
+    }
+    None
+}
