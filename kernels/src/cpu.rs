@@ -117,6 +117,7 @@ unsafe fn dot_fma(a: &[f32], b: &[f32]) -> f32 {
         i += 32;
     }
     let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+    // SAFETY: `__m256` and `[f32; 8]` have the same size, and every bit pattern is a valid f32.
     let lanes: [f32; 8] = unsafe { std::mem::transmute(sum) };
     let mut total: f32 = lanes.iter().sum();
     while i < n {

@@ -51,6 +51,13 @@ pub enum KernelError {
         arg: &'static str,
         message: String,
     },
+    /// The element count of a shape does not fit in memory's address range.
+    #[error("{kernel}: the element count of {dims} overflows (more than {limit})")]
+    Overflow {
+        kernel: &'static str,
+        dims: String,
+        limit: usize,
+    },
     #[error("no CUDA device: {0}")]
     NoCuda(String),
     #[error("CUDA driver error in {context}: {message}")]
@@ -59,7 +66,29 @@ pub enum KernelError {
 
 pub type Result<T> = std::result::Result<T, KernelError>;
 
-/// Each named dimension of a kernel's shape is at least 1 and fits the kernels' 32-bit indices.
+/// The product of the named dimensions, with checked arithmetic: at most `isize::MAX` (what a
+/// buffer of bytes can hold), so that every product of a subset of them is safe to compute.
+pub(crate) fn checked_elements(
+    kernel: &'static str,
+    dims: &[(&'static str, usize)],
+) -> Result<usize> {
+    let limit = isize::MAX as usize;
+    dims.iter()
+        .try_fold(1usize, |n, &(_, d)| n.checked_mul(d))
+        .filter(|&n| n <= limit)
+        .ok_or_else(|| KernelError::Overflow {
+            kernel,
+            dims: dims
+                .iter()
+                .map(|(what, v)| format!("{what} {v}"))
+                .collect::<Vec<_>>()
+                .join(" × "),
+            limit,
+        })
+}
+
+/// Each named dimension of a kernel's shape is at least 1 and fits the kernels' 32-bit indices,
+/// and their product does not overflow (see [`checked_elements`]).
 pub(crate) fn check_dims(kernel: &'static str, dims: &[(&'static str, usize)]) -> Result<()> {
     for &(what, value) in dims {
         if value == 0 {
@@ -74,6 +103,7 @@ pub(crate) fn check_dims(kernel: &'static str, dims: &[(&'static str, usize)]) -
             });
         }
     }
+    checked_elements(kernel, dims)?;
     Ok(())
 }
 

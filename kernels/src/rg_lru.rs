@@ -55,7 +55,16 @@ pub struct RgLruOutput {
 
 impl RgLruInput<'_> {
     pub fn validate(&self) -> Result<()> {
-        let n = self.batch * self.seq_len * self.width;
+        // Checked: the sizes come from callers, and the fast path writes through raw pointers
+        // within them.
+        let n = crate::error::checked_elements(
+            "rg_lru",
+            &[
+                ("batch", self.batch),
+                ("seq_len", self.seq_len),
+                ("width", self.width),
+            ],
+        )?;
         let bad = |arg: &'static str, message: String| {
             Err(KernelError::Invalid {
                 kernel: "rg_lru",

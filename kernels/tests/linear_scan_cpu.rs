@@ -255,3 +255,14 @@ fn bf16_conversions_are_bit_identical_to_half() {
         );
     }
 }
+
+#[test]
+fn shapes_whose_element_count_overflows_are_errors() {
+    let m = i32::MAX as usize;
+    let e = ScanShape::new(m, m, m).unwrap_err();
+    assert!(matches!(e, KernelError::Overflow { .. }), "{e:?}");
+    assert!(e.to_string().contains("batch 2147483647"), "{e}");
+    // Past isize::MAX elements too, though the product fits a usize.
+    assert!(ScanShape::new(1 << 30, 1 << 30, 1 << 3).is_err());
+    assert!(ScanShape::new(1 << 30, 1 << 30, 1 << 2).is_ok());
+}

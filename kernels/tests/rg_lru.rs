@@ -259,4 +259,16 @@ fn bad_input_is_an_error() {
     let mut input = case.input();
     input.width = 0;
     assert!(rg_lru_cpu(&input).is_err());
+    // Sizes whose product overflows are an error, never a wrapped length check.
+    for (batch, seq_len, width) in [
+        (usize::MAX, 2, 1),
+        (1 << 32, 1 << 32, 1),
+        (1 << 21, 1 << 21, 1 << 21),
+    ] {
+        let mut input = case.input();
+        (input.batch, input.seq_len, input.width) = (batch, seq_len, width);
+        let e = rg_lru_cpu(&input).unwrap_err().to_string();
+        assert!(e.contains("overflows"), "{e}");
+        assert!(rg_lru_reference(&input).is_err());
+    }
 }

@@ -138,14 +138,8 @@ fn layer_sharing_reads_layer_zero_for_every_layer() {
     json["share_layers"] = true.into();
     let cfg = Config::from_json(&json.to_string()).unwrap();
     let weights = dir().join("model.safetensors");
-    let vb = unsafe {
-        candle_nn::VarBuilder::from_mmaped_safetensors(
-            &[weights],
-            candle_core::DType::F32,
-            &Device::Cpu,
-        )
-    }
-    .unwrap();
+    let vb =
+        layers::weights::var_builder(&[weights], candle_core::DType::F32, &Device::Cpu).unwrap();
     let shared = fastformer::Model::new(&cfg, vb).unwrap();
     let base = load(&dir(), &Device::Cpu).unwrap();
     let batch = ids(&golden());

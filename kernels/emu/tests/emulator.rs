@@ -45,6 +45,8 @@ fn block_reduction_in_shared_memory_with_barriers() {
     let mut out = vec![0.0f32; 64];
     let mut counter = 0;
     let p = params(&input, &mut out, &mut counter, &[], &mut []);
+    // SAFETY: `p` is the self-test kernels' `#[repr(C)]` parameter struct, whose pointers
+    // are to buffers that live through the call and are sized for what this launch touches.
     unsafe { launch("selftest_block_sum", [64, 1, 1], [256, 1, 1], 0, &p) }.unwrap();
     for (b, &got) in out.iter().enumerate() {
         let want: f32 = input.iter().skip(b * 256).take(256).sum();
@@ -62,6 +64,8 @@ fn warp_shuffles_and_ballot() {
     let mut ballots = vec![0i32; 3];
     let mut counter = 0;
     let p = params(&input, &mut out, &mut counter, &ints, &mut ballots);
+    // SAFETY: `p` is the self-test kernels' `#[repr(C)]` parameter struct, whose pointers
+    // are to buffers that live through the call and are sized for what this launch touches.
     unsafe { launch("selftest_warp_ops", [1, 1, 1], [96, 1, 1], 0, &p) }.unwrap();
     for w in 0..3 {
         let lanes = &input[w * 32..(w + 1) * 32];
@@ -92,6 +96,8 @@ fn dynamic_shared_memory() {
     let mut out = vec![0.0f32; 3 * 128];
     let mut counter = 0;
     let p = params(&input, &mut out, &mut counter, &[], &mut []);
+    // SAFETY: `p` is the self-test kernels' `#[repr(C)]` parameter struct, whose pointers
+    // are to buffers that live through the call and are sized for what this launch touches.
     unsafe {
         launch(
             "selftest_dynamic_shared",
@@ -129,6 +135,8 @@ fn dp4a_and_16_bit_conversions() {
     let mut dots = vec![0i32; n];
     let mut counter = 0;
     let p = params(&input, &mut out, &mut counter, &ints, &mut dots);
+    // SAFETY: `p` is the self-test kernels' `#[repr(C)]` parameter struct, whose pointers
+    // are to buffers that live through the call and are sized for what this launch touches.
     unsafe { launch("selftest_numeric", [1, 1, 1], [32, 1, 1], 0, &p) }.unwrap();
     for i in 0..n {
         let (a, b) = (ints[2 * i].to_le_bytes(), ints[2 * i + 1].to_le_bytes());
@@ -157,6 +165,8 @@ fn barrier_not_reached_by_every_thread_is_an_error_not_a_hang() {
     let mut out = vec![0.0f32; 64];
     let mut counter = 0;
     let p = params(&[], &mut out, &mut counter, &[], &mut []);
+    // SAFETY: `p` is the self-test kernels' `#[repr(C)]` parameter struct, whose pointers
+    // are to buffers that live through the call and are sized for what this launch touches.
     let err =
         unsafe { launch("selftest_divergent_barrier", [2, 1, 1], [64, 1, 1], 0, &p) }.unwrap_err();
     assert!(
@@ -172,6 +182,8 @@ fn shuffle_from_a_returned_lane_is_an_error() {
     let mut out = vec![0.0f32; 32];
     let mut counter = 0;
     let p = params(&[], &mut out, &mut counter, &[], &mut []);
+    // SAFETY: `p` is the self-test kernels' `#[repr(C)]` parameter struct, whose pointers
+    // are to buffers that live through the call and are sized for what this launch touches.
     let err = unsafe {
         launch(
             "selftest_shuffle_from_exited_lane",
@@ -189,8 +201,12 @@ fn shuffle_from_a_returned_lane_is_an_error() {
 fn invalid_launches_and_unknown_kernels_are_errors() {
     let mut counter = 0;
     let p = params(&[], &mut [], &mut counter, &[], &mut []);
+    // SAFETY: `p` is the self-test kernels' `#[repr(C)]` parameter struct, whose pointers
+    // are to buffers that live through the call and are sized for what this launch touches.
     let err = unsafe { launch("selftest_block_sum", [1, 1, 1], [2048, 1, 1], 0, &p) }.unwrap_err();
     assert!(err.0.contains("invalid launch configuration"), "{err}");
+    // SAFETY: `p` is the self-test kernels' `#[repr(C)]` parameter struct, whose pointers
+    // are to buffers that live through the call and are sized for what this launch touches.
     let err = unsafe { launch("no_such_kernel", [1, 1, 1], [1, 1, 1], 0, &p) }.unwrap_err();
     assert!(
         err.0.contains("no emulated kernel named no_such_kernel"),

@@ -178,8 +178,11 @@ mod avx2 {
             for (t, sum) in sums.iter_mut().enumerate().take(tokens) {
                 // SAFETY: token t's activations for block b are 128 bytes inside `acts` (asserted).
                 let x = unsafe { acts.as_ptr().add(t * kp + b * BLOCK) };
-                let load =
-                    |i: usize| unsafe { _mm256_loadu_si256(x.add(32 * i) as *const __m256i) };
+                let load = |i: usize| {
+                    // SAFETY: i < 4, so the 32 bytes at 32·i lie in the block's 128 (above);
+                    // the load is unaligned.
+                    unsafe { _mm256_loadu_si256(x.add(32 * i) as *const __m256i) }
+                };
                 let p01 = _mm256_add_epi16(
                     _mm256_maddubs_epi16(codes[0], load(0)),
                     _mm256_maddubs_epi16(codes[1], load(1)),
@@ -192,6 +195,8 @@ mod avx2 {
             }
         }
         for (a, s) in acc.iter_mut().zip(sums).take(tokens) {
+            // SAFETY: `__m256i` and `[i32; 8]` have the same size, and every bit pattern is a
+            // valid i32.
             let lanes: [i32; 8] = unsafe { std::mem::transmute(s) };
             *a = lanes.iter().sum();
         }
