@@ -7,8 +7,7 @@ use crate::model::Model;
 
 /// The prompt's logits `[1, T, V]`, and `max_new_tokens` greedy tokens.
 pub fn greedy(model: &Model, prompt: &[u32], max_new_tokens: usize) -> Result<(Tensor, Vec<u32>)> {
-    let total = layers::alloc::add("prompt + max_new_tokens", prompt.len(), max_new_tokens)?;
-    if total > crate::model::MAX_POSITIONS {
+    if prompt.len().saturating_add(max_new_tokens) > crate::model::MAX_POSITIONS {
         return Err(layers::Error::TooLarge {
             what: "prompt + max_new_tokens".into(),
             requested: format!("{} + {max_new_tokens} positions", prompt.len()),

@@ -50,11 +50,13 @@ fn is_float(d: DType) -> bool {
     matches!(d, DType::F16 | DType::BF16 | DType::F32 | DType::F64)
 }
 
+/// Wrapped for candle's `SimpleBackend`, without the backtrace `Error::wrap` would capture under
+/// `RUST_BACKTRACE` (the message names the tensor: a trace adds nothing for the user).
 fn tensor_error(name: &str, message: String) -> candle_core::Error {
-    candle_core::Error::wrap(Error::Tensor {
+    candle_core::Error::Wrapped(Box::new(Error::Tensor {
         name: name.to_string(),
         message,
-    })
+    }))
 }
 
 impl CheckedSafetensors {
