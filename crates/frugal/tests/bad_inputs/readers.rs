@@ -127,7 +127,9 @@ fn scratch_file() -> PathBuf {
 fn read_safetensors(bytes: &[u8], shape: &[usize]) {
     let path = scratch_file();
     std::fs::write(&path, bytes).unwrap();
-    if let Ok(vb) = layers::weights::var_builder(&[path.clone()], DType::F32, &Device::Cpu) {
+    if let Ok(vb) =
+        layers::weights::var_builder(std::slice::from_ref(&path), DType::F32, &Device::Cpu)
+    {
         let _ = vb.get_unchecked("t");
         let _ = vb.get(shape, "t");
         let _ = vb.get_with_hints_dtype(shape, "t", candle_nn::Init::Const(0.0), DType::U8);
