@@ -1,6 +1,6 @@
 //! Griffin (RecurrentGemma) on the CPU: prefill tokens/s at T = 512 and 2048, and decode time per
 //! token after a 128-token prompt, for frugal's `griffin` and, side by side in the same run on the
-//! same random weights, candle-transformers' `recurrent_gemma` (the Rust peer, SPEC §6).
+//! same random weights, candle-transformers' `recurrent_gemma` (the Rust peer).
 //!
 //! Configs (as in the project's peer measurements): "tiny" = hidden 64, 4 layers, 4 heads, window 8,
 //! vocab 256 (the fixture's shape); "small" = hidden 512, 6 layers (r, r, a),

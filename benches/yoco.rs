@@ -1,6 +1,6 @@
-//! YOCO's claims, measured (SPEC §1.5): cache memory, prefill with early exit, and decode, against
-//! the same-size Transformer (the `transformer` crate: every layer full causal GQA attention
-//! with its own KV cache, on the same kernels; `yoco::Config::same_size_transformer`).
+//! YOCO's claims, measured (docs/yoco.md §5): cache memory, prefill with early exit, and decode,
+//! against the same-size Transformer (the `transformer` crate: every layer full causal GQA
+//! attention with its own KV cache, on the same kernels; `yoco::Config::same_size_transformer`).
 //!
 //! Printed first, one run:
 //! 1. Cache bytes of YOCO-3B (gated retention; and with a 1024-token sliding window) and of the

@@ -1,4 +1,5 @@
-// Fastformer's additive attention (Wu et al. 2021, §3; SPEC §4), fused: per sequence and head,
+// Fastformer's additive attention (Wu et al. 2021, §3; docs/fastformer.md), fused: per sequence and
+// head,
 //
 //   α_t = softmax_t( (w_q · q_t + b_q) / sqrt(d) + mask_t )      q̄ = Σ_t α_t q_t
 //   p_t = k_t ⊙ q̄

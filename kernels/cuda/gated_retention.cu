@@ -1,4 +1,4 @@
-// Gated retention (YOCO's gRetNet self-decoder; SPEC §1.2), chunkwise:
+// Gated retention (YOCO's gRetNet self-decoder; docs/yoco.md §2), chunkwise:
 //   S_t = exp(g_t) S_{t-1} + k_t^T v_t,   o_t = q_t S_t      (k already scaled by dk^-0.5)
 // Within a chunk, with G the chunk-local cumulative sum of g:
 //   o_i = sum_{j<=i} (q_i . k_j) exp(G_i - G_j) v_j  +  exp(G_i) q_i S      (intra + carried state)

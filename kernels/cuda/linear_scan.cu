@@ -17,8 +17,8 @@
 // 2 reads + 1 write instead of 1 + 1, paid only when T > FRUGAL_SCAN_CHUNK_LEN.
 //
 // A reset at t means h_{t-1} is ignored (h_t = x_t): the state restarts at a segment start, which
-// is RG-LRU's `a = a * (1 - reset)` (SPEC §2.3). Accumulation is f32 for every input dtype; the
-// final state is returned in f32.
+// is RG-LRU's `a = a * (1 - reset)` (docs/griffin.md §3). Accumulation is f32 for every input
+// dtype; the final state is returned in f32.
 
 #include "frugal_params.h"
 #include "frugal_device.cuh"

@@ -1,4 +1,5 @@
-// Smart Bird's sparse attention and the selection of its index sets (SPEC §5; crate smartbird).
+// Smart Bird's sparse attention and the selection of its index sets (docs/smartbird.md; crate
+// smartbird).
 //
 // sparse_attention_f32: a warp per (batch, head, query) gathers the query's K keys by index
 // (-1: an empty slot, skipped), scores them, softmaxes across the warp and sums the gathered

@@ -1,8 +1,8 @@
-// Ternary matmul (BitNet b1.58, SPEC §3.1): per-token int8 quantisation of the activations, then
-// y = (x_q . code^T - sum(x_q)) / s_x * scale on weights packed at 2 bits (layout: frugal_params.h
-// and kernels/src/ternary_matmul/mod.rs). A shift and a mask of one 32-bit word of a packed row
-// give the codes of 4 consecutive weights, which __dp4a multiplies with 4 consecutive int8
-// activations; the codes are w + 1, hence the subtraction of the activation sum.
+// Ternary matmul (BitNet b1.58, docs/bitnet.md §1): per-token int8 quantisation of the activations,
+// then y = (x_q . code^T - sum(x_q)) / s_x * scale on weights packed at 2 bits (layout:
+// frugal_params.h and kernels/src/ternary_matmul/mod.rs). A shift and a mask of one 32-bit word of
+// a packed row give the codes of 4 consecutive weights, which __dp4a multiplies with 4 consecutive
+// int8 activations; the codes are w + 1, hence the subtraction of the activation sum.
 #include "frugal_params.h"
 #include "frugal_device.cuh"
 

@@ -1,5 +1,5 @@
 //! Griffin's RG-LRU from its gate pre-activations to its output, fused into one pass over time
-//! (Griffin §2.4; SPEC §2.3; HF `RecurrentGemmaRglru`), CPU only:
+//! (Griffin §2.4; docs/griffin.md §3; HF `RecurrentGemmaRglru`), CPU only:
 //!
 //! ```text
 //! i_t = σ(gx_t + bx),  r_t = σ(ga_t + ba)

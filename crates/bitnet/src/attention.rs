@@ -1,4 +1,4 @@
-//! Grouped-query self-attention with RoPE, BitLinear projections and SubLN (SPEC §3.2):
+//! Grouped-query self-attention with RoPE, BitLinear projections and SubLN (docs/bitnet.md §2):
 //! `o_proj(attn_sub_norm(softmax(q kᵀ / sqrt(d) + causal) v))`.
 use candle_core::{DType, Module, Tensor};
 use candle_nn::{RmsNorm, VarBuilder};

@@ -1,4 +1,4 @@
-//! BitLinear (SPEC §3.1): a linear layer whose weights are ternary `{−1, 0, +1}` times a
+//! BitLinear (docs/bitnet.md §1): a linear layer whose weights are ternary `{−1, 0, +1}` times a
 //! per-tensor scale `β` (BitNet b1.58), or binary `±1` (the original BitNet), kept packed at 2 bits
 //! per weight ([`PackedTernary`]) from load to matmul; the input is quantised per token to int8 by
 //! absmax inside the kernel. `y = (x_q · W_tᵀ) / s_x · β`, no bias (2B4T has none).
@@ -98,9 +98,9 @@ impl BitLinear {
     }
 }
 
-/// SPEC §3.3: `autobitlinear` stores `β = mean|W|` (multiply), the legacy `bitlinear` class its
-/// inverse (divide). Trained BitNet weights have `mean|W|` well below 1, so a scale on the wrong
-/// side of 1 means the file and its config disagree: an error, not garbage output.
+/// docs/bitnet.md §3: `autobitlinear` stores `β = mean|W|` (multiply), the legacy `bitlinear` class
+/// its inverse (divide). Trained BitNet weights have `mean|W|` well below 1, so a scale on the
+/// wrong side of 1 means the file and its config disagree: an error, not garbage output.
 fn scale_from_checkpoint(stored: f32, convention: ScaleConvention, key: &str) -> Result<f32> {
     if !(stored.is_finite() && stored > 0.0) {
         return Err(BitNetError::Weights(format!(

@@ -1,5 +1,6 @@
 //! The model configuration, read from a BitNet checkpoint's own `config.json` (HF `model_type:
-//! bitnet`), including how its linear weights are stored (`quantization_config`, SPEC §3.3).
+//! bitnet`), including how its linear weights are stored (`quantization_config`, docs/bitnet.md
+//! §3).
 use std::path::Path;
 
 use serde::Deserialize;
@@ -184,7 +185,7 @@ impl Config {
         })
     }
 
-    /// `microsoft/bitnet-b1.58-2B-4T` (SPEC §3.2).
+    /// `microsoft/bitnet-b1.58-2B-4T` (docs/bitnet.md §2).
     pub fn b1_58_2b_4t() -> Self {
         Config {
             vocab_size: 128_256,
@@ -205,8 +206,8 @@ impl Config {
     }
 }
 
-/// SPEC §3.3: `quantization_config` decides the weight format. Without one, transformers runs a
-/// plain float model, which is not what a BitNet checkpoint means: an error here.
+/// docs/bitnet.md §3: `quantization_config` decides the weight format. Without one, transformers
+/// runs a plain float model, which is not what a BitNet checkpoint means: an error here.
 fn weight_format(q: Option<&QuantizationConfig>) -> Result<WeightFormat> {
     let q = q.ok_or_else(|| {
         bad("no quantization_config: a BitNet checkpoint declares {\"quant_method\": \"bitnet\", ...}")

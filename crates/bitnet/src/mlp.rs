@@ -1,4 +1,5 @@
-//! The feed-forward block (SPEC §3.2): `down_proj(ffn_sub_norm(relu(gate_proj x)² ⊙ up_proj x))`.
+//! The feed-forward block (docs/bitnet.md §2): `down_proj(ffn_sub_norm(relu(gate_proj x)² ⊙ up_proj
+//! x))`.
 use candle_core::{Module, Tensor};
 use candle_nn::{RmsNorm, VarBuilder};
 

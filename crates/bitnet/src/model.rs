@@ -26,7 +26,8 @@ impl Model {
     pub fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
         if vb.dtype() == DType::F16 {
             return Err(BitNetError::Input(
-                "f16 is not supported: relu² overflows it (SPEC §3.2); run in f32 or bf16".into(),
+                "f16 is not supported: relu² overflows it (docs/bitnet.md §2); run in f32 or bf16"
+                    .into(),
             ));
         }
         let weights = |e: candle_core::Error| BitNetError::Weights(e.to_string());

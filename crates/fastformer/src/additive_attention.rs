@@ -1,4 +1,4 @@
-//! Fastformer's additive attention, as the official code computes it (SPEC §4.2):
+//! Fastformer's additive attention, as the official code computes it (docs/fastformer.md §2):
 //!
 //! ```text
 //! q = query(x), k = key(x)                                  (Linear D -> D)

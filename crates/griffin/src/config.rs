@@ -269,7 +269,7 @@ impl Config {
         }
     }
 
-    /// `google/recurrentgemma-2b` (SPEC §2.5).
+    /// `google/recurrentgemma-2b` (docs/griffin.md §5).
     pub fn recurrent_gemma_2b() -> Self {
         use BlockType::*;
         Self::preset(

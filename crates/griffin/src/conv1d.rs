@@ -1,4 +1,4 @@
-//! The recurrent block's causal depthwise temporal convolution (SPEC §2.2):
+//! The recurrent block's causal depthwise temporal convolution (docs/griffin.md §2):
 //! `out_t = b + Σ_{s=0..K-1} w[K-1-s] ⊙ x_{t-s}`, the last tap on the current token.
 //!
 //! The whole sequence is convolved at once (K shifted multiply-adds over `[B, T, W]`), continuing

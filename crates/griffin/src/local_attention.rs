@@ -1,4 +1,5 @@
-//! Local multi-query attention (SPEC §2.4; HF `RecurrentGemmaSdpaAttention`): RoPE on the first
+//! Local multi-query attention (docs/griffin.md §4; HF `RecurrentGemmaSdpaAttention`): RoPE on the
+//! first
 //! `rotary_dim` dimensions of each head (rotate-half layout), a query at position i sees the keys
 //! at positions i − window < j ≤ i, and the cache is a ring of `window` key/value slots per
 //! sequence, so its size never grows with the sequence.

@@ -1,5 +1,5 @@
-//! The gated-GeLU MLP (SPEC §2.1): `down(gelu_tanh(gate(x)) * up(x))`, biases everywhere. The gate
-//! and up projections read the same input, so they are stacked into one product at load.
+//! The gated-GeLU MLP (docs/griffin.md §1): `down(gelu_tanh(gate(x)) * up(x))`, biases everywhere.
+//! The gate and up projections read the same input, so they are stacked into one product at load.
 use candle_core::{Module, Tensor};
 use candle_nn::{linear, VarBuilder};
 use kernels::cpu_linear::Linear;

@@ -1,5 +1,5 @@
 //! The model: embedding (scaled by sqrt(D) rounded to bf16), residual blocks, final RMSNorm, tied
-//! output embedding and logit soft cap (SPEC §2.1).
+//! output embedding and logit soft cap (docs/griffin.md §1).
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Embedding, VarBuilder};
 

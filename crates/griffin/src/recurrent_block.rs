@@ -1,4 +1,4 @@
-//! Griffin's recurrent block (SPEC §2.2): a GeLU branch times (Linear → Conv1D → RG-LRU).
+//! Griffin's recurrent block (docs/griffin.md §2): a GeLU branch times (Linear → Conv1D → RG-LRU).
 use candle_core::{Module, Tensor, D};
 use candle_nn::{linear, VarBuilder};
 use kernels::cpu_linear::Linear;

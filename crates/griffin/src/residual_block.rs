@@ -1,4 +1,5 @@
-//! The residual block (SPEC §2.1): `res = x + temporal(norm(x)); out = res + mlp(norm(res))`.
+//! The residual block (docs/griffin.md §1): `res = x + temporal(norm(x)); out = res +
+//! mlp(norm(res))`.
 use candle_core::{Module, Tensor};
 use candle_nn::VarBuilder;
 

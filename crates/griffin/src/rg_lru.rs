@@ -1,4 +1,5 @@
-//! The Real-Gated Linear Recurrent Unit (Griffin §2.4; SPEC §2.3; HF `RecurrentGemmaRglru`):
+//! The Real-Gated Linear Recurrent Unit (Griffin §2.4; docs/griffin.md §3; HF
+//! `RecurrentGemmaRglru`):
 //!
 //! ```text
 //! i_t = σ(BlockDiag_x(x_t)),  r_t = σ(BlockDiag_a(x_t))          (block = lru_width / heads)

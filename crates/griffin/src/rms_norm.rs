@@ -1,6 +1,6 @@
 //! RMSNorm as Gemma computes it: `x * rsqrt(mean(x²) + eps) * (1 + w)`, in f32 whatever the
-//! activation dtype (SPEC §2.1; HF `RecurrentGemmaRMSNorm`). f32 on the CPU takes one fused pass
-//! (`kernels::cpu_math::rms_norm_rows`) instead of seven tensor ops.
+//! activation dtype (docs/griffin.md §1; HF `RecurrentGemmaRMSNorm`). f32 on the CPU takes one
+//! fused pass (`kernels::cpu_math::rms_norm_rows`) instead of seven tensor ops.
 use candle_core::{DType, Module, Tensor, D};
 use candle_nn::VarBuilder;
 

@@ -1,4 +1,4 @@
-//! Each block against a plain reference loop written from the equations (SPEC §2.2–2.4), on
+//! Each block against a plain reference loop written from the equations (docs/griffin.md §2–4), on
 //! random weights, with prompts shorter than, equal to and longer than the attention window.
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 mod common;

@@ -1,6 +1,6 @@
 //! Smart Bird: learnable sparse attention (Wu, Wu, Qi, Jiao, Jiang, Huang, Xie; arXiv 2108.09193),
 //! **reconstructed**: no reference code is public, and only the method's outline is known
-//! (SPEC §5). What the paper states, and this crate follows:
+//! (docs/smartbird.md). What the paper states, and this crate follows:
 //!
 //! 1. a single-head, low-dimensional Transformer layer computes a sketched attention matrix
 //!    `softmax(Q̂K̂ᵀ/√d)` ([`sketch`]), cost O(N²·d);

@@ -1,4 +1,4 @@
-//! YOCO's caches (SPEC §1.5): per self-decoder layer a constant-size state (gated retention's
+//! YOCO's caches (docs/yoco.md §5): per self-decoder layer a constant-size state (gated retention's
 //! `d × d` per head, or a `window`-slot ring of keys and values), plus ONE key/value cache for the
 //! whole cross-decoder, its capacity fixed at creation. Going past it is an error.
 use crate::error::{Result, YocoError};

@@ -174,7 +174,7 @@ impl Config {
         self.dim / self.n_attn_heads
     }
 
-    /// The reference's `yoco_3b` (SPEC §1.6).
+    /// The reference's `yoco_3b` (docs/yoco.md §6).
     pub fn yoco_3b() -> Self {
         Config {
             dim: 3072,

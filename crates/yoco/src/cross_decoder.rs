@@ -1,5 +1,5 @@
-//! The cross-decoder (SPEC §1.1, `yoco.py` `CrossDecoder`, `cross_attention.py`): one key/value
-//! set computed once from the self-decoder's output,
+//! The cross-decoder (docs/yoco.md §1, `yoco.py` `CrossDecoder`, `cross_attention.py`): one
+//! key/value set computed once from the self-decoder's output,
 //! `K = RoPE(k_proj(kv_layer_norm(x)))`, `V = v_proj(kv_layer_norm(x))` (GQA heads), written to the
 //! shared cache and read by every cross layer: `out_proj(causal attention(RoPE(q_proj(·)), K, V))`.
 use candle_core::{Module, Tensor};

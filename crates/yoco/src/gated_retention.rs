@@ -1,4 +1,4 @@
-//! The gated-retention mixer (gRetNet; SPEC §1.2, `gate_retention.py`):
+//! The gated-retention mixer (gRetNet; docs/yoco.md §2, `gate_retention.py`):
 //!
 //! ```text
 //! q, k = RoPE(W_q x), RoPE(W_k x) · d^-0.5;  v = W_v x;  g = W_g x

@@ -1,7 +1,7 @@
 //! The YOCO language model (`yoco.py` `YOCO`): `x = sqrt(dim) · embed(tokens)`, the self-decoder,
 //! the cross-decoder on its output with the one shared KV, the final RMSNorm and the untied output
 //! projection. Prefill can exit early: the prompt's positions need only the self-decoder and the
-//! K/V projection, not the cross-decoder (SPEC §1.4).
+//! K/V projection, not the cross-decoder (docs/yoco.md §4).
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Embedding, RmsNorm, VarBuilder};
 use kernels::cpu_linear::Linear;

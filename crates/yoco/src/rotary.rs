@@ -1,4 +1,4 @@
-//! RoPE as the reference applies it (SPEC §1.1): interleaved pairs `(2i, 2i+1)` and the
+//! RoPE as the reference applies it (docs/yoco.md §1): interleaved pairs `(2i, 2i+1)` and the
 //! non-standard frequencies `1 / θ^linspace(0, 1, d/2)` (the endpoint 1 included, not the usual
 //! `arange(0, d, 2)/d`), angles `position · frequency` in f32.
 

@@ -1,4 +1,4 @@
-//! The sliding-window attention mixer (SPEC §1.3, `sliding_window_attention.py`): multi-head
+//! The sliding-window attention mixer (docs/yoco.md §3, `sliding_window_attention.py`): multi-head
 //! softmax attention in which each query sees the last `window` keys, itself included, with
 //! interleaved RoPE on q and k. The cache keeps the last `window − 1` keys and values: all the
 //! next query needs besides its own.

@@ -1,7 +1,7 @@
 /*
  * Kernel parameter structs: the one definition of every kernel's launch layout.
  *
- * CUDA kernels take one of these by value. The Rust side (kernels/src/gpu/params.rs) is generated
+ * CUDA kernels take one of these by value. The Rust side (kernels/src/params.rs) is generated
  * from this file by `cargo xtask bindings` (bindgen) and checked fresh in CI, so the two cannot
  * drift. Plain C: fixed-width integers and pointers only, no CUDA types.
  */

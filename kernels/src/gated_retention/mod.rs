@@ -1,4 +1,4 @@
-//! Gated retention (YOCO's gRetNet self-decoder, SPEC §1.2): per batch and head, a `dk × dv`
+//! Gated retention (YOCO's gRetNet self-decoder, docs/yoco.md §2): per batch and head, a `dk × dv`
 //! state with a scalar, data-dependent decay per token:
 //!
 //! ```text

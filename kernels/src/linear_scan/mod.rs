@@ -1,6 +1,6 @@
 //! Linear-recurrence scan: `h_t = a_t ⊙ h_{t-1} + x_t` over time, independently per channel.
 //!
-//! This is the recurrence under the RG-LRU (Griffin §2.4, SPEC §2.3: the model computes
+//! This is the recurrence under the RG-LRU (Griffin §2.4, docs/griffin.md §3: the model computes
 //! `a_t` and `x_t = sqrt(1 - a_t²) ⊙ i_t ⊙ x_t` and hands both here) and Hawk. Layout is
 //! `[batch, seq_len, channels]`, channels contiguous. Options:
 //! - an initial state `h0` `[batch, channels]` (f32), zeros when absent: continues a cached state,

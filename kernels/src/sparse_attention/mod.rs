@@ -1,5 +1,5 @@
-//! Smart Bird's kernels (SPEC §5): the selection of each head's sparse key set from the sketched
-//! attention matrix, and attention over the gathered keys.
+//! Smart Bird's kernels (docs/smartbird.md): the selection of each head's sparse key set from the
+//! sketched attention matrix, and attention over the gathered keys.
 //!
 //! **Selection** ([`SketchTopk`]): for every batch, head `h` and query `i`, the `K` keys with the
 //! largest `log Â[i, j] + G[b, h, i, j]` (ties: the smaller `j`), where `G` is Gumbel(0, 1) noise

@@ -1,4 +1,5 @@
-//! Ternary matmul: `y = x · Wᵀ` with ternary `W ∈ {−1, 0, +1}` (BitNet b1.58, SPEC §3.1) or binary
+//! Ternary matmul: `y = x · Wᵀ` with ternary `W ∈ {−1, 0, +1}` (BitNet b1.58, docs/bitnet.md §1) or
+//! binary
 //! `W ∈ {−1, +1}` (the original BitNet), stored packed at 2 bits per weight from load to matmul,
 //! and int8 activations quantised per token by absmax:
 //!

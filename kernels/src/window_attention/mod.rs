@@ -1,6 +1,6 @@
-//! Sliding-window causal attention (YOCO's SWA self-decoder, SPEC §1.3) and plain causal attention
-//! (`window = None`, YOCO's cross-decoder), with grouped KV heads and position offsets for chunked
-//! prefill and decoding against cached keys:
+//! Sliding-window causal attention (YOCO's SWA self-decoder, docs/yoco.md §3) and plain causal
+//! attention (`window = None`, YOCO's cross-decoder), with grouped KV heads and position offsets
+//! for chunked prefill and decoding against cached keys:
 //!
 //! ```text
 //! query i sits at position q_offset + i, key j at k_offset + j;

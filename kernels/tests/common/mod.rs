@@ -42,7 +42,7 @@ pub enum Resets {
 }
 
 impl<T: ScanElement> Case<T> {
-    /// Decays in [0, 0.999) (as the RG-LRU's, SPEC §2.3), inputs in [-1, 1).
+    /// Decays in [0, 0.999) (as the RG-LRU's, docs/griffin.md §3), inputs in [-1, 1).
     pub fn random(shape: ScanShape, with_h0: bool, resets: Resets, seed: u64) -> Self {
         let mut rng = Rng::new(seed);
         let a = (0..shape.len())
