@@ -1,6 +1,6 @@
 //! YOCO's claims, measured (docs/yoco.md §5): cache memory, prefill with early exit, and decode,
 //! against the same-size Transformer (the `transformer` crate: every layer full causal GQA
-//! attention with its own KV cache, on the same kernels; `yoco::Config::same_size_transformer`).
+//! attention with its own KV cache, on the same kernels; [`same_size_transformer`]).
 //!
 //! Printed first, one run:
 //! 1. Cache bytes of YOCO-3B (gated retention; and with a 1024-token sliding window) and of the
@@ -22,6 +22,23 @@ use kernels::gated_retention::{gated_retention_cpu, RetentionInput, RetentionSha
 use kernels::window_attention::{window_attention_cpu, WindowInput, WindowShape};
 use transformer::{KvCache, Transformer};
 use yoco::{Cache, Config};
+
+/// The Transformer YOCO is measured against (the paper's Table 1 comparison): the same width,
+/// depth, FFN, vocabulary, RoPE θ and norm ε, every one of its `n_layers` layers full causal
+/// attention with the cross-decoder's GQA heads and its own KV cache.
+fn same_size_transformer(y: &Config) -> transformer::Config {
+    let mut cfg = transformer::Config::dense(
+        y.dim,
+        y.n_layers,
+        y.n_attn_heads,
+        y.n_attn_kv_heads,
+        y.hidden_dim,
+        y.vocab_size,
+    );
+    cfg.rope_theta = y.rope_theta;
+    cfg.rms_norm_eps = y.norm_eps;
+    cfg
+}
 
 fn quick() -> bool {
     std::env::var_os("FRUGAL_BENCH_QUICK").is_some()
@@ -48,7 +65,7 @@ fn memory_table() {
             .expect("cache")
             .bytes(Cache::window_ring_bytes(&swa, 1))
             .total();
-        let tr = KvCache::new(&gret.same_size_transformer(), 1, t)
+        let tr = KvCache::new(&same_size_transformer(&gret), 1, t)
             .expect("cache")
             .bytes();
         println!(
@@ -112,7 +129,7 @@ fn speed_tables() {
     let swa = yoco::Model::new(&swa_cfg, random_vb(&swa_cfg, &m2, "embed_tokens.weight"))
         .expect("yoco swa");
     let base = Transformer::new(
-        &cfg.same_size_transformer(),
+        &same_size_transformer(&cfg),
         random_vb(&cfg, &m3, "model.embed_tokens.weight"),
     )
     .expect("transformer");

@@ -13,21 +13,85 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use serde::Serialize;
 
-/// The architectures `compare` knows, in table order (the baseline last).
 /// The longest context `--contexts` accepts: every model's cache is sized for it up front, and
 /// the dense baseline's prefill grows with its square.
 pub const MAX_CONTEXT: usize = 1 << 16;
 
-pub const ARCHS: &[&str] = &[
-    "yoco-gret",
-    "yoco-swa",
-    "griffin",
-    "hawk",
-    "bitnet",
-    "fastformer",
-    "smartbird",
-    "transformer",
-];
+/// The architectures `compare` knows; `Arch::ALL` is the table order (the baseline last).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Arch {
+    /// YOCO with the gated-retention self-decoder.
+    #[value(name = "yoco-gret")]
+    YocoGret,
+    /// YOCO with the sliding-window self-decoder.
+    #[value(name = "yoco-swa")]
+    YocoSwa,
+    /// Griffin: RG-LRU blocks and local attention, 2:1.
+    Griffin,
+    /// Hawk: RG-LRU blocks only.
+    Hawk,
+    /// BitNet b1.58: ternary weights, int8 activations.
+    Bitnet,
+    /// Fastformer: additive attention (an encoder).
+    Fastformer,
+    /// Smart Bird: learnable sparse attention (an encoder).
+    Smartbird,
+    /// The dense Llama-style baseline every ratio is taken against (always run).
+    Transformer,
+}
+
+impl Arch {
+    pub const ALL: [Arch; 8] = [
+        Arch::YocoGret,
+        Arch::YocoSwa,
+        Arch::Griffin,
+        Arch::Hawk,
+        Arch::Bitnet,
+        Arch::Fastformer,
+        Arch::Smartbird,
+        Arch::Transformer,
+    ];
+
+    /// The name on the command line, in the table and in the JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::YocoGret => "yoco-gret",
+            Arch::YocoSwa => "yoco-swa",
+            Arch::Griffin => "griffin",
+            Arch::Hawk => "hawk",
+            Arch::Bitnet => "bitnet",
+            Arch::Fastformer => "fastformer",
+            Arch::Smartbird => "smartbird",
+            Arch::Transformer => "transformer",
+        }
+    }
+}
+
+/// `--size`: one of [`SIZES`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SizeName {
+    /// Hidden 128, 4 layers, contexts 128 and 512: a few seconds.
+    Tiny,
+    /// Hidden 256, 4 layers, contexts 256 to 2048: under a minute on 2 cores.
+    Small,
+    /// Hidden 512, 8 layers, contexts 512 to 8192: minutes.
+    Base,
+}
+
+impl SizeName {
+    pub fn size(self) -> Size {
+        let name = match self {
+            SizeName::Tiny => "tiny",
+            SizeName::Small => "small",
+            SizeName::Base => "base",
+        };
+        SIZES
+            .iter()
+            .copied()
+            .find(|s| s.name == name)
+            .unwrap_or(SIZES[0])
+    }
+}
 
 /// The shared model size.
 #[derive(Debug, Clone, Copy)]
@@ -83,17 +147,6 @@ pub const SIZES: &[Size] = &[
         contexts: &[512, 2048, 8192],
     },
 ];
-
-pub fn size(name: &str) -> Result<Size> {
-    SIZES
-        .iter()
-        .copied()
-        .find(|s| s.name == name)
-        .with_context(|| {
-            let names: Vec<_> = SIZES.iter().map(|s| s.name).collect();
-            format!("unknown --size `{name}`; known: {}", names.join(", "))
-        })
-}
 
 /// One architecture at one context length.
 #[derive(Debug, Clone, Serialize)]
@@ -181,88 +234,105 @@ fn griffin_config(s: &Size, hawk: bool) -> griffin::Config {
     }
 }
 
-fn build(arch: &str, s: &Size, max_len: usize) -> Result<(Built, usize)> {
+/// The dense baseline at the shared size: every layer full causal attention with YOCO's
+/// cross-decoder heads (GQA) and its own KV cache; YOCO's RoPE θ and norm ε.
+fn transformer_config(s: &Size) -> transformer::Config {
+    let mut cfg =
+        transformer::Config::dense(s.hidden, s.layers, s.heads, s.kv_heads, s.ffn, s.vocab);
+    cfg.rope_theta = 10_000.0;
+    cfg.rms_norm_eps = 1e-5;
+    cfg
+}
+
+fn bitnet_config(s: &Size, max_len: usize) -> bitnet::Config {
+    bitnet::Config {
+        vocab_size: s.vocab,
+        hidden_size: s.hidden,
+        intermediate_size: s.ffn,
+        num_hidden_layers: s.layers,
+        num_attention_heads: s.heads,
+        num_key_value_heads: s.kv_heads,
+        head_dim: s.hidden / s.heads,
+        max_position_embeddings: max_len,
+        rms_norm_eps: 1e-5,
+        rope_theta: 500_000.0,
+        tie_word_embeddings: true,
+        // Master weights, ternarised (and packed) once at load.
+        weight_format: bitnet::WeightFormat::Master,
+    }
+}
+
+fn fastformer_config(s: &Size, max_len: usize) -> fastformer::Config {
+    fastformer::Config {
+        hidden_size: s.hidden,
+        num_attention_heads: s.heads,
+        num_hidden_layers: s.layers,
+        intermediate_size: s.ffn,
+        max_position_embeddings: max_len,
+        vocab_size: s.vocab,
+        layer_norm_eps: 1e-12,
+        hidden_act: "gelu".into(),
+        pooler_type: "weightpooler".into(),
+        num_labels: 2,
+        pad_token_id: 0,
+        share_query_value: true,
+        share_layers: false,
+    }
+}
+
+fn smartbird_config(s: &Size, max_len: usize) -> smartbird::Config {
+    smartbird::Config {
+        hidden_size: s.hidden,
+        num_attention_heads: s.heads,
+        num_hidden_layers: s.layers,
+        intermediate_size: s.ffn,
+        max_position_embeddings: max_len,
+        vocab_size: s.vocab,
+        layer_norm_eps: 1e-12,
+        num_labels: 2,
+        pad_token_id: 0,
+        sketch_dim: 16,
+        keys_per_query: 64,
+        sampling: smartbird::Sampling::Gumbel,
+        seed: 0,
+        include_self: false,
+    }
+}
+
+/// `arch` at the shared size with random weights, and its weights' bytes.
+fn build(arch: Arch, s: &Size, max_len: usize) -> Result<(Built, usize)> {
     Ok(match arch {
-        "yoco-gret" | "yoco-swa" => {
-            let window = (arch == "yoco-swa").then_some(s.window);
+        Arch::YocoGret | Arch::YocoSwa => {
+            let window = (arch == Arch::YocoSwa).then_some(s.window);
             let cfg = yoco_config(s, window, max_len);
             let (m, b) = random(|vb| Ok(yoco::Model::new(&cfg, vb)?))?;
             (Built::Yoco(Box::new(m)), b)
         }
-        "transformer" => {
-            let cfg = yoco_config(s, None, max_len).same_size_transformer();
+        Arch::Transformer => {
+            let cfg = transformer_config(s);
             let (m, b) = random(|vb| Ok(transformer::Transformer::new(&cfg, vb)?))?;
             (Built::Dense(Box::new(m)), b)
         }
-        "griffin" | "hawk" => {
-            let cfg = griffin_config(s, arch == "hawk");
+        Arch::Griffin | Arch::Hawk => {
+            let cfg = griffin_config(s, arch == Arch::Hawk);
             let (m, b) = random(|vb| Ok(griffin::Model::new(&cfg, vb)?))?;
             (Built::Griffin(Box::new(m)), b)
         }
-        "bitnet" => {
-            let cfg = bitnet::Config {
-                vocab_size: s.vocab,
-                hidden_size: s.hidden,
-                intermediate_size: s.ffn,
-                num_hidden_layers: s.layers,
-                num_attention_heads: s.heads,
-                num_key_value_heads: s.kv_heads,
-                head_dim: s.hidden / s.heads,
-                max_position_embeddings: max_len,
-                rms_norm_eps: 1e-5,
-                rope_theta: 500_000.0,
-                tie_word_embeddings: true,
-                // Master weights, ternarised (and packed) once at load.
-                weight_format: bitnet::WeightFormat::Master,
-            };
+        Arch::Bitnet => {
+            let cfg = bitnet_config(s, max_len);
             let (m, _) = random(|vb| Ok(bitnet::Model::new(&cfg, vb)?))?;
             let w = m.weight_bytes();
             (Built::BitNet(Box::new(m)), w.packed + w.float)
         }
-        "fastformer" => {
-            let cfg = fastformer::Config {
-                hidden_size: s.hidden,
-                num_attention_heads: s.heads,
-                num_hidden_layers: s.layers,
-                intermediate_size: s.ffn,
-                max_position_embeddings: max_len,
-                vocab_size: s.vocab,
-                layer_norm_eps: 1e-12,
-                hidden_act: "gelu".into(),
-                pooler_type: "weightpooler".into(),
-                num_labels: 2,
-                pad_token_id: 0,
-                share_query_value: true,
-                share_layers: false,
-            };
+        Arch::Fastformer => {
+            let cfg = fastformer_config(s, max_len);
             let (m, b) = random(|vb| Ok(fastformer::Model::new(&cfg, vb)?))?;
             (Built::Fastformer(Box::new(m)), b)
         }
-        "smartbird" => {
-            let cfg = smartbird::Config {
-                hidden_size: s.hidden,
-                num_attention_heads: s.heads,
-                num_hidden_layers: s.layers,
-                intermediate_size: s.ffn,
-                max_position_embeddings: max_len,
-                vocab_size: s.vocab,
-                layer_norm_eps: 1e-12,
-                num_labels: 2,
-                pad_token_id: 0,
-                sketch_dim: 16,
-                keys_per_query: 64,
-                sampling: smartbird::Sampling::Gumbel,
-                seed: 0,
-                include_self: false,
-            };
+        Arch::Smartbird => {
+            let cfg = smartbird_config(s, max_len);
             let (m, b) = random(|vb| Ok(smartbird::Model::new(&cfg, vb)?))?;
             (Built::SmartBird(Box::new(m)), b)
-        }
-        other => {
-            bail!(
-                "unknown architecture `{other}` for --archs; known: {}",
-                ARCHS.join(", ")
-            )
         }
     })
 }
@@ -335,7 +405,7 @@ fn measure(
 pub fn run(
     s: &Size,
     contexts: &[usize],
-    archs: &[String],
+    archs: &[Arch],
     mut progress: impl FnMut(usize, usize, &str),
 ) -> Result<Vec<Record>> {
     if contexts.is_empty() || contexts.contains(&0) {
@@ -345,25 +415,26 @@ pub fn run(
     let total = archs.len() * (contexts.len() + 1);
     let mut done = 0;
     let mut records = Vec::new();
-    for arch in archs {
-        progress(done, total, &format!("building {arch}"));
+    for &arch in archs {
+        let name = arch.name();
+        progress(done, total, &format!("building {name}"));
         let (model, weight_bytes) = build(arch, s, max_len)?;
         // A short warm-up run, so first-call costs stay out of the figures.
         measure(&model, &prompt(16, s.vocab), 1)?;
         done += 1;
         for &t in contexts {
-            progress(done, total, &format!("{arch} at {t} tokens"));
+            progress(done, total, &format!("{name} at {t} tokens"));
             // The median of a few runs: one run of a short context is at the mercy of the
             // machine's other work.
             let runs = (0..RUNS)
                 .map(|_| measure(&model, &prompt(t, s.vocab), s.decode_steps))
                 .collect::<Result<Vec<_>>>()
-                .with_context(|| format!("{arch} at context {t}"))?;
+                .with_context(|| format!("{name} at context {t}"))?;
             let p = median(runs.iter().map(|r| r.0));
             let d = runs[0].1.map(|_| median(runs.iter().filter_map(|r| r.1)));
             let cache = runs[0].2;
             records.push(Record {
-                arch: arch.clone(),
+                arch: name.to_string(),
                 context: t,
                 prefill_tokens_per_s: t as f64 / p,
                 decode_tokens_per_s: d.map(|d| s.decode_steps as f64 / d),

@@ -9,6 +9,9 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, IndexOp, Tensor};
 
+use crate::model_dir::ModelArch;
+use crate::DTypeArg;
+
 /// Sampling settings.
 #[derive(Debug, Clone, Copy)]
 pub struct Sampling {
@@ -229,9 +232,11 @@ fn sample(logits: &Tensor, s: &Sampling, rng: &mut Rng) -> Result<u32> {
 }
 
 /// Runs generation, writing text to `out` as it comes; returns the generated ids.
+#[allow(clippy::too_many_arguments)]
 pub fn generate(
     model: &str,
-    arch: Option<&str>,
+    arch: Option<ModelArch>,
+    dtype: DTypeArg,
     prompt: &str,
     max_tokens: usize,
     sampling: &Sampling,
@@ -271,27 +276,29 @@ pub fn generate(
         let max = max_tokens.min(room);
         Ok((max, (ids.len() + max).max(1)))
     };
-    let (mut decoder, max_tokens): (Box<dyn Decoder>, usize) = match arch.as_str() {
-        "recurrent_gemma" | "griffin" | "hawk" => {
-            let m = griffin::load(&dir, DType::F32, &Device::Cpu).with_context(|| load(&arch))?;
+    let what = format!("{arch:?}");
+    let (mut decoder, max_tokens): (Box<dyn Decoder>, usize) = match arch {
+        a if a.is_griffin() => {
+            let m = griffin::load(&dir, dtype.dtype(), &Device::Cpu).with_context(|| load(&what))?;
             let (max, _) = fit(griffin::MAX_POSITIONS, "positions exact for RoPE in f32")?;
             let st = m.new_state(1)?;
             (Box::new(Griffin(m, st)), max)
         }
-        "bitnet" => {
-            let m = bitnet::load(&dir, DType::F32, &Device::Cpu).with_context(|| load(&arch))?;
+        ModelArch::Bitnet => {
+            let m = bitnet::load(&dir, dtype.dtype(), &Device::Cpu).with_context(|| load(&what))?;
             let (max, cap) = fit(m.config().max_position_embeddings, "max_position_embeddings")?;
             let c = m.new_cache(1, cap)?;
             (Box::new(BitNet(m, c)), max)
         }
-        "yoco" => {
-            let m = yoco::load(&dir, &Device::Cpu).with_context(|| load(&arch))?;
+        ModelArch::Yoco => {
+            crate::logits::f32_only(dtype, "yoco")?;
+            let m = yoco::load(&dir, &Device::Cpu).with_context(|| load(&what))?;
             let limit = usize::try_from(m.config().max_seq_len).unwrap_or(usize::MAX);
             let (max, cap) = fit(limit, "max_seq_len")?;
             let c = m.new_cache(1, cap)?;
             (Box::new(Yoco(m, c)), max)
         }
-        other => bail!("`frugal generate` needs a decoder (recurrent_gemma, bitnet, yoco); `{other}` is not one"),
+        other => bail!("`frugal generate` needs a decoder (recurrent_gemma, griffin, hawk, bitnet, yoco); {other:?} is an encoder"),
     };
     let mut rng = Rng(sampling.seed);
     let start = Instant::now();

@@ -7,6 +7,8 @@ use anyhow::{Context, Result};
 use candle_core::{DType, Device};
 use serde_json::{json, Value};
 
+use crate::DTypeArg;
+
 /// The logits as a flat list for JSON, which has no NaN or infinity (serde would write `null`):
 /// a non-finite value is an error. The models check each layer's output, so this only catches
 /// what they could not attribute to a layer.
@@ -21,9 +23,17 @@ fn finite_values(logits: &candle_core::Tensor) -> Result<Vec<f32>> {
     Ok(flat)
 }
 
-/// RecurrentGemma / Griffin / Hawk checkpoints, in f32 on the CPU.
-pub fn griffin(dir: &Path, ids: &[u32], max_new_tokens: usize) -> Result<Value> {
-    let model = griffin::load(dir, DType::F32, &Device::Cpu)
+/// An error unless `dtype` is f32: `arch` is checked in f32 only.
+pub fn f32_only(dtype: DTypeArg, arch: &str) -> Result<()> {
+    if dtype != DTypeArg::F32 {
+        anyhow::bail!("--dtype {dtype:?}: {arch} runs in f32 only");
+    }
+    Ok(())
+}
+
+/// RecurrentGemma / Griffin / Hawk checkpoints, in `dtype` (f32 or bf16) on the CPU.
+pub fn griffin(dir: &Path, ids: &[u32], max_new_tokens: usize, dtype: DTypeArg) -> Result<Value> {
+    let model = griffin::load(dir, dtype.dtype(), &Device::Cpu)
         .with_context(|| format!("loading {}", dir.display()))?;
     let (logits, new_tokens) = griffin::generation::greedy(&model, ids, max_new_tokens)?;
     let shape = logits.dims().to_vec();
@@ -31,10 +41,10 @@ pub fn griffin(dir: &Path, ids: &[u32], max_new_tokens: usize) -> Result<Value> 
     Ok(json!({ "logits_shape": shape, "logits": flat, "new_tokens": new_tokens }))
 }
 
-/// BitNet b1.58 checkpoints (packed, master or legacy, from `quantization_config`), in f32 on
-/// the CPU.
-pub fn bitnet(dir: &Path, ids: &[u32], max_new_tokens: usize) -> Result<Value> {
-    let model = bitnet::load(dir, DType::F32, &Device::Cpu)
+/// BitNet b1.58 checkpoints (packed, master or legacy, from `quantization_config`), in `dtype`
+/// (f32 or bf16) on the CPU.
+pub fn bitnet(dir: &Path, ids: &[u32], max_new_tokens: usize, dtype: DTypeArg) -> Result<Value> {
+    let model = bitnet::load(dir, dtype.dtype(), &Device::Cpu)
         .with_context(|| format!("loading {}", dir.display()))?;
     let (logits, new_tokens) = bitnet::generation::greedy(&model, ids, max_new_tokens)?;
     let shape = logits.dims().to_vec();

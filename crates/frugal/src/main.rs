@@ -22,7 +22,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use compare::{Arch, SizeName};
+use model_dir::ModelArch;
 
 #[derive(Parser)]
 #[command(
@@ -36,25 +39,53 @@ struct Cli {
     command: Option<Command>,
 }
 
+/// Where a model runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum DeviceArg {
+    Cpu,
+    /// Not available yet: the models' candle path runs on the CPU in this build.
+    Cuda,
+}
+
+/// The dtype a model computes in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DTypeArg {
+    F32,
+    /// Griffin / RecurrentGemma and BitNet only.
+    Bf16,
+    /// Refused by every model so far (BitNet's relu² overflows it; the others are checked in f32
+    /// and bf16 only).
+    F16,
+}
+
+impl DTypeArg {
+    pub fn dtype(self) -> candle_core::DType {
+        match self {
+            DTypeArg::F32 => candle_core::DType::F32,
+            DTypeArg::Bf16 => candle_core::DType::BF16,
+            DTypeArg::F16 => candle_core::DType::F16,
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Every architecture and a dense Transformer baseline at one model size, random weights:
     /// prefill and decode tokens/s, cache and weight bytes, and their ratios to the baseline,
     /// over context lengths. Prints a table and writes an SVG plot.
     Compare {
-        /// Model size: tiny, small (default, under a minute on 2 cores) or base.
-        #[arg(long, default_value = "small")]
-        size: String,
-        /// Context lengths, comma-separated (default: the size's).
+        /// Model size.
+        #[arg(long, value_enum, default_value_t = SizeName::Small)]
+        size: SizeName,
+        /// Context lengths, comma-separated, each in 1..=65536 (default: the size's).
         #[arg(long)]
         contexts: Option<String>,
-        /// Architectures, comma-separated (default: all): yoco-gret, yoco-swa, griffin, hawk,
-        /// bitnet, fastformer, smartbird, transformer (the baseline, always run).
-        #[arg(long)]
-        archs: Option<String>,
-        /// cpu, or cuda (not available: the models' candle path runs on the CPU).
-        #[arg(long, default_value = "cpu")]
-        device: String,
+        /// Architectures, comma-separated (default: all); the baseline always runs.
+        #[arg(long, value_enum, value_delimiter = ',')]
+        archs: Vec<Arch>,
+        /// Where the models run.
+        #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+        device: DeviceArg,
         /// Where to write the SVG plot.
         #[arg(long, default_value = "frugal-compare.svg")]
         plot: PathBuf,
@@ -71,7 +102,7 @@ enum Command {
         model: String,
         #[arg(long)]
         prompt: String,
-        /// Tokens to generate at most (EOS stops earlier).
+        /// Tokens to generate at most (EOS, or the model's context, stops earlier).
         #[arg(long, default_value_t = 64)]
         max_tokens: usize,
         /// 0: greedy.
@@ -84,8 +115,14 @@ enum Command {
         #[arg(long, default_value_t = 299_792_458)]
         seed: u64,
         /// Architecture, where config.json does not say (e.g. yoco).
-        #[arg(long)]
-        arch: Option<String>,
+        #[arg(long, value_enum)]
+        arch: Option<ModelArch>,
+        /// The dtype the model computes in.
+        #[arg(long, value_enum, default_value_t = DTypeArg::F32)]
+        dtype: DTypeArg,
+        /// Where the model runs.
+        #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+        device: DeviceArg,
     },
     /// What this build has: CPU features, GPU and driver, compiled kernels.
     Info,
@@ -101,8 +138,14 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         max_new_tokens: usize,
         /// Architecture, where config.json does not say (e.g. yoco).
-        #[arg(long)]
-        arch: Option<String>,
+        #[arg(long, value_enum)]
+        arch: Option<ModelArch>,
+        /// The dtype the model computes in (the logits are printed as f32).
+        #[arg(long, value_enum, default_value_t = DTypeArg::F32)]
+        dtype: DTypeArg,
+        /// Where the model runs.
+        #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+        device: DeviceArg,
     },
     /// Class logits of an encoder checkpoint for a batch of sequences.
     Classify {
@@ -113,63 +156,69 @@ enum Command {
         #[arg(long)]
         input_ids: String,
         /// Architecture, where config.json does not say.
-        #[arg(long)]
-        arch: Option<String>,
+        #[arg(long, value_enum)]
+        arch: Option<ModelArch>,
+        /// Where the model runs.
+        #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+        device: DeviceArg,
     },
 }
 
-fn run_compare(
-    size: &str,
-    contexts: Option<&str>,
-    archs: Option<&str>,
-    device: &str,
-    plot: &std::path::Path,
-    json: bool,
-) -> Result<()> {
-    match device {
-        "cpu" => {}
-        "cuda" => anyhow::bail!(
+/// The CPU, or an error for a device this build cannot run the models on.
+fn device(d: DeviceArg) -> Result<()> {
+    match d {
+        DeviceArg::Cpu => Ok(()),
+        DeviceArg::Cuda => anyhow::bail!(
             "--device cuda: the models run their candle path on the CPU in this build; the CUDA \
              kernels are measured by `cargo xtask bench-gpu`"
         ),
-        other => anyhow::bail!("--device `{other}`: use cpu (or cuda)"),
     }
-    let s = compare::size(size)?;
-    let contexts: Vec<usize> = match contexts {
-        Some(c) => c
-            .split(',')
-            .map(|x| {
-                let n: usize = x
-                    .trim()
-                    .parse()
-                    .map_err(|_| anyhow::anyhow!("--contexts: `{x}` is not a length"))?;
-                if n == 0 || n > compare::MAX_CONTEXT {
-                    anyhow::bail!(
-                        "--contexts: {n} is outside 1..={} (the longest context compare \
-                         measures: each model's cache is sized for it, with random weights)",
-                        compare::MAX_CONTEXT
-                    );
-                }
-                Ok(n)
-            })
-            .collect::<Result<_>>()?,
-        None => s.contexts.to_vec(),
+}
+
+fn parse_contexts(contexts: Option<&str>, default: &[usize]) -> Result<Vec<usize>> {
+    let Some(c) = contexts else {
+        return Ok(default.to_vec());
     };
+    c.split(',')
+        .map(|x| {
+            let n: usize = x
+                .trim()
+                .parse()
+                .map_err(|_| anyhow::anyhow!("--contexts: `{x}` is not a length"))?;
+            if n == 0 || n > compare::MAX_CONTEXT {
+                anyhow::bail!(
+                    "--contexts: {n} is outside 1..={} (the longest context compare measures: \
+                     each model's cache is sized for it, with random weights)",
+                    compare::MAX_CONTEXT
+                );
+            }
+            Ok(n)
+        })
+        .collect()
+}
+
+fn run_compare(
+    size: SizeName,
+    contexts: Option<&str>,
+    archs: &[Arch],
+    device_arg: DeviceArg,
+    plot: &std::path::Path,
+    json: bool,
+) -> Result<()> {
+    device(device_arg)?;
+    let s = size.size();
+    let contexts = parse_contexts(contexts, s.contexts)?;
     // The plot is written after minutes of measuring: a path that cannot be written is found now.
     plot::check_writable(plot)?;
-    let mut archs: Vec<String> = match archs {
-        Some(a) => a.split(',').map(|x| x.trim().to_string()).collect(),
-        None => compare::ARCHS.iter().map(|a| a.to_string()).collect(),
+    let mut archs: Vec<Arch> = if archs.is_empty() {
+        Arch::ALL.to_vec()
+    } else {
+        archs.to_vec()
     };
-    if let Some(bad) = archs.iter().find(|a| !compare::ARCHS.contains(&a.as_str())) {
-        anyhow::bail!(
-            "--archs: unknown `{bad}`; known: {}",
-            compare::ARCHS.join(", ")
-        );
-    }
-    // The baseline every ratio is taken against.
-    archs.retain(|a| a != "transformer");
-    archs.push("transformer".into());
+    // The baseline every ratio is taken against, once, last.
+    archs.retain(|&a| a != Arch::Transformer);
+    archs.dedup();
+    archs.push(Arch::Transformer);
     eprintln!(
         "frugal compare: size {} (hidden {}, {} layers, {} heads / {} KV, FFN {}, vocab {}), contexts {:?}, CPU, random weights",
         s.name, s.hidden, s.layers, s.heads, s.kv_heads, s.ffn, s.vocab, contexts
@@ -215,10 +264,10 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<()> {
     let command = cli.command.unwrap_or(Command::Compare {
-        size: "small".into(),
+        size: SizeName::Small,
         contexts: None,
-        archs: None,
-        device: "cpu".into(),
+        archs: Vec::new(),
+        device: DeviceArg::Cpu,
         plot: PathBuf::from("frugal-compare.svg"),
         json: false,
     });
@@ -230,14 +279,7 @@ fn run(cli: Cli) -> Result<()> {
             device,
             plot,
             json,
-        } => run_compare(
-            &size,
-            contexts.as_deref(),
-            archs.as_deref(),
-            &device,
-            &plot,
-            json,
-        ),
+        } => run_compare(size, contexts.as_deref(), &archs, device, &plot, json),
         Command::Generate {
             model,
             prompt,
@@ -247,6 +289,8 @@ fn run(cli: Cli) -> Result<()> {
             top_p,
             seed,
             arch,
+            dtype,
+            device: device_arg,
         } => {
             let sampling = generate::Sampling {
                 temperature,
@@ -255,14 +299,10 @@ fn run(cli: Cli) -> Result<()> {
                 seed,
             };
             sampling.validate()?;
+            device(device_arg)?;
             let mut out = std::io::stdout().lock();
             generate::generate(
-                &model,
-                arch.as_deref(),
-                &prompt,
-                max_tokens,
-                &sampling,
-                &mut out,
+                &model, arch, dtype, &prompt, max_tokens, &sampling, &mut out,
             )?;
             Ok(())
         }
@@ -272,16 +312,23 @@ fn run(cli: Cli) -> Result<()> {
             input_ids,
             max_new_tokens,
             arch,
+            dtype,
+            device: device_arg,
         } => {
+            device(device_arg)?;
             let ids = model_dir::parse_ids(&input_ids)?;
-            let arch = model_dir::architecture(&model, arch.as_deref())?;
-            let out = match arch.as_str() {
-                "recurrent_gemma" | "griffin" | "hawk" => {
-                    logits::griffin(&model, &ids, max_new_tokens)?
+            let arch = model_dir::architecture(&model, arch)?;
+            let out = match arch {
+                a if a.is_griffin() => logits::griffin(&model, &ids, max_new_tokens, dtype)?,
+                ModelArch::Bitnet => logits::bitnet(&model, &ids, max_new_tokens, dtype)?,
+                ModelArch::Yoco => {
+                    logits::f32_only(dtype, "yoco")?;
+                    logits::yoco(&model, &ids, max_new_tokens)?
                 }
-                "bitnet" => logits::bitnet(&model, &ids, max_new_tokens)?,
-                "yoco" => logits::yoco(&model, &ids, max_new_tokens)?,
-                other => return model_dir::unsupported(other, "logits"),
+                other => anyhow::bail!(
+                    "`frugal logits` needs a decoder (recurrent_gemma, griffin, hawk, bitnet, \
+                     yoco); {other:?} is an encoder: use `frugal classify`"
+                ),
             };
             println!("{}", serde_json::to_string(&out)?);
             Ok(())
@@ -290,13 +337,18 @@ fn run(cli: Cli) -> Result<()> {
             model,
             input_ids,
             arch,
+            device: device_arg,
         } => {
+            device(device_arg)?;
             let batch = model_dir::parse_batch(&input_ids)?;
-            let arch = model_dir::architecture(&model, arch.as_deref())?;
-            let out = match arch.as_str() {
-                "fastformer" => logits::fastformer(&model, &batch)?,
-                "smartbird" => logits::smartbird(&model, &batch)?,
-                other => return model_dir::unsupported(other, "classify"),
+            let arch = model_dir::architecture(&model, arch)?;
+            let out = match arch {
+                ModelArch::Fastformer => logits::fastformer(&model, &batch)?,
+                ModelArch::Smartbird => logits::smartbird(&model, &batch)?,
+                other => anyhow::bail!(
+                    "`frugal classify` needs an encoder (fastformer, smartbird); {other:?} is a \
+                     decoder: use `frugal logits` or `frugal generate`"
+                ),
             };
             println!("{}", serde_json::to_string(&out)?);
             Ok(())

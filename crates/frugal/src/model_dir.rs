@@ -3,17 +3,47 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-/// Architectures frugal knows, by `config.json` `model_type` (or `--arch`), with the crate that
-/// implements each.
-const ARCHITECTURES: &[(&str, &str)] = &[
-    ("recurrent_gemma", "griffin"),
-    ("griffin", "griffin"),
-    ("hawk", "griffin"),
-    ("bitnet", "bitnet"),
-    ("yoco", "yoco"),
-    ("fastformer", "fastformer"),
-    ("smartbird", "smartbird"),
-];
+/// The architectures of checkpoints frugal reads: `config.json`'s `model_type`, or `--arch`
+/// where the config does not name one (YOCO's, Fastformer's and Smart Bird's do not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ModelArch {
+    /// RecurrentGemma (HF `recurrent_gemma`): the `griffin` crate.
+    #[value(name = "recurrent_gemma")]
+    RecurrentGemma,
+    /// Griffin: the `griffin` crate.
+    Griffin,
+    /// Hawk: the `griffin` crate, every block recurrent.
+    Hawk,
+    /// BitNet b1.58: the `bitnet` crate.
+    Bitnet,
+    /// YOCO (the official code's config.json): the `yoco` crate.
+    Yoco,
+    /// Fastformer (the official code's config.json): the `fastformer` crate.
+    Fastformer,
+    /// Smart Bird (frugal's own layout): the `smartbird` crate.
+    Smartbird,
+}
+
+impl ModelArch {
+    /// Every one, for messages.
+    fn names() -> String {
+        use clap::ValueEnum;
+        ModelArch::value_variants()
+            .iter()
+            .filter_map(|a| a.to_possible_value())
+            .map(|v| v.get_name().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Griffin, Hawk and RecurrentGemma checkpoints all load through the `griffin` crate.
+    pub fn is_griffin(self) -> bool {
+        matches!(
+            self,
+            ModelArch::RecurrentGemma | ModelArch::Griffin | ModelArch::Hawk
+        )
+    }
+}
 
 /// `5,9,2` -> ids. Empty input and non-numbers are errors.
 pub fn parse_ids(s: &str) -> Result<Vec<u32>> {
@@ -45,13 +75,15 @@ pub fn parse_batch(s: &str) -> Result<Vec<Vec<u32>>> {
 }
 
 /// The architecture of a checkpoint: `--arch`, else `config.json`'s `model_type`.
-pub fn architecture(dir: &Path, arch: Option<&str>) -> Result<String> {
+pub fn architecture(dir: &Path, arch: Option<ModelArch>) -> Result<ModelArch> {
     if !dir.is_dir() {
         bail!("--model {}: no such directory", dir.display());
     }
-    let name = match arch {
-        Some(a) => a.to_string(),
-        None => {
+    if let Some(a) = arch {
+        return Ok(a);
+    }
+    let name = {
+        {
             let path = dir.join("config.json");
             let config = layers::files::read_json(&path)
                 .with_context(|| format!("reading {} (or pass --arch)", path.display()))?;
@@ -61,18 +93,10 @@ pub fn architecture(dir: &Path, arch: Option<&str>) -> Result<String> {
             }
         }
     };
-    if !ARCHITECTURES.iter().any(|(a, _)| *a == name) {
-        let known: Vec<_> = ARCHITECTURES.iter().map(|(a, _)| *a).collect();
-        bail!("unknown architecture `{name}`; known: {}", known.join(", "));
-    }
-    Ok(name)
-}
-
-/// No model crate implements an architecture yet: say so, and which crate will.
-pub fn unsupported(arch: &str, command: &str) -> Result<()> {
-    let krate = ARCHITECTURES
-        .iter()
-        .find(|(a, _)| *a == arch)
-        .map_or("?", |(_, c)| *c);
-    bail!("`frugal {command}` does not support `{arch}` yet: the `{krate}` crate has no model in this build")
+    <ModelArch as clap::ValueEnum>::from_str(&name, false).map_err(|_| {
+        anyhow::anyhow!(
+            "unknown architecture `{name}`; known: {}",
+            ModelArch::names()
+        )
+    })
 }

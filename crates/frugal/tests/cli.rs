@@ -498,12 +498,141 @@ fn compare_measures_every_architecture_and_writes_the_plot() {
     assert!(svg.contains("<svg") && svg.contains("yoco-gret") && svg.contains("decode"));
     std::fs::remove_file(&plot).unwrap();
     for (args, needle) in [
-        (vec!["compare", "--size", "huge"], "unknown --size"),
-        (vec!["compare", "--archs", "gpt2"], "unknown `gpt2`"),
+        (vec!["compare", "--size", "huge"], "invalid value 'huge'"),
+        (vec!["compare", "--archs", "gpt2"], "invalid value 'gpt2'"),
         (vec!["compare", "--device", "cuda"], "bench-gpu"),
         (vec!["compare", "--contexts", "12,x"], "`x` is not a length"),
     ] {
         let (ok, _, err) = frugal(&args);
         assert!(!ok && err.contains(needle), "{args:?}: {err}");
     }
+}
+
+#[test]
+fn choices_are_listed_and_checked_by_the_parser() {
+    let (ok, out, _) = frugal(&["compare", "--help"]);
+    assert!(ok);
+    for choice in [
+        "tiny",
+        "small",
+        "base",
+        "yoco-gret",
+        "yoco-swa",
+        "hawk",
+        "smartbird",
+        "cuda",
+    ] {
+        assert!(out.contains(choice), "{choice} missing from: {out}");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_frugal"))
+        .args(["compare", "--size", "huge"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("[possible values: tiny, small, base]"),
+        "{err}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_frugal"))
+        .args(["compare", "--archs", "griffin,llama"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("invalid value 'llama'"), "{err}");
+    let (ok, _, err) = frugal(&[
+        "logits",
+        "--model",
+        ".",
+        "--input-ids",
+        "1",
+        "--arch",
+        "fastformer",
+    ]);
+    assert!(!ok && err.contains("use `frugal classify`"), "{err}");
+    let (ok, _, err) = frugal(&[
+        "logits",
+        "--model",
+        ".",
+        "--input-ids",
+        "1",
+        "--device",
+        "cuda",
+    ]);
+    assert!(!ok && err.contains("--device cuda"), "{err}");
+}
+
+/// `--dtype bf16` runs Griffin and BitNet in bf16. bf16 keeps 8 significant bits, so every
+/// activation is rounded by up to 2^-9 relative, and over the fixtures' layers (whose
+/// initialisation is deliberately sharp) the logits move by 4–6% of the largest one: they must
+/// stay within 10% of it, and differ from the f32 logits (bf16 really ran).
+#[test]
+fn bf16_logits_stay_near_the_f32_reference() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    for fixture in [
+        format!("{root}/../griffin/tests/fixtures"),
+        format!("{root}/../bitnet/tests/fixtures/bitnet_packed"),
+    ] {
+        let golden: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(format!("{fixture}/golden.json")).unwrap(),
+        )
+        .unwrap();
+        let ids: Vec<String> = golden["input_ids"][0]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.to_string())
+            .collect();
+        let (ok, out, err) = frugal(&[
+            "logits",
+            "--model",
+            &fixture,
+            "--input-ids",
+            &ids.join(","),
+            "--dtype",
+            "bf16",
+        ]);
+        assert!(ok, "{fixture}: {err}");
+        let got: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let want: Vec<f64> = golden["logits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        let got: Vec<f64> = got["logits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        assert_eq!(got.len(), want.len());
+        let diff = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
+        let scale = want.iter().map(|v| v.abs()).fold(0.0, f64::max);
+        assert!(
+            diff <= 0.1 * scale,
+            "{fixture}: bf16 off by {diff} (max |logit| {scale})"
+        );
+        assert!(
+            diff > 1e-3,
+            "{fixture}: bf16 logits equal f32's: was bf16 used?"
+        );
+    }
+    let (ok, _, err) = frugal(&[
+        "logits",
+        "--model",
+        &format!("{root}/../yoco/tests/fixtures/yoco_gate_retention"),
+        "--arch",
+        "yoco",
+        "--input-ids",
+        "1,2",
+        "--dtype",
+        "bf16",
+    ]);
+    assert!(!ok && err.contains("yoco runs in f32 only"), "{err}");
 }

@@ -63,23 +63,6 @@ fn bad(msg: impl Into<String>) -> YocoError {
 }
 
 impl Config {
-    /// The Transformer YOCO is measured against (the paper's Table 1 comparison): the same width,
-    /// depth, FFN, vocabulary, RoPE θ and norm ε, every one of its `n_layers` layers full causal
-    /// attention with the cross-decoder's GQA heads and its own KV cache.
-    pub fn same_size_transformer(&self) -> transformer::Config {
-        let mut cfg = transformer::Config::dense(
-            self.dim,
-            self.n_layers,
-            self.n_attn_heads,
-            self.n_attn_kv_heads,
-            self.hidden_dim,
-            self.vocab_size,
-        );
-        cfg.rope_theta = self.rope_theta;
-        cfg.rms_norm_eps = self.norm_eps;
-        cfg
-    }
-
     pub fn from_dir(dir: &Path) -> Result<Self> {
         let (path, text) = layers::config::read(dir)?;
         Self::from_json(&text).map_err(|e| match e {
