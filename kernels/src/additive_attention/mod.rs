@@ -13,8 +13,9 @@
 //! bias); [`ScoreForm::PerHead`] is the paper's (each head reads its own `head_dim` dims).
 //! Linear in sequence length. f32.
 //!
-//! Forms: [`reference`], [`additive_attention_cpu`] (fast), `kernels/cuda/additive_attention.cu`
-//! with [`plan::plan`], and the candle op [`op::additive_attention`].
+//! Forms: [`additive_attention_reference`], [`additive_attention_cpu`] (fast),
+//! `kernels/cuda/additive_attention.cu` with [`plan::plan`], and the candle op
+//! [`op::additive_attention`].
 mod fast;
 pub mod op;
 pub mod plan;

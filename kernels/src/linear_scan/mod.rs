@@ -11,7 +11,7 @@
 //! Inputs are f32 or bf16; accumulation is always f32, `h` is returned in the input dtype and the
 //! final state in f32 (the recurrent state is cached in f32 whatever the activation dtype).
 //!
-//! Forms: [`reference`] (the obvious loop), [`linear_scan_cpu`] (the fast CPU path),
+//! Forms: [`linear_scan_reference`] (the obvious loop), [`linear_scan_cpu`] (the fast CPU path),
 //! [`plan::plan`] + `kernels/cuda/linear_scan.cu` (CUDA, see [`crate::gpu::linear_scan`]), and
 //! [`op::linear_scan`], the candle op on tensors.
 mod fast;
