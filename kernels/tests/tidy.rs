@@ -1,0 +1,79 @@
+//! The hand-kept lists that must follow the CUDA sources, checked (as rust-analyzer's `tidy`
+//! keeps its conventions by tests): every `kernels/cuda/*.cu` has its committed PTX and its
+//! `kernels::ptx` module, and every kernel in that PTX is launchable on the emulator
+//! (`kernels/emu/src/entries.cpp`) — and nothing is listed that no source defines.
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
+}
+
+/// File stems in `dir` with extension `ext`.
+fn stems(dir: &Path, ext: &str) -> BTreeSet<String> {
+    std::fs::read_dir(dir)
+        .expect("read dir")
+        .filter_map(|e| {
+            let p = e.expect("entry").path();
+            (p.extension().and_then(|x| x.to_str()) == Some(ext))
+                .then(|| p.file_stem().expect("stem").to_string_lossy().into_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn every_cuda_source_has_its_ptx_and_module() {
+    let sources = stems(&root().join("cuda"), "cu");
+    let ptx = stems(&root().join("ptx"), "ptx");
+    let modules: BTreeSet<String> = kernels::ptx::MODULES
+        .iter()
+        .map(|m| m.name.to_string())
+        .collect();
+    assert!(!sources.is_empty());
+    assert_eq!(
+        sources, ptx,
+        "kernels/cuda/*.cu against kernels/ptx/*.ptx (`cargo xtask ptx`)"
+    );
+    assert_eq!(
+        sources, modules,
+        "kernels/cuda/*.cu against kernels::ptx::MODULES"
+    );
+    for m in kernels::ptx::MODULES {
+        let file = std::fs::read_to_string(root().join("ptx").join(format!("{}.ptx", m.name)))
+            .expect("ptx file");
+        assert_eq!(
+            m.ptx, file,
+            "{}: the embedded PTX is not the file's",
+            m.name
+        );
+        assert!(!m.entries().is_empty(), "{}: no kernel", m.name);
+    }
+}
+
+#[test]
+fn every_kernel_is_launchable_on_the_emulator() {
+    let entries_cpp =
+        std::fs::read_to_string(root().join("emu/src/entries.cpp")).expect("entries.cpp");
+    let listed: BTreeSet<String> = entries_cpp
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("FRUGAL_EMU_KERNEL("))
+        .filter_map(|rest| rest.split(',').next())
+        .map(|name| name.trim().to_string())
+        .filter(|name| !name.starts_with("selftest_") && name != "kernel")
+        .collect();
+    let defined: BTreeSet<String> = kernels::ptx::MODULES
+        .iter()
+        .flat_map(|m| m.entries())
+        .map(String::from)
+        .collect();
+    assert_eq!(
+        listed, defined,
+        "the emulator's kEntries (left) against the kernels the PTX defines (right)"
+    );
+    for source in stems(&root().join("cuda"), "cu") {
+        assert!(
+            entries_cpp.contains(&format!("#include \"{source}.cu\"")),
+            "entries.cpp does not include {source}.cu"
+        );
+    }
+}
