@@ -1,4 +1,4 @@
-//! `cargo xtask test-gpu` and `cargo xtask bench-gpu`: the GPU tests (`kernels/tests/gpu_*.rs`)
+//! `cargo xtask test-gpu` and `cargo xtask bench-gpu`: the GPU tests (`kernels/tests/gpu/`)
 //! and the GPU kernel benchmark (`benches/gpu.rs`).
 //!
 //! Both launch the embedded PTX on raw cudarc buffers, loading libcuda at run time, so their
@@ -11,14 +11,12 @@ use std::process::{Command, Stdio};
 use anyhow::{bail, Context, Result};
 
 const BUNDLE: &str = "gpu-bundle";
-const TESTS: &[&str] = &["test", "-p", "kernels", "--test", "gpu_*"];
+const TESTS: &[&str] = &["test", "-p", "kernels", "--test", "gpu"];
 const BENCH: &[&str] = &["bench", "-p", "frugal-benches", "--bench", "gpu"];
 
 pub fn test(root: &Path, no_run: bool) -> Result<()> {
     if no_run {
-        let bins = build(root, TESTS, |kind, name| {
-            kind == "test" && name.starts_with("gpu_")
-        })?;
+        let bins = build(root, TESTS, |kind, name| kind == "test" && name == "gpu")?;
         let lines: Vec<String> = bins
             .iter()
             .map(|b| {

@@ -2,9 +2,8 @@
 //! no CUDA device` where there is none (and fails instead under `cargo xtask test-gpu`).
 #![cfg(feature = "cuda-dynamic")]
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
-mod common;
 
-use common::Rng;
+use crate::common::Rng;
 use kernels::gpu::ternary_matmul::{ternary_matmul_gpu, DeviceTernary};
 use kernels::gpu::test_context;
 use kernels::ternary_matmul::{ternary_matmul_reference, PackedTernary};

@@ -1,7 +1,6 @@
 //! Padding, state size, loading variants and errors, on the fixture checkpoint.
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
-mod common;
-use common::{fixture_dir, flat, max_abs_diff};
+use crate::common::{fixture_dir, flat, max_abs_diff};
 use std::collections::HashMap;
 use std::path::PathBuf;
 

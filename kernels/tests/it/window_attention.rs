@@ -2,9 +2,8 @@
 //! shapes, windows larger than the sequence, offsets (chunked prefill, decoding), one head and
 //! many KV groups.
 #![allow(clippy::unwrap_used)]
-mod common;
 
-use common::Rng;
+use crate::common::Rng;
 use kernels::params::FrugalWindowAttentionParams;
 use kernels::window_attention::plan::plan;
 use kernels::window_attention::{

@@ -2,9 +2,8 @@
 //! positions are contiguous, invariant under reordering the keys with their positions (a ring
 //! buffer), and the fast path equal to its reference on random positions, empty slots and padding.
 #![allow(clippy::unwrap_used)]
-mod common;
 
-use common::Rng;
+use crate::common::Rng;
 use kernels::window_attention::{
     positional_attention_cpu, positional_attention_reference, window_attention_reference,
     PositionalInput, WindowInput, WindowShape,

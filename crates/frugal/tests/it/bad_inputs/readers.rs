@@ -6,7 +6,7 @@ use candle_core::{DType, Device};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
-use crate::checkpoint::fixture;
+use super::checkpoint::fixture;
 
 /// Every model crate's config reader on `text`; each may refuse it, none may panic.
 fn read_configs(text: &str) {

@@ -1,8 +1,7 @@
 //! The vectorisable elementwise math against f64 libm, and its slice functions against plain loops.
 #![allow(clippy::unwrap_used)]
-mod common;
 
-use common::Rng;
+use crate::common::Rng;
 use kernels::cpu_math::{
     add, causal_conv1d, exp, gelu_tanh, gelu_tanh_mul, gelu_tanh_mul_halves, rms_norm_rows,
     rope_rotate_half, sigmoid, silu_mul_halves, soft_cap, tanh,

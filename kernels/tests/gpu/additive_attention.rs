@@ -2,9 +2,8 @@
 //! device` where there is none (and fails instead under `cargo xtask test-gpu`).
 #![cfg(feature = "cuda-dynamic")]
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
-mod common;
 
-use common::Rng;
+use crate::common::Rng;
 use kernels::additive_attention::{
     additive_attention_reference, AdditiveInput, AdditiveShape, ScoreForm,
 };

@@ -1,8 +1,7 @@
 //! Each block against a plain reference loop written from the equations (docs/griffin.md §2–4), on
 //! random weights, with prompts shorter than, equal to and longer than the attention window.
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
-mod common;
-use common::flat;
+use crate::common::flat;
 use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor};

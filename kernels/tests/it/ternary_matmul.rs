@@ -1,9 +1,8 @@
 //! Ternary matmul: packing, the reference against float math, the fast CPU path and the CUDA
 //! kernels (emulated on the CPU) against the reference, bit for bit.
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
-mod common;
 
-use common::Rng;
+use crate::common::Rng;
 use kernels::params::{
     FrugalTernaryMatmulParams, FrugalTernaryQuantizeParams, FRUGAL_TERNARY_GEMM_THREADS,
     FRUGAL_TERNARY_GEMM_TILE, FRUGAL_TERNARY_GEMV_WARPS, FRUGAL_TERNARY_QUANT_THREADS,

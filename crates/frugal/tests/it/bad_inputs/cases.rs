@@ -5,7 +5,7 @@ use std::time::Duration;
 use candle_core::DType;
 use serde_json::json;
 
-use crate::checkpoint::{
+use super::checkpoint::{
     copy_checkpoint, edit_tensor, fixture, make_fifo, run, scratch, set_config, with_first,
 };
 

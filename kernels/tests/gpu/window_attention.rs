@@ -2,9 +2,8 @@
 //! `SKIPPED: no CUDA device` where there is none (and fails instead under `cargo xtask test-gpu`).
 #![cfg(feature = "cuda-dynamic")]
 #![allow(clippy::unwrap_used)]
-mod common;
 
-use common::Rng;
+use crate::common::Rng;
 use kernels::gated_retention::{gated_retention_reference, RetentionInput, RetentionShape};
 use kernels::gpu::gated_retention::gated_retention_gpu;
 use kernels::gpu::test_context;

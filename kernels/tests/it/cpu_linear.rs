@@ -1,9 +1,8 @@
 //! The decode GEMV against a plain triple loop, and `linear` against candle's matmul on every path.
 #![allow(clippy::unwrap_used)]
-mod common;
 
+use crate::common::Rng;
 use candle_core::{DType, Device, Module, Tensor};
-use common::Rng;
 use kernels::cpu_linear::{gemv, linear, Linear};
 use proptest::prelude::*;
 

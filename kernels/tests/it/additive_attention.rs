@@ -1,8 +1,7 @@
 //! Additive attention: the fast CPU path and the CUDA kernel (emulated) against the reference.
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
-mod common;
 
-use common::Rng;
+use crate::common::Rng;
 use kernels::additive_attention::plan::plan;
 use kernels::additive_attention::{
     additive_attention_cpu, additive_attention_reference, AdditiveInput, AdditiveOutput,

@@ -1,9 +1,8 @@
 //! The fused RG-LRU fast path against its reference on random shapes, resets, padding, initial
 //! states and GeLU branches; padding as the identity; chunked calls equal to one call; bad input.
 #![allow(clippy::unwrap_used)]
-mod common;
 
-use common::Rng;
+use crate::common::Rng;
 use kernels::rg_lru::{rg_lru_cpu, rg_lru_reference, RgLruInput, RgLruOutput};
 use proptest::prelude::*;
 

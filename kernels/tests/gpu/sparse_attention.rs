@@ -2,9 +2,8 @@
 //! device` where there is none (and fails instead under `cargo xtask test-gpu`).
 #![cfg(feature = "cuda-dynamic")]
 #![allow(clippy::unwrap_used)]
-mod common;
 
-use common::Rng;
+use crate::common::Rng;
 use kernels::gpu::sparse_attention::{sketch_topk_gpu, sparse_attention_gpu};
 use kernels::gpu::test_context;
 use kernels::sparse_attention::{

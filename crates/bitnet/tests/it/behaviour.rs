@@ -2,14 +2,13 @@
 //! scales, missing and misshapen tensors, bad configs and inputs, sharding, chunked prefill,
 //! weight memory and the binary (original BitNet) layer.
 #![allow(clippy::unwrap_used)]
-mod common;
 
 use std::collections::HashMap;
 use std::path::Path;
 
+use crate::common::{fixture_dir, flat, golden, max_abs_diff, scratch};
 use bitnet::{BitLinear, BitNetError, Config};
 use candle_core::{DType, Device, Tensor};
-use common::{fixture_dir, flat, golden, max_abs_diff, scratch};
 
 fn tensors(name: &str) -> HashMap<String, Tensor> {
     candle_core::safetensors::load(fixture_dir(name).join("model.safetensors"), &Device::Cpu)

@@ -1,11 +1,10 @@
 //! The HF transformers fixtures through the real loader: full-prompt logits, greedy tokens, cached
 //! decoding against the uncached pass, for the packed (offline) and master (online) checkpoints.
 #![allow(clippy::unwrap_used)]
-mod common;
 
+use crate::common::{fixture_dir, flat, golden, max_abs_diff};
 use bitnet::generation::greedy;
 use candle_core::{DType, Device, IndexOp};
-use common::{fixture_dir, flat, golden, max_abs_diff};
 
 const TOL: f32 = 1e-4;
 

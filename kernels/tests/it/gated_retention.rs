@@ -2,9 +2,8 @@
 //! on sequences not a multiple of the chunk, with and without an initial state; chunked calls
 //! carrying the state equal one call.
 #![allow(clippy::unwrap_used)]
-mod common;
 
-use common::Rng;
+use crate::common::Rng;
 use kernels::gated_retention::plan::plan;
 use kernels::gated_retention::{
     gated_retention_cpu, gated_retention_reference, RetentionInput, RetentionOutput,

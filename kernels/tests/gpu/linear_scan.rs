@@ -2,11 +2,10 @@
 //! there is none (and fails instead under `cargo xtask test-gpu`, which sets FRUGAL_REQUIRE_GPU).
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 #![cfg(feature = "cuda-dynamic")]
-mod common;
 
 use std::time::Instant;
 
-use common::{assert_close, shapes, Case, Resets, VARIANTS};
+use crate::common::{assert_close, shapes, Case, Resets, VARIANTS};
 use cudarc::driver::{DeviceRepr, ValidAsZeroBits};
 use half::bf16;
 use kernels::gpu::linear_scan::linear_scan_gpu;

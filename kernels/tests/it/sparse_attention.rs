@@ -1,9 +1,8 @@
 //! Smart Bird's kernels: the selection (reference, fast CPU, emulated CUDA) and the sparse
 //! attention (same three), on odd shapes, with padding, empty slots, both modes.
 #![allow(clippy::unwrap_used)]
-mod common;
 
-use common::Rng;
+use crate::common::Rng;
 use kernels::params::{FrugalSketchTopkParams, FrugalSparseAttentionParams};
 use kernels::sparse_attention::plan::{attention_plan, topk_plan};
 use kernels::sparse_attention::{

@@ -1,7 +1,6 @@
 //! The RecurrentGemma fixture (HF transformers 5.24 outputs) through the real loader.
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
-mod common;
-use common::{fixture_dir, flat, max_abs_diff};
+use crate::common::{fixture_dir, flat, max_abs_diff};
 
 use candle_core::{DType, Device, IndexOp};
 use griffin::generation::greedy;

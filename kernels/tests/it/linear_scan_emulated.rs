@@ -1,11 +1,10 @@
 //! The CUDA scan kernel (kernels/cuda/linear_scan.cu), compiled for the host and run through the
 //! same launch plan the GPU uses, against the CPU reference.
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
-mod common;
 
 use std::ffi::c_void;
 
-use common::{assert_close, shapes, Case, Resets, VARIANTS};
+use crate::common::{assert_close, shapes, Case, Resets, VARIANTS};
 use half::bf16;
 use kernels::linear_scan::plan::plan;
 use kernels::linear_scan::{linear_scan_reference, ScanElement, ScanOutput, ScanShape};

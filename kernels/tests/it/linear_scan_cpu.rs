@@ -1,8 +1,7 @@
 //! The fast CPU scan against the reference, and the reference against hand-checked values.
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
-mod common;
 
-use common::{shapes, Case, Resets, VARIANTS};
+use crate::common::{shapes, Case, Resets, VARIANTS};
 use half::bf16;
 use kernels::linear_scan::{
     linear_scan_cpu, linear_scan_reference, ScanElement, ScanInput, ScanShape,
@@ -230,7 +229,7 @@ fn bf16_conversions_are_bit_identical_to_half() {
             );
         }
     }
-    let mut rng = common::Rng::new(42);
+    let mut rng = crate::common::Rng::new(42);
     let specials = [
         0.0f32,
         -0.0,
