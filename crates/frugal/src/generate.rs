@@ -1,9 +1,10 @@
 //! `frugal generate`: text from a checkpoint directory (config.json, safetensors, tokenizer.json)
-//! or a Hugging Face repo id already in the local HF cache, streamed as it comes. Greedy at
+//! or a Hugging Face repo id (from the local HF cache, or downloaded: see `hub`), streamed as it
+//! comes. Greedy at
 //! temperature 0; otherwise temperature, top-k and top-p sampling from a seeded generator. Stops
 //! at the checkpoint's EOS token(s) or after `max_tokens`.
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -77,66 +78,6 @@ impl Decoder for Yoco {
     fn step(&mut self, token: u32) -> Result<Tensor> {
         Ok(self.0.forward_last(&[[token]], &mut self.1)?.i(0)?)
     }
-}
-
-/// The HF hub cache: `$HF_HUB_CACHE`, else `$HF_HOME/hub`, else `~/.cache/huggingface/hub`.
-fn hf_cache() -> hf_hub::Cache {
-    match std::env::var_os("HF_HUB_CACHE") {
-        Some(p) => hf_hub::Cache::new(PathBuf::from(p)),
-        None => hf_hub::Cache::from_env(),
-    }
-}
-
-/// `model` as a directory, or as a repo id in the local HF cache (its `main` snapshot).
-pub fn resolve_model(model: &str) -> Result<PathBuf> {
-    let dir = Path::new(model);
-    if dir.is_dir() {
-        return Ok(dir.to_path_buf());
-    }
-    let cache = hf_cache();
-    if let Some(snapshot) = cached_snapshot(cache.path(), model)? {
-        return Ok(snapshot);
-    }
-    bail!(
-        "--model {model}: no such directory, and no Hugging Face cache entry for it under {} \
-         (looked for models--{}/refs/main and its snapshot's config.json). Pass a checkpoint \
-         directory, or fetch the repo first, e.g. `huggingface-cli download {model}` (the cache \
-         follows HF_HUB_CACHE or HF_HOME).",
-        cache.path().display(),
-        model.replace('/', "--")
-    )
-}
-
-/// `root/models--{org}--{name}/snapshots/{ref}` for `repo` (`org/name`), where `ref` is the
-/// commit `refs/main` names, when that snapshot holds a `config.json`. The ref is read from a
-/// regular file and must be one plain name, so a tampered ref cannot lead out of the cache.
-fn cached_snapshot(root: &Path, repo: &str) -> Result<Option<PathBuf>> {
-    let parts: Vec<&str> = repo.split('/').collect();
-    let plain = |p: &&str| {
-        !p.is_empty()
-            && *p != "."
-            && *p != ".."
-            && p.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-    };
-    if parts.len() != 2 || !parts.iter().all(plain) {
-        return Ok(None);
-    }
-    let repo_dir = root.join(format!("models--{}--{}", parts[0], parts[1]));
-    let refs = repo_dir.join("refs").join("main");
-    if !refs.exists() {
-        return Ok(None);
-    }
-    let commit = layers::files::read_to_string(&refs)?;
-    let snapshot = layers::files::join_inside(&repo_dir.join("snapshots"), commit.trim(), &refs)?;
-    if Path::new(commit.trim()).components().count() != 1 {
-        return Err(layers::Error::Escapes {
-            file: refs,
-            entry: commit.trim().to_string(),
-        }
-        .into());
-    }
-    Ok(snapshot.join("config.json").exists().then_some(snapshot))
 }
 
 /// The EOS ids a checkpoint declares: `eos_token_id` (a number or a list) in config.json or
@@ -235,6 +176,7 @@ fn sample(logits: &Tensor, s: &Sampling, rng: &mut Rng) -> Result<u32> {
 #[allow(clippy::too_many_arguments)]
 pub fn generate(
     model: &str,
+    offline: bool,
     arch: Option<ModelArch>,
     dtype: DTypeArg,
     prompt: &str,
@@ -243,7 +185,7 @@ pub fn generate(
     out: &mut impl Write,
 ) -> Result<Vec<u32>> {
     sampling.validate()?;
-    let dir = resolve_model(model)?;
+    let dir = crate::hub::resolve_model(model, offline, &["tokenizer.json"])?;
     let tokenizer_path = dir.join("tokenizer.json");
     layers::files::regular_file(&tokenizer_path)?;
     let tokenizer = tokenizers::Tokenizer::from_file(&tokenizer_path)

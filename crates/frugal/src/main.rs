@@ -13,6 +13,7 @@
 //! Errors go to stderr with a non-zero exit.
 mod compare;
 mod generate;
+mod hub;
 mod info;
 mod logits;
 mod model_dir;
@@ -97,9 +98,12 @@ enum Command {
     /// YOCO), streaming it as it comes.
     Generate {
         /// A checkpoint directory (config.json, safetensors, tokenizer.json), or a Hugging Face
-        /// repo id already in the local HF cache.
+        /// repo id (org/name): taken from the local HF cache, or downloaded into it.
         #[arg(long)]
         model: String,
+        /// Never download: only directories and the local HF cache (also HF_HUB_OFFLINE=1).
+        #[arg(long)]
+        offline: bool,
         #[arg(long)]
         prompt: String,
         /// Tokens to generate at most (EOS, or the model's context, stops earlier).
@@ -128,9 +132,12 @@ enum Command {
     Info,
     /// Full-prompt logits of a decoder checkpoint, and greedy tokens decoded with its cache.
     Logits {
-        /// Checkpoint directory (config.json and safetensors).
+        /// Checkpoint directory (config.json and safetensors), or a Hugging Face repo id.
         #[arg(long)]
-        model: PathBuf,
+        model: String,
+        /// Never download: only directories and the local HF cache (also HF_HUB_OFFLINE=1).
+        #[arg(long)]
+        offline: bool,
         /// Prompt token ids, comma-separated: 5,9,2
         #[arg(long)]
         input_ids: String,
@@ -149,9 +156,12 @@ enum Command {
     },
     /// Class logits of an encoder checkpoint for a batch of sequences.
     Classify {
-        /// Checkpoint directory (config.json and weights).
+        /// Checkpoint directory (config.json and weights), or a Hugging Face repo id.
         #[arg(long)]
-        model: PathBuf,
+        model: String,
+        /// Never download: only directories and the local HF cache (also HF_HUB_OFFLINE=1).
+        #[arg(long)]
+        offline: bool,
         /// Sequences separated by ';', ids by ',': "1,2,3;4,5,0"
         #[arg(long)]
         input_ids: String,
@@ -197,6 +207,20 @@ fn parse_contexts(contexts: Option<&str>, default: &[usize]) -> Result<Vec<usize
         .collect()
 }
 
+/// A progress bar on stderr when it is a terminal.
+fn progress_bar() -> Option<indicatif::ProgressBar> {
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(1);
+    let style = indicatif::ProgressStyle::with_template(
+        "[{elapsed_precise}] {bar:30.cyan/blue} {pos}/{len} {msg}",
+    )
+    .ok()?;
+    bar.set_style(style.progress_chars("#>-"));
+    Some(bar)
+}
+
 fn run_compare(
     size: SizeName,
     contexts: Option<&str>,
@@ -223,24 +247,29 @@ fn run_compare(
         "frugal compare: size {} (hidden {}, {} layers, {} heads / {} KV, FFN {}, vocab {}), contexts {:?}, CPU, random weights",
         s.name, s.hidden, s.layers, s.heads, s.kv_heads, s.ffn, s.vocab, contexts
     );
-    let records = compare::run(&s, &contexts, &archs, |done, total, what| {
-        let width = 30;
-        let filled = width * done / total.max(1);
-        eprint!(
-            "\r[{}{}] {done}/{total} {what:<40}",
-            "#".repeat(filled),
-            "-".repeat(width - filled)
-        );
-        if done == total {
-            eprintln!();
+    let bar = progress_bar();
+    let records = compare::run(&s, &contexts, &archs, |done, total, what| match &bar {
+        Some(bar) => {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+            bar.set_message(what.to_string());
+            if done == total {
+                bar.finish();
+            }
         }
+        // Not a terminal (a log, CI): one line per step.
+        None => eprintln!("[{done}/{total}] {what}"),
     })?;
     if json {
         println!("{}", serde_json::to_string_pretty(&records)?);
     } else {
         print!("{}", compare::table(&records));
     }
-    let title = format!("frugal compare: {} size, CPU, batch 1", s.name);
+    let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "?".into());
+    let title = format!(
+        "frugal compare: {} size (hidden {}, {} layers), CPU, f32, {threads} threads, batch 1, random weights",
+        s.name, s.hidden, s.layers
+    );
     plot::write_svg(plot, &records, &title)?;
     eprintln!("plot: {}", plot.display());
     Ok(())
@@ -282,6 +311,7 @@ fn run(cli: Cli) -> Result<()> {
         } => run_compare(size, contexts.as_deref(), &archs, device, &plot, json),
         Command::Generate {
             model,
+            offline,
             prompt,
             max_tokens,
             temperature,
@@ -301,14 +331,16 @@ fn run(cli: Cli) -> Result<()> {
             sampling.validate()?;
             device(device_arg)?;
             let mut out = std::io::stdout().lock();
+            let offline = offline || hub::offline_from_env();
             generate::generate(
-                &model, arch, dtype, &prompt, max_tokens, &sampling, &mut out,
+                &model, offline, arch, dtype, &prompt, max_tokens, &sampling, &mut out,
             )?;
             Ok(())
         }
         Command::Info => info::print(),
         Command::Logits {
             model,
+            offline,
             input_ids,
             max_new_tokens,
             arch,
@@ -317,6 +349,7 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             device(device_arg)?;
             let ids = model_dir::parse_ids(&input_ids)?;
+            let model = hub::resolve_model(&model, offline || hub::offline_from_env(), &[])?;
             let arch = model_dir::architecture(&model, arch)?;
             let out = match arch {
                 a if a.is_griffin() => logits::griffin(&model, &ids, max_new_tokens, dtype)?,
@@ -335,12 +368,14 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Classify {
             model,
+            offline,
             input_ids,
             arch,
             device: device_arg,
         } => {
             device(device_arg)?;
             let batch = model_dir::parse_batch(&input_ids)?;
+            let model = hub::resolve_model(&model, offline || hub::offline_from_env(), &[])?;
             let arch = model_dir::architecture(&model, arch)?;
             let out = match arch {
                 ModelArch::Fastformer => logits::fastformer(&model, &batch)?,

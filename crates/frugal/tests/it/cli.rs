@@ -425,6 +425,7 @@ fn generate_finds_repo_ids_in_the_hf_cache_and_says_where_it_looked() {
                 "0",
             ])
             .env("HF_HUB_CACHE", &cache)
+            .env("HF_HUB_OFFLINE", "1")
             .output()
             .unwrap();
         (
@@ -441,9 +442,46 @@ fn generate_finds_repo_ids_in_the_hf_cache_and_says_where_it_looked() {
         "{err}"
     );
     assert!(
-        err.contains("huggingface-cli download nobody/missing"),
+        err.contains("Offline") && err.contains("huggingface-cli download nobody/missing"),
         "{err}"
     );
+    std::fs::remove_dir_all(&cache).unwrap();
+}
+
+/// A repo id missing from the cache is downloaded from the hub; a hub that cannot be reached (here
+/// a closed local port as `HF_ENDPOINT`) is a clear error, and `--offline` never tries.
+#[test]
+fn repo_ids_missing_from_the_cache_are_downloaded_or_the_hub_error_is_clear() {
+    let cache = std::env::temp_dir().join(format!("frugal-hf-empty-{}", std::process::id()));
+    std::fs::create_dir_all(&cache).unwrap();
+    for (extra, needle) in [
+        (
+            None,
+            "cannot download config.json of some-org/some-model from the Hugging Face hub (http://127.0.0.1:9)",
+        ),
+        (Some("--offline"), "Offline (HF_HUB_OFFLINE or --offline)"),
+    ] {
+        for command in [
+            vec!["generate", "--model", "some-org/some-model", "--prompt", "hi"],
+            vec!["logits", "--model", "some-org/some-model", "--input-ids", "1"],
+        ] {
+            let mut args = command.clone();
+            args.extend(extra);
+            let out = Command::new(env!("CARGO_BIN_EXE_frugal"))
+                .args(&args)
+                .env("HF_HUB_CACHE", &cache)
+                .env("HF_ENDPOINT", "http://127.0.0.1:9")
+                .env_remove("HF_HUB_OFFLINE")
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+            assert!(err.contains(needle), "{args:?}: {err}");
+            if extra.is_none() {
+                assert!(err.contains("HF_HUB_OFFLINE=1"), "{err}");
+            }
+        }
+    }
     std::fs::remove_dir_all(&cache).unwrap();
 }
 
