@@ -4,9 +4,10 @@
 //! bound by reading `W` once. candle 0.11 runs it on one thread; [`gemv`] splits the output rows
 //! of large matrices over rayon tasks with an AVX2+FMA dot product (runtime detection, portable
 //! fallback), so every core streams `W`: on this project's 2-core machine a 32000×512 f32 GEMV
-//! reads 25.6 GB/s on two threads against 18.8 on one. More rows, other dtypes or devices go to candle's matmul. [`Linear`] is a
-//! drop-in for `candle_nn::Linear`.
-use candle_core::{DType, Device, Module, Tensor};
+//! reads 25.6 GB/s on two threads against 18.8 on one. More rows, other dtypes or devices go to
+//! candle's matmul. The layer built on it, a drop-in for `candle_nn::Linear`, is
+//! `layers::Linear`.
+use candle_core::{DType, Device, Tensor};
 use rayon::prelude::*;
 
 use crate::cpu::{dot, fma_available, with_cpu_f32};
@@ -88,52 +89,5 @@ pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> candle_core::Result
     match b {
         Some(b) => y.broadcast_add(b),
         None => Ok(y),
-    }
-}
-
-/// A drop-in for `candle_nn::Linear` whose decode steps take [`linear`]'s GEMV path.
-#[derive(Debug, Clone)]
-pub struct Linear {
-    weight: Tensor,
-    bias: Option<Tensor>,
-}
-
-impl Linear {
-    pub fn new(weight: Tensor, bias: Option<Tensor>) -> Self {
-        Linear { weight, bias }
-    }
-
-    pub fn weight(&self) -> &Tensor {
-        &self.weight
-    }
-
-    /// One layer computing several that read the same input: their weights stacked along the
-    /// output dimension (outputs in the order given), so one product (one pass over the input,
-    /// one threaded GEMV when decoding) replaces several. All or none must have a bias.
-    pub fn stacked(layers: &[candle_nn::Linear]) -> candle_core::Result<Self> {
-        let weights: Vec<&Tensor> = layers.iter().map(|l| l.weight()).collect();
-        let biases: Option<Vec<&Tensor>> = layers.iter().map(|l| l.bias()).collect();
-        if biases.is_none() && layers.iter().any(|l| l.bias().is_some()) {
-            candle_core::bail!("Linear::stacked: some layers have a bias and some do not");
-        }
-        Ok(Linear {
-            weight: Tensor::cat(&weights, 0)?,
-            bias: biases.map(|b| Tensor::cat(&b, 0)).transpose()?,
-        })
-    }
-}
-
-impl Module for Linear {
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        linear(x, &self.weight, self.bias.as_ref())
-    }
-}
-
-impl From<candle_nn::Linear> for Linear {
-    fn from(l: candle_nn::Linear) -> Self {
-        Linear {
-            weight: l.weight().clone(),
-            bias: l.bias().cloned(),
-        }
     }
 }

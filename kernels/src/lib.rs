@@ -40,7 +40,6 @@ pub mod ptx;
 pub mod rg_lru;
 pub mod sparse_attention;
 pub mod ternary_matmul;
-pub mod tokens;
 pub mod window_attention;
 
 pub use error::{KernelError, Result};

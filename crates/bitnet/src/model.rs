@@ -153,8 +153,7 @@ impl Model {
                 cache.batch()
             )));
         }
-        let (_, t) = kernels::tokens::check_batch(tokens, self.cfg.vocab_size)
-            .map_err(BitNetError::Input)?;
+        let (_, t) = layers::tokens::check_batch(tokens, self.cfg.vocab_size, None)?;
         cache.reserve(t)?;
         Ok((b, t))
     }

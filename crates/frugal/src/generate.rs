@@ -135,7 +135,7 @@ fn sample(logits: &Tensor, s: &Sampling, rng: &mut Rng) -> Result<u32> {
         bail!("the model returned no logits");
     }
     if s.temperature <= 0.0 {
-        return Ok(kernels::tokens::argmax(&v) as u32);
+        return Ok(layers::tokens::argmax(&v) as u32);
     }
     let mut order: Vec<usize> = (0..v.len()).collect();
     order.sort_by(|&a, &b| v[b].total_cmp(&v[a]));

@@ -36,5 +36,5 @@ pub fn greedy(model: &Model, prompt: &[u32], max_new_tokens: usize) -> Result<(T
 pub fn argmax_last(logits: &Tensor) -> Result<u32> {
     let t = logits.dim(1)?;
     let last: Vec<f32> = logits.i((0, t - 1))?.to_vec1()?;
-    Ok(kernels::tokens::argmax(&last) as u32)
+    Ok(layers::tokens::argmax(&last) as u32)
 }

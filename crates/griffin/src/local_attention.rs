@@ -5,7 +5,7 @@
 //! sequence, so its size never grows with the sequence.
 use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::{linear, linear_no_bias, VarBuilder};
-use kernels::cpu_linear::Linear;
+use layers::Linear;
 
 use crate::config::Config;
 use crate::step::Step;

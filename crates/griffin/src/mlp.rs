@@ -2,7 +2,7 @@
 //! The gate and up projections read the same input, so they are stacked into one product at load.
 use candle_core::{Module, Tensor};
 use candle_nn::{linear, VarBuilder};
-use kernels::cpu_linear::Linear;
+use layers::Linear;
 
 #[derive(Debug, Clone)]
 pub struct Mlp {

@@ -118,15 +118,8 @@ impl Model {
 
     /// Rejects empty input, ragged rows, a state of another batch size, out-of-range ids.
     fn check(&self, tokens: &[&[u32]], real: &[Vec<bool>], state: &State) -> Result<()> {
-        let batch = tokens.len();
-        if batch == 0 || tokens[0].is_empty() {
-            return Err(GriffinError::Input("empty input: no tokens".into()));
-        }
-        let t = tokens[0].len();
-        if tokens.iter().any(|s| s.len() != t)
-            || real.len() != batch
-            || real.iter().any(|m| m.len() != t)
-        {
+        let (batch, t) = layers::tokens::check_batch(tokens, self.cfg.vocab_size, None)?;
+        if real.len() != batch || real.iter().any(|m| m.len() != t) {
             return Err(GriffinError::Input(format!(
                 "every sequence and mask row must have one length (the first has {t}): pad them"
             )));
@@ -143,14 +136,6 @@ impl Model {
                 "state holds {} sequences, input has {batch}",
                 state.batch()
             )));
-        }
-        for (b, seq) in tokens.iter().enumerate() {
-            if let Some(&bad) = seq.iter().find(|&&id| id as usize >= self.cfg.vocab_size) {
-                return Err(GriffinError::Input(format!(
-                    "token id {bad} in sequence {b} is out of range (vocab_size {})",
-                    self.cfg.vocab_size
-                )));
-            }
         }
         Ok(())
     }

@@ -1,7 +1,7 @@
 //! Griffin's recurrent block (docs/griffin.md §2): a GeLU branch times (Linear → Conv1D → RG-LRU).
 use candle_core::{Module, Tensor, D};
 use candle_nn::{linear, VarBuilder};
-use kernels::cpu_linear::Linear;
+use layers::Linear;
 
 use crate::config::Config;
 use crate::conv1d::Conv1d;

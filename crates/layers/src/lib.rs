@@ -9,7 +9,9 @@ pub mod config;
 mod error;
 pub mod files;
 pub mod finite;
+pub mod linear;
 pub mod tokens;
 pub mod weights;
 
 pub use error::{Error, Result};
+pub use linear::Linear;

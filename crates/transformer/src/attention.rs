@@ -2,8 +2,8 @@
 //! `rotate_half`: the pairs are (i, i + d/2)).
 use candle_core::{Module, Tensor};
 use candle_nn::VarBuilder;
-use kernels::cpu_linear::Linear;
 use kernels::window_attention::{window_attention_cpu, WindowInput, WindowShape};
+use layers::Linear;
 
 use crate::cache::LayerKv;
 use crate::config::Config;

@@ -2,8 +2,8 @@
 //! the same input: stacked into one product at load.
 use candle_core::{Module, Tensor};
 use candle_nn::VarBuilder;
-use kernels::cpu_linear::Linear;
 use kernels::cpu_math::{glu_halves, Glu};
+use layers::Linear;
 
 use crate::attention::linear;
 use crate::error::{Result, TransformerError};

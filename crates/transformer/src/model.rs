@@ -2,8 +2,8 @@
 //! RMSNorm, output projection (tied to the embedding when the config says so).
 use candle_core::{Device, Module, Tensor};
 use candle_nn::{Embedding, RmsNorm, VarBuilder};
-use kernels::cpu_linear::Linear;
 use kernels::cpu_math::add_tensors;
+use layers::Linear;
 
 use crate::attention::{linear, rope_tables, Attention};
 use crate::cache::KvCache;
@@ -118,32 +118,12 @@ impl Transformer {
 
     /// Returns (batch, T) of valid input.
     fn check(&self, tokens: &[&[u32]], cache: &KvCache) -> Result<(usize, usize)> {
-        let input = |m: String| Err(TransformerError::Input(m));
-        let Some(first) = tokens.first() else {
-            return input("empty input: no sequences".into());
-        };
-        let (b, t) = (tokens.len(), first.len());
-        if t == 0 {
-            return input("empty input: no tokens".into());
-        }
-        if tokens.iter().any(|s| s.len() != t) {
-            return input(format!(
-                "every sequence must have one length (the first has {t})"
-            ));
-        }
+        let (b, t) = layers::tokens::check_batch(tokens, self.cfg.vocab_size, None)?;
         if b != cache.batch() {
-            return input(format!(
+            return Err(TransformerError::Input(format!(
                 "the cache holds {} sequences, the input has {b}",
                 cache.batch()
-            ));
-        }
-        for (s, seq) in tokens.iter().enumerate() {
-            if let Some(&bad) = seq.iter().find(|&&id| id as usize >= self.cfg.vocab_size) {
-                return input(format!(
-                    "token id {bad} in sequence {s} is out of range (vocab_size {})",
-                    self.cfg.vocab_size
-                ));
-            }
+            )));
         }
         if cache.len() + t > cache.capacity() {
             return Err(TransformerError::Cache(format!(

@@ -4,8 +4,8 @@
 //! shared cache and read by every cross layer: `out_proj(causal attention(RoPE(q_proj(·)), K, V))`.
 use candle_core::{Module, Tensor};
 use candle_nn::{RmsNorm, VarBuilder};
-use kernels::cpu_linear::Linear;
 use kernels::window_attention::{window_attention_cpu, WindowInput, WindowShape};
+use layers::Linear;
 
 use crate::cache::SharedKv;
 use crate::config::Config;

@@ -2,7 +2,7 @@
 //! `fc2(silu(fc1 x) ⊙ gate x)`.
 use candle_core::{Module, Tensor};
 use candle_nn::{linear_no_bias, VarBuilder};
-use kernels::cpu_linear::Linear;
+use layers::Linear;
 
 use crate::error::{Result, YocoError};
 

@@ -11,8 +11,8 @@
 //! token. The state `[batch, heads, d, d]` is f32 and its size never changes.
 use candle_core::{Module, Tensor};
 use candle_nn::VarBuilder;
-use kernels::cpu_linear::Linear;
 use kernels::gated_retention::{gated_retention_cpu, RetentionInput, RetentionShape};
+use layers::Linear;
 
 use crate::config::Config;
 use crate::error::Result;

@@ -4,7 +4,7 @@
 //! K/V projection, not the cross-decoder (docs/yoco.md §4).
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Embedding, RmsNorm, VarBuilder};
-use kernels::cpu_linear::Linear;
+use layers::Linear;
 
 use crate::cache::{Cache, CacheBytes, SharedKv};
 use crate::config::Config;
@@ -162,8 +162,7 @@ impl Model {
                 cache.batch()
             )));
         }
-        let (_, t) =
-            kernels::tokens::check_batch(tokens, self.cfg.vocab_size).map_err(YocoError::Input)?;
+        let (_, t) = layers::tokens::check_batch(tokens, self.cfg.vocab_size, None)?;
         cache.reserve(t)?;
         Ok((b, t))
     }

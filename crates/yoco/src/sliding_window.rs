@@ -4,8 +4,8 @@
 //! next query needs besides its own.
 use candle_core::{Module, Tensor};
 use candle_nn::VarBuilder;
-use kernels::cpu_linear::Linear;
 use kernels::window_attention::{window_attention_cpu, WindowInput, WindowShape};
+use layers::Linear;
 
 use crate::config::Config;
 use crate::error::Result;
