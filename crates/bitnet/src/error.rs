@@ -1,35 +1,6 @@
-//! Errors of loading and running a BitNet model.
-use std::path::PathBuf;
-
-use thiserror::Error;
-
-#[derive(Debug, Error)]
-pub enum BitNetError {
-    #[error("config: {0}")]
-    Config(String),
-    #[error("reading {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path}: {message}")]
-    Json { path: PathBuf, message: String },
-    /// A tensor missing from the checkpoint or of the wrong shape (candle names the key, the
-    /// expected and the found shape), or a weight scale that contradicts the config.
-    #[error("checkpoint: {0}")]
-    Weights(String),
-    #[error("input: {0}")]
-    Input(String),
-    #[error("cache: {0}")]
-    Cache(String),
-    #[error(transparent)]
-    Kernel(#[from] kernels::KernelError),
-    /// Checkpoint files, weights, config values, sizes and non-finite values (the checks every
-    /// model crate shares).
-    #[error(transparent)]
-    Layers(#[from] layers::Error),
-    #[error(transparent)]
-    Candle(#[from] candle_core::Error),
-}
+//! Errors of loading and running a BitNet model: the error type every frugal model shares
+//! ([`layers::Error`]: config, files, weights, input, cache, kernels, non-finite values), under
+//! this crate's name.
+pub use layers::Error as BitNetError;
 
 pub type Result<T> = std::result::Result<T, BitNetError>;

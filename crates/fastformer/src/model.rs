@@ -6,7 +6,7 @@ use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::{embedding, layer_norm, linear, Embedding, LayerNorm, Linear, VarBuilder};
 
 use crate::config::Config;
-use crate::error::{FastformerError, Result};
+use crate::error::Result;
 use crate::layer::Layer;
 
 /// Attention pooling: `α = exp(fc2(tanh(fc1(x)))) ⊙ mask`, `α / (Σα + 1e-8)`, `Σ_t α_t x_t`.
@@ -92,7 +92,7 @@ impl Model {
                 device: vb.device().clone(),
             })
         };
-        build().map_err(FastformerError::Weights)
+        build().map_err(layers::error::weights)
     }
 
     pub fn config(&self) -> &Config {

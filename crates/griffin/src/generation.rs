@@ -15,8 +15,7 @@ pub fn greedy(model: &Model, prompt: &[u32], max_new_tokens: usize) -> Result<(T
                 "{} positions, exact for RoPE in f32",
                 crate::model::MAX_POSITIONS
             ),
-        }
-        .into());
+        });
     }
     let mut state = model.new_state(1)?;
     let logits = model.forward(&[prompt], &mut state)?;

@@ -11,7 +11,7 @@ use crate::model::Model;
 
 /// The safetensors files of a checkpoint directory (see [`layers::files::safetensors_files`]).
 pub fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    Ok(layers::files::safetensors_files(dir)?)
+    layers::files::safetensors_files(dir)
 }
 
 /// Loads config and weights from `dir`, to run in `dtype` (f32 or bf16) on `device`.

@@ -43,7 +43,7 @@ impl Model {
             let final_norm = RmsNorm::new(cfg.hidden_size, cfg.rms_norm_eps, vb.pp("final_norm"))?;
             Ok((embed_tokens, layers, final_norm))
         };
-        let (embed_tokens, layers, final_norm) = build().map_err(GriffinError::Weights)?;
+        let (embed_tokens, layers, final_norm) = build().map_err(layers::error::weights)?;
         let embed_scale = if cfg.embeddings_scale_by_sqrt_dim {
             half::bf16::from_f64((cfg.hidden_size as f64).sqrt()).to_f64()
         } else {

@@ -1,10 +1,18 @@
-//! The one error type of checkpoint reading and validation.
+//! The one error type of every frugal model crate: loading a checkpoint, validating its config,
+//! checking input, sizing caches and running the layers. Each model crate exports it under its own
+//! name (`griffin::GriffinError`, `bitnet::BitNetError`, ...).
 use std::path::PathBuf;
 
 use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum Error {
+    /// A config that the model cannot be built from, or a value it does not implement.
+    #[error("config: {0}")]
+    Config(String),
+    /// A `config.json` value out of its domain, named by its key.
+    #[error("config `{key}`: {message}")]
+    ConfigValue { key: String, message: String },
     #[error("reading {path}: {source}")]
     Io {
         path: PathBuf,
@@ -20,9 +28,10 @@ pub enum Error {
     Escapes { file: PathBuf, entry: String },
     #[error("{path}: {message}")]
     Json { path: PathBuf, message: String },
-    /// A `config.json` value out of its domain, named by its key.
-    #[error("config `{key}`: {message}")]
-    Config { key: String, message: String },
+    /// A tensor missing from the checkpoint or of the wrong shape (candle names the key, the
+    /// expected and the found shape), or weights the model cannot use as they are.
+    #[error("checkpoint: {0}")]
+    Weights(String),
     /// A checkpoint tensor of the wrong dtype, shape, or with non-finite values, named.
     #[error("tensor `{name}`: {message}")]
     Tensor { name: String, message: String },
@@ -40,15 +49,25 @@ pub enum Error {
     /// Token ids a model cannot take: empty, ragged, out of the vocabulary, too long.
     #[error("input: {0}")]
     Input(String),
+    /// A cache or state that cannot take the request (capacity, batch, kind).
+    #[error("cache: {0}")]
+    Cache(String),
+    #[error(transparent)]
+    Kernel(#[from] kernels::KernelError),
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// A candle error from building a layer, as a checkpoint error (a tensor missing or misshapen).
+pub fn weights(e: candle_core::Error) -> Error {
+    Error::Weights(e.to_string())
+}
+
 impl Error {
     pub fn config(key: impl Into<String>, message: impl Into<String>) -> Self {
-        Error::Config {
+        Error::ConfigValue {
             key: key.into(),
             message: message.into(),
         }

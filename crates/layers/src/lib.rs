@@ -6,7 +6,7 @@
 //! Every function returns [`Error`], which the model crates' own error types wrap.
 pub mod alloc;
 pub mod config;
-mod error;
+pub mod error;
 pub mod files;
 pub mod finite;
 pub mod linear;

@@ -54,11 +54,11 @@ impl SharedKv {
 /// A zero gated-retention state for `batch` sequences of `per_sequence` floats, sized checked.
 pub(crate) fn retention_state(batch: usize, per_sequence: usize) -> Result<Vec<f32>> {
     let what = format!("the gated-retention state for batch {batch}");
-    Ok(layers::alloc::filled_vec(
+    layers::alloc::filled_vec(
         &what,
         layers::alloc::elements(&what, &[batch, per_sequence])?,
         0.0,
-    )?)
+    )
 }
 
 #[derive(Debug, Clone)]
