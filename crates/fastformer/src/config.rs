@@ -51,18 +51,11 @@ fn yes() -> bool {
 
 impl Config {
     pub fn from_dir(dir: &Path) -> Result<Self> {
-        let (path, text) = layers::config::read(dir)?;
-        Self::from_json(&text).map_err(|e| match e {
-            FastformerError::Config(m) => {
-                FastformerError::Config(format!("{}: {m}", path.display()))
-            }
-            other => other,
-        })
+        layers::config::from_dir(dir, Self::from_json)
     }
 
     pub fn from_json(text: &str) -> Result<Self> {
-        let cfg: Config =
-            serde_json::from_str(text).map_err(|e| FastformerError::Config(e.to_string()))?;
+        let cfg: Config = layers::config::parse(text)?;
         cfg.validate()?;
         Ok(cfg)
     }

@@ -85,16 +85,12 @@ fn bad(msg: impl Into<String>) -> GriffinError {
 impl Config {
     /// Reads `dir/config.json`.
     pub fn from_dir(dir: &Path) -> Result<Self> {
-        let (path, text) = layers::config::read(dir)?;
-        Self::from_json(&text).map_err(|e| match e {
-            GriffinError::Config(m) => GriffinError::Config(format!("{}: {m}", path.display())),
-            other => other,
-        })
+        layers::config::from_dir(dir, Self::from_json)
     }
 
     /// Parses HF `config.json` text, rejecting values this implementation does not compute.
     pub fn from_json(text: &str) -> Result<Self> {
-        let hf: HfConfig = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+        let hf: HfConfig = layers::config::parse(text)?;
         if let Some(m) = &hf.model_type {
             if m != "recurrent_gemma" {
                 return Err(bad(format!("model_type `{m}` is not recurrent_gemma")));

@@ -11,6 +11,22 @@ pub fn read(dir: &Path) -> Result<(PathBuf, String)> {
     Ok((path, text))
 }
 
+/// Reads `dir/config.json` and parses it with `parse` (a crate's `Config::from_json`); a config
+/// error then names the file.
+pub fn from_dir<T>(dir: &Path, parse: impl FnOnce(&str) -> Result<T>) -> Result<T> {
+    let (path, text) = read(dir)?;
+    parse(&text).map_err(|e| match e {
+        Error::Config(m) => Error::Config(format!("{}: {m}", path.display())),
+        other => other,
+    })
+}
+
+/// `config.json` text as the struct `T` describes; a syntax error, a missing field or a value of
+/// the wrong type is a config error (serde names the field and the position).
+pub fn parse<T: serde::de::DeserializeOwned>(text: &str) -> Result<T> {
+    serde_json::from_str(text).map_err(|e| Error::Config(e.to_string()))
+}
+
 /// A float that must be finite and greater than zero (RoPE bases, norm epsilons, scales).
 pub fn positive(key: &str, v: f64) -> Result<f64> {
     if v.is_finite() && v > 0.0 {

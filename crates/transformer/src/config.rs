@@ -68,8 +68,7 @@ impl Config {
     }
 
     pub fn from_json(json: &str) -> Result<Self> {
-        let cfg: Config =
-            serde_json::from_str(json).map_err(|e| TransformerError::Config(e.to_string()))?;
+        let cfg: Config = layers::config::parse(json)?;
         cfg.validate()?;
         Ok(cfg)
     }

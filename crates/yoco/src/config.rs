@@ -64,16 +64,12 @@ fn bad(msg: impl Into<String>) -> YocoError {
 
 impl Config {
     pub fn from_dir(dir: &Path) -> Result<Self> {
-        let (path, text) = layers::config::read(dir)?;
-        Self::from_json(&text).map_err(|e| match e {
-            YocoError::Config(m) => YocoError::Config(format!("{}: {m}", path.display())),
-            other => other,
-        })
+        layers::config::from_dir(dir, Self::from_json)
     }
 
     /// Parses and validates `config.json` text.
     pub fn from_json(text: &str) -> Result<Self> {
-        let cfg: Config = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+        let cfg: Config = layers::config::parse(text)?;
         cfg.validate()?;
         Ok(cfg)
     }
