@@ -6,6 +6,7 @@
 //! Every function returns [`Error`], which the model crates' own error types wrap.
 pub mod alloc;
 pub mod config;
+pub mod encoder;
 pub mod error;
 pub mod files;
 pub mod finite;

@@ -13,8 +13,8 @@
 use std::path::Path;
 
 use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::{embedding, layer_norm, linear, Embedding, LayerNorm, Linear, VarBuilder, VarMap};
-use fastformer::model::AttentionPooling;
+use candle_nn::{linear, Linear, VarBuilder, VarMap};
+use layers::encoder::{AttentionPooling, Embeddings};
 
 use crate::attention::{AttentionMode, Padding, Profile};
 use crate::config::Config;
@@ -38,9 +38,7 @@ pub struct Outputs {
 #[derive(Debug, Clone)]
 pub struct Model {
     cfg: Config,
-    word_embeddings: Embedding,
-    position_embeddings: Embedding,
-    embedding_norm: LayerNorm,
+    embeddings: Embeddings,
     layers: Vec<Layer>,
     pooler: AttentionPooling,
     classifier: Linear,
@@ -58,14 +56,16 @@ impl Model {
             .collect::<Result<Vec<_>>>()?;
         Ok(Model {
             cfg: cfg.clone(),
-            word_embeddings: embedding(cfg.vocab_size, d, emb.pp("word_embeddings")).map_err(w)?,
-            position_embeddings: embedding(
+            embeddings: Embeddings::new(
+                cfg.vocab_size,
                 cfg.max_position_embeddings,
                 d,
+                cfg.layer_norm_eps,
+                emb.pp("word_embeddings"),
                 emb.pp("position_embeddings"),
+                emb.pp("LayerNorm"),
             )
             .map_err(w)?,
-            embedding_norm: layer_norm(d, cfg.layer_norm_eps, emb.pp("LayerNorm")).map_err(w)?,
             layers,
             pooler: AttentionPooling::new(d, vb.pp("pooler")).map_err(w)?,
             classifier: linear(d, cfg.num_labels, vb.pp("classifier")).map_err(w)?,
@@ -91,14 +91,7 @@ impl Model {
 
     pub fn forward_with(&self, ids: &[Vec<u32>], mode: AttentionMode) -> Result<Outputs> {
         let (b, n, padding) = self.check(ids)?;
-        let flat: Vec<u32> = ids.iter().flatten().copied().collect();
-        let ids = Tensor::from_vec(flat, (b, n), &self.device)?;
-        let positions = Tensor::arange(0u32, n as u32, &self.device)?;
-        let x = self
-            .word_embeddings
-            .forward(&ids)?
-            .broadcast_add(&self.position_embeddings.forward(&positions)?)?;
-        let mut h = self.embedding_norm.forward(&x)?;
+        let mut h = self.embeddings.forward(ids, &self.device)?;
         let mut indices = Vec::new();
         let mut profile = Profile::default();
         let layer_count = self.layers.len();

@@ -219,7 +219,10 @@ fn tensor_forms_match_candle() {
             .unwrap()
             .to_scalar()
             .unwrap();
-        assert!(d < 0.1, "{act:?} bf16: {d}");
+        // bf16 rounds g, u and the product to 8 significant bits (2^-9 relative each): within
+        // 1% of the largest value (the inputs are random, so an absolute bound would flake).
+        let scale: f32 = want.abs().unwrap().max_all().unwrap().to_scalar().unwrap();
+        assert!(d <= 0.01 * scale, "{act:?} bf16: {d} (max |value| {scale})");
     }
     let y = Tensor::randn(0f32, 1.0, (3, 5, 14), &Device::Cpu).unwrap();
     let sum = add_tensors(&x, &y).unwrap();
