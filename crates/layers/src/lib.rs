@@ -10,6 +10,7 @@ pub mod encoder;
 pub mod error;
 pub mod files;
 pub mod finite;
+pub mod generation;
 pub mod linear;
 pub mod tokens;
 pub mod weights;

@@ -499,7 +499,7 @@ fn command_line_settings() {
                 "--temperature",
                 "NaN",
             ],
-            "--temperature NaN",
+            "temperature NaN: must be",
         ),
         (
             vec![
@@ -510,7 +510,7 @@ fn command_line_settings() {
                 "a",
                 "--temperature=-1",
             ],
-            "--temperature -1",
+            "temperature -1: must be",
         ),
         (
             vec![
@@ -522,21 +522,21 @@ fn command_line_settings() {
                 "--temperature",
                 "inf",
             ],
-            "--temperature inf",
+            "temperature inf: must be",
         ),
         (
             vec!["generate", "--model", "x", "--prompt", "a", "--top-k", "0"],
-            "--top-k 0",
+            "top-k 0 keeps no token",
         ),
         (
             vec!["generate", "--model", "x", "--prompt", "a", "--top-p", "0"],
-            "--top-p 0",
+            "top-p 0: must be",
         ),
         (
             vec![
                 "generate", "--model", "x", "--prompt", "a", "--top-p", "1.5",
             ],
-            "--top-p 1.5",
+            "top-p 1.5: must be",
         ),
     ]
     .into_iter()
