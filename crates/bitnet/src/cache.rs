@@ -3,14 +3,14 @@
 use candle_core::Tensor;
 use candle_nn::kv_cache::KvCache;
 
-use crate::error::{BitNetError, Result};
+use layers::kv_cache::Positions;
+
+use crate::error::Result;
 
 #[derive(Debug, Clone)]
 pub struct Cache {
     pub(crate) layers: Vec<KvCache>,
-    batch: usize,
-    capacity: usize,
-    len: usize,
+    positions: Positions,
 }
 
 impl Cache {
@@ -19,44 +19,36 @@ impl Cache {
             // [batch, positions, kv_heads, head_dim]: positions on dim 1, so one sequence's cached
             // keys are one contiguous run (what the attention kernel reads, without a copy).
             layers: (0..layers).map(|_| KvCache::new(1, capacity)).collect(),
-            batch,
-            capacity,
-            len: 0,
+            positions: Positions::new(batch, capacity),
         }
     }
 
     /// Sequences in the batch.
     pub fn batch(&self) -> usize {
-        self.batch
+        self.positions.batch()
     }
 
     /// Positions already cached.
     pub fn len(&self) -> usize {
-        self.len
+        self.positions.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.positions.is_empty()
     }
 
     /// Positions the cache can hold.
     pub fn capacity(&self) -> usize {
-        self.capacity
+        self.positions.capacity()
     }
 
     /// Checks that `tokens` more positions fit, before any layer runs.
     pub(crate) fn reserve(&self, tokens: usize) -> Result<()> {
-        if self.len + tokens > self.capacity {
-            return Err(BitNetError::Cache(format!(
-                "{} cached + {tokens} new positions exceed the cache's capacity of {}",
-                self.len, self.capacity
-            )));
-        }
-        Ok(())
+        self.positions.reserve(tokens)
     }
 
     pub(crate) fn advance(&mut self, tokens: usize) {
-        self.len += tokens;
+        self.positions.advance(tokens);
     }
 
     /// Bytes the cached keys and values take now.

@@ -11,6 +11,7 @@ pub mod error;
 pub mod files;
 pub mod finite;
 pub mod generation;
+pub mod kv_cache;
 pub mod linear;
 pub mod tokens;
 pub mod weights;

@@ -5,9 +5,9 @@ use candle_nn::VarBuilder;
 use kernels::window_attention::{window_attention_cpu, WindowInput, WindowShape};
 use layers::Linear;
 
-use crate::cache::LayerKv;
 use crate::config::Config;
 use crate::error::{Result, TransformerError};
+use layers::kv_cache::KvBuffer;
 
 /// A bias-free linear layer whose decode steps take the threaded GEMV (`kernels::cpu_linear`).
 pub(crate) fn linear(i: usize, o: usize, vb: VarBuilder) -> Result<Linear> {
@@ -74,15 +74,13 @@ impl Attention {
         })
     }
 
-    /// `x` `[B, T, D]` at positions `start..start + T`: writes its keys and values into `kv` (a
-    /// layer of a cache of `capacity` positions) and attends over every cached position up to
-    /// each query's own.
+    /// `x` `[B, T, D]` at positions `start..start + T`: writes its keys and values into `kv` (one
+    /// layer's buffers) and attends over every cached position up to each query's own.
     pub fn forward(
         &self,
         x: &Tensor,
         rope: &(Tensor, Tensor),
-        kv: &mut LayerKv,
-        capacity: usize,
+        kv: &mut KvBuffer,
         start: usize,
     ) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
@@ -95,7 +93,8 @@ impl Attention {
         let q = rotate(self.q_proj.forward(x)?, h)?;
         let k = rotate(self.k_proj.forward(x)?, hk)?;
         let v: Vec<f32> = self.v_proj.forward(x)?.flatten_all()?.to_vec1()?;
-        kv.write((b, capacity, hk * d), start, &k, &v);
+        kv.write(start, &k, &v)?;
+        let capacity = kv.capacity();
         let o = window_attention_cpu(&WindowInput {
             shape: WindowShape {
                 batch: b,

@@ -99,14 +99,10 @@ impl Transformer {
             .embed_tokens
             .forward(&Tensor::from_vec(ids, (b, t), &self.device)?)?;
         let rope = rope_tables(&self.cfg, start, t, &self.device)?;
-        let capacity = cache.capacity();
         let n = self.layers.len();
         for (i, (block, kv)) in self.layers.iter().zip(cache.layers.iter_mut()).enumerate() {
             let h = block.input_layernorm.forward(&x)?;
-            x = add_tensors(
-                &x,
-                &block.self_attn.forward(&h, &rope, kv, capacity, start)?,
-            )?;
+            x = add_tensors(&x, &block.self_attn.forward(&h, &rope, kv, start)?)?;
             let h = block.post_attention_layernorm.forward(&x)?;
             x = add_tensors(&x, &block.mlp.forward(&h)?)?;
             layers::finite::ensure_finite(&x, || format!("in the output of layer {i} of {n}"))?;
@@ -125,13 +121,7 @@ impl Transformer {
                 cache.batch()
             )));
         }
-        if cache.len() + t > cache.capacity() {
-            return Err(TransformerError::Cache(format!(
-                "{} cached + {t} new positions do not fit a capacity of {}",
-                cache.len(),
-                cache.capacity()
-            )));
-        }
+        cache.reserve(t)?;
         Ok((b, t))
     }
 }

@@ -1,7 +1,9 @@
 //! YOCO's caches (docs/yoco.md §5): per self-decoder layer a constant-size state (gated retention's
 //! `d × d` per head, or a `window`-slot ring of keys and values), plus ONE key/value cache for the
 //! whole cross-decoder, its capacity fixed at creation. Going past it is an error.
-use crate::error::{Result, YocoError};
+use layers::kv_cache::{KvBuffer, Positions};
+
+use crate::error::Result;
 use crate::sliding_window::WindowCache;
 
 /// One self-decoder layer's state.
@@ -12,43 +14,17 @@ pub enum SelfState {
     Window(WindowCache),
 }
 
-/// The cross-decoder's keys and values, `[batch, capacity, kv_heads, head_dim]` each, filled up
-/// to `len` positions.
-#[derive(Debug, Clone)]
-pub struct SharedKv {
-    pub(crate) k: Vec<f32>,
-    pub(crate) v: Vec<f32>,
-    pub(crate) row: usize,
-    pub(crate) capacity: usize,
-    pub(crate) batch: usize,
-}
+/// The cross-decoder's keys and values, `[batch, capacity, kv_heads · head_dim]` each.
+pub type SharedKv = KvBuffer;
 
-impl SharedKv {
-    /// Sized with checked arithmetic and held against the machine's memory first, so a huge
-    /// capacity is an error, not an aborted process.
-    pub(crate) fn new(batch: usize, capacity: usize, row: usize) -> Result<Self> {
-        let what = format!("the shared KV cache for batch {batch} × capacity {capacity}");
-        let n = layers::alloc::elements(&what, &[batch, capacity, row])?;
-        layers::alloc::check_bytes(&what, n, 2 * std::mem::size_of::<f32>())?;
-        // Zeroed allocations are lazily backed by the OS: untouched capacity costs no memory.
-        Ok(SharedKv {
-            k: vec![0.0; n],
-            v: vec![0.0; n],
-            row,
-            capacity,
-            batch,
-        })
-    }
-
-    /// Writes `[batch, len, row]` keys and values at positions `start..start + len`.
-    pub(crate) fn write(&mut self, start: usize, len: usize, k: &[f32], v: &[f32]) {
-        let row = self.row;
-        for s in 0..self.batch {
-            let dst = (s * self.capacity + start) * row;
-            self.k[dst..dst + len * row].copy_from_slice(&k[s * len * row..(s + 1) * len * row]);
-            self.v[dst..dst + len * row].copy_from_slice(&v[s * len * row..(s + 1) * len * row]);
-        }
-    }
+/// The shared KV buffers, sized checked (see [`KvBuffer::new`]).
+pub(crate) fn shared_kv(batch: usize, capacity: usize, row: usize) -> Result<SharedKv> {
+    KvBuffer::new(
+        &format!("the shared KV cache for batch {batch} × capacity {capacity}"),
+        batch,
+        capacity,
+        row,
+    )
 }
 
 /// A zero gated-retention state for `batch` sequences of `per_sequence` floats, sized checked.
@@ -65,7 +41,7 @@ pub(crate) fn retention_state(batch: usize, per_sequence: usize) -> Result<Vec<f
 pub struct Cache {
     pub(crate) layers: Vec<SelfState>,
     pub(crate) shared: SharedKv,
-    len: usize,
+    positions: Positions,
 }
 
 impl Cache {
@@ -83,7 +59,7 @@ impl Cache {
             })
             .collect::<Result<Vec<_>>>()?;
         let row = cfg.n_attn_kv_heads * cfg.attn_head_dim();
-        Ok(Cache::new(layers, SharedKv::new(batch, capacity, row)?))
+        Ok(Cache::new(layers, shared_kv(batch, capacity, row)?))
     }
 
     /// Bytes of a full window ring of one layer for `cfg` (0 for gated retention).
@@ -97,47 +73,41 @@ impl Cache {
     pub(crate) fn new(layers: Vec<SelfState>, shared: SharedKv) -> Self {
         Cache {
             layers,
+            positions: Positions::new(shared.batch(), shared.capacity()),
             shared,
-            len: 0,
         }
     }
 
     pub fn batch(&self) -> usize {
-        self.shared.batch
+        self.positions.batch()
     }
 
     /// Positions seen.
     pub fn len(&self) -> usize {
-        self.len
+        self.positions.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.positions.is_empty()
     }
 
     /// Positions the shared KV cache holds.
     pub fn capacity(&self) -> usize {
-        self.shared.capacity
+        self.positions.capacity()
     }
 
     pub(crate) fn reserve(&self, tokens: usize) -> Result<()> {
-        if self.len + tokens > self.shared.capacity {
-            return Err(YocoError::Cache(format!(
-                "{} cached + {tokens} new positions exceed the KV cache's capacity of {}",
-                self.len, self.shared.capacity
-            )));
-        }
-        Ok(())
+        self.positions.reserve(tokens)
     }
 
     pub(crate) fn advance(&mut self, tokens: usize) {
-        self.len += tokens;
+        self.positions.advance(tokens);
     }
 
     /// Bytes of the cache at its capacity: the shared KV buffers plus every self-decoder layer's
     /// state (a window ring counted full).
     pub fn bytes(&self, window_ring_bytes: usize) -> CacheBytes {
-        let shared = (self.shared.k.len() + self.shared.v.len()) * 4;
+        let shared = self.shared.bytes();
         let self_decoder = self
             .layers
             .iter()

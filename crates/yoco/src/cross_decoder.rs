@@ -71,7 +71,7 @@ impl CrossDecoder {
         let mut k = host::to_vec(&self.k_proj.forward(&x_norm)?)?;
         let v = host::to_vec(&self.v_proj.forward(&x_norm)?)?;
         rotary::apply(&mut k, t, self.kv_heads, self.head_dim, start, &self.freqs);
-        kv.write(start, t, &k, &v);
+        kv.write(start, &k, &v)?;
         Ok(())
     }
 
@@ -85,7 +85,7 @@ impl CrossDecoder {
             q_len: t,
             // The whole buffer: positions past the queries are never visible, so nothing is
             // copied out of the cache.
-            k_len: kv.capacity,
+            k_len: kv.capacity(),
             heads: h,
             kv_heads: self.kv_heads,
             head_dim: d,

@@ -6,7 +6,7 @@ use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Embedding, RmsNorm, VarBuilder};
 use layers::Linear;
 
-use crate::cache::{Cache, CacheBytes, SharedKv};
+use crate::cache::{shared_kv, Cache, CacheBytes};
 use crate::config::Config;
 use crate::cross_decoder::CrossDecoder;
 use crate::error::{Result, YocoError};
@@ -76,7 +76,7 @@ impl Model {
         }
         Ok(Cache::new(
             self.self_decoder.new_states(batch)?,
-            SharedKv::new(batch, capacity, self.cross_decoder.kv_row())?,
+            shared_kv(batch, capacity, self.cross_decoder.kv_row())?,
         ))
     }
 
