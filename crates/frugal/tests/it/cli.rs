@@ -534,6 +534,24 @@ fn compare_measures_every_architecture_and_writes_the_plot() {
     );
     let svg = std::fs::read_to_string(&plot).unwrap();
     assert!(svg.contains("<svg") && svg.contains("yoco-gret") && svg.contains("decode"));
+    // Read as a person expects: the baseline named as such, rates and bytes in human units,
+    // ticks at the measured contexts, and a title with size, device, dtype and threads.
+    for needle in [
+        "transformer (baseline)",
+        "tok/s",
+        " KB\n",
+        "\n32\n",
+        "\n64\n",
+        "tiny size",
+        "CPU, f32",
+        "threads",
+    ] {
+        assert!(svg.contains(needle), "{needle} missing from the plot");
+    }
+    assert!(
+        !svg.contains("e+") && !svg.contains("0000000"),
+        "raw numbers in the plot"
+    );
     std::fs::remove_file(&plot).unwrap();
     for (args, needle) in [
         (vec!["compare", "--size", "huge"], "invalid value 'huge'"),
