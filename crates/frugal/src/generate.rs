@@ -108,6 +108,7 @@ pub fn generate(
     }
     let arch = crate::model_dir::architecture(&dir, arch)?;
     let eos = eos_ids(&dir)?;
+    let load_start = std::time::Instant::now();
     let load = |what: &str| format!("loading {} ({what})", dir.display());
     // Each model's context: positions past it are not computed as the reference would (or not
     // at all). Generation stops there, with a note; a prompt that does not fit is an error.
@@ -151,6 +152,7 @@ pub fn generate(
         }
         other => bail!("`frugal generate` needs a decoder (recurrent_gemma, griffin, hawk, bitnet, yoco); {other:?} is an encoder"),
     };
+    let load_secs = load_start.elapsed().as_secs_f64();
     let mut printed = 0;
     let done = layers::generation::generate(
         decoder.as_mut(),
@@ -174,7 +176,7 @@ pub fn generate(
     writeln!(out)?;
     let rate = |n: usize, secs: f64| n as f64 / secs.max(1e-9);
     eprintln!(
-        "prompt: {} tokens in {:.2} s ({:.1} tokens/s); generated: {} tokens in {:.2} s ({:.1} tokens/s)",
+        "load: {load_secs:.2} s; prompt: {} tokens in {:.2} s ({:.1} tokens/s); generated: {} tokens in {:.2} s ({:.1} tokens/s)",
         ids.len(),
         done.prompt_secs,
         rate(ids.len(), done.prompt_secs),

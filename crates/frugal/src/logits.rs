@@ -23,6 +23,44 @@ fn finite_values(logits: &candle_core::Tensor) -> Result<Vec<f32>> {
     Ok(flat)
 }
 
+/// This process's peak resident memory (`VmHWM`), where the OS reports it.
+pub fn peak_memory_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Times the load and the run of `logits`, and reports them (with peak memory) on stderr.
+#[derive(Debug)]
+pub struct Timings {
+    start: std::time::Instant,
+    load_secs: Option<f64>,
+}
+
+impl Timings {
+    pub fn start() -> Self {
+        Timings {
+            start: std::time::Instant::now(),
+            load_secs: None,
+        }
+    }
+
+    pub fn loaded(&mut self) {
+        self.load_secs = Some(self.start.elapsed().as_secs_f64());
+    }
+
+    /// `load: S s; run: S s (T prompt tokens, N new tokens); peak memory: B bytes`.
+    pub fn report(&self, prompt_tokens: usize, new_tokens: usize) {
+        let load = self.load_secs.unwrap_or(0.0);
+        let run = self.start.elapsed().as_secs_f64() - load;
+        eprintln!(
+            "load: {load:.3} s; run: {run:.3} s ({prompt_tokens} prompt tokens, {new_tokens} new tokens); peak memory: {} bytes",
+            peak_memory_bytes().map_or("unknown".into(), |b| b.to_string())
+        );
+    }
+}
+
 /// An error unless `dtype` is f32: `arch` is checked in f32 only.
 pub fn f32_only(dtype: DTypeArg, arch: &str) -> Result<()> {
     if dtype != DTypeArg::F32 {
@@ -32,9 +70,16 @@ pub fn f32_only(dtype: DTypeArg, arch: &str) -> Result<()> {
 }
 
 /// RecurrentGemma / Griffin / Hawk checkpoints, in `dtype` (f32 or bf16) on the CPU.
-pub fn griffin(dir: &Path, ids: &[u32], max_new_tokens: usize, dtype: DTypeArg) -> Result<Value> {
+pub fn griffin(
+    dir: &Path,
+    ids: &[u32],
+    max_new_tokens: usize,
+    dtype: DTypeArg,
+    timings: &mut Timings,
+) -> Result<Value> {
     let model = griffin::load(dir, dtype.dtype(), &Device::Cpu)
         .with_context(|| format!("loading {}", dir.display()))?;
+    timings.loaded();
     let (logits, new_tokens) = griffin::generation::greedy(&model, ids, max_new_tokens)?;
     let shape = logits.dims().to_vec();
     let flat = finite_values(&logits)?;
@@ -43,9 +88,16 @@ pub fn griffin(dir: &Path, ids: &[u32], max_new_tokens: usize, dtype: DTypeArg) 
 
 /// BitNet b1.58 checkpoints (packed, master or legacy, from `quantization_config`), in `dtype`
 /// (f32 or bf16) on the CPU.
-pub fn bitnet(dir: &Path, ids: &[u32], max_new_tokens: usize, dtype: DTypeArg) -> Result<Value> {
+pub fn bitnet(
+    dir: &Path,
+    ids: &[u32],
+    max_new_tokens: usize,
+    dtype: DTypeArg,
+    timings: &mut Timings,
+) -> Result<Value> {
     let model = bitnet::load(dir, dtype.dtype(), &Device::Cpu)
         .with_context(|| format!("loading {}", dir.display()))?;
+    timings.loaded();
     let (logits, new_tokens) = bitnet::generation::greedy(&model, ids, max_new_tokens)?;
     let shape = logits.dims().to_vec();
     let flat = finite_values(&logits)?;
@@ -55,9 +107,15 @@ pub fn bitnet(dir: &Path, ids: &[u32], max_new_tokens: usize, dtype: DTypeArg) -
 /// YOCO checkpoints (the reference's `config.json` names no architecture: `--arch yoco`), in
 /// f32 on the CPU. The logits are the parallel pass over the prompt; the new tokens come from the
 /// reference's decoding (early-exit prefill, then one token per step).
-pub fn yoco(dir: &Path, ids: &[u32], max_new_tokens: usize) -> Result<Value> {
+pub fn yoco(
+    dir: &Path,
+    ids: &[u32],
+    max_new_tokens: usize,
+    timings: &mut Timings,
+) -> Result<Value> {
     let model =
         yoco::load(dir, &Device::Cpu).with_context(|| format!("loading {}", dir.display()))?;
+    timings.loaded();
     let mut cache = model.new_cache(1, ids.len())?;
     let logits = model.forward(&[ids], &mut cache)?;
     let (new_tokens, _) = yoco::generation::greedy(&model, ids, max_new_tokens)?;

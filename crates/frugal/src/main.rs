@@ -153,6 +153,9 @@ enum Command {
         /// Where the model runs.
         #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
         device: DeviceArg,
+        /// Print load time, run time and peak memory to stderr.
+        #[arg(long)]
+        timings: bool,
     },
     /// Class logits of an encoder checkpoint for a batch of sequences.
     Classify {
@@ -346,23 +349,32 @@ fn run(cli: Cli) -> Result<()> {
             arch,
             dtype,
             device: device_arg,
+            timings,
         } => {
             device(device_arg)?;
             let ids = model_dir::parse_ids(&input_ids)?;
+            let mut clock = logits::Timings::start();
             let model = hub::resolve_model(&model, offline || hub::offline_from_env(), &[])?;
             let arch = model_dir::architecture(&model, arch)?;
             let out = match arch {
-                a if a.is_griffin() => logits::griffin(&model, &ids, max_new_tokens, dtype)?,
-                ModelArch::Bitnet => logits::bitnet(&model, &ids, max_new_tokens, dtype)?,
+                a if a.is_griffin() => {
+                    logits::griffin(&model, &ids, max_new_tokens, dtype, &mut clock)?
+                }
+                ModelArch::Bitnet => {
+                    logits::bitnet(&model, &ids, max_new_tokens, dtype, &mut clock)?
+                }
                 ModelArch::Yoco => {
                     logits::f32_only(dtype, "yoco")?;
-                    logits::yoco(&model, &ids, max_new_tokens)?
+                    logits::yoco(&model, &ids, max_new_tokens, &mut clock)?
                 }
                 other => anyhow::bail!(
                     "`frugal logits` needs a decoder (recurrent_gemma, griffin, hawk, bitnet, \
                      yoco); {other:?} is an encoder: use `frugal classify`"
                 ),
             };
+            if timings {
+                clock.report(ids.len(), max_new_tokens);
+            }
             println!("{}", serde_json::to_string(&out)?);
             Ok(())
         }

@@ -3,3 +3,4 @@
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 mod bad_inputs;
 mod cli;
+mod loading;

@@ -1,0 +1,148 @@
+//! Loading a checkpoint of real width: RecurrentGemma-2B's layer widths (hidden 2560, 10 heads of
+//! 256, MLP 7680 per branch, LRU 2560) for three layers (recurrent, recurrent, attention) in bf16,
+//! written at test time (vocabulary cut to 32000 to keep the file near 0.6 GB). `frugal logits
+//! --timings` loads it in f32 and in bf16; the load must stay within a few times one pass that
+//! reads the file's bytes and writes the final weights' bytes, and the peak memory within the
+//! final weights plus the mapped file (generous bounds: a regression to an extra full copy of the
+//! weights, or to a single-threaded conversion, fails).
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Instant;
+
+use candle_core::safetensors::MmapedSafetensors;
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+
+fn config_json() -> serde_json::Value {
+    serde_json::json!({
+        "model_type": "recurrent_gemma",
+        "vocab_size": 32000,
+        "hidden_size": 2560,
+        "intermediate_size": 15360,
+        "num_hidden_layers": 3,
+        "num_attention_heads": 10,
+        "num_key_value_heads": 1,
+        "head_dim": 256,
+        "lru_width": 2560,
+        "attention_window_size": 2048,
+        "conv1d_width": 4,
+        "logits_soft_cap": 30.0,
+        "rms_norm_eps": 1e-6,
+        "rope_theta": 10000.0,
+        "partial_rotary_factor": 0.5,
+        "block_types": ["recurrent", "recurrent", "attention"],
+        "hidden_activation": "gelu_pytorch_tanh"
+    })
+}
+
+/// Writes the checkpoint into `dir` (random weights in bf16); returns the parameter count.
+fn write_checkpoint(dir: &Path) -> usize {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("config.json"), config_json().to_string()).unwrap();
+    let cfg = griffin::Config::from_json(&config_json().to_string()).unwrap();
+    let map = VarMap::new();
+    griffin::Model::new(
+        &cfg,
+        VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu),
+    )
+    .unwrap();
+    let data = map.data().lock().unwrap();
+    let mut tensors: HashMap<String, Tensor> = HashMap::new();
+    let mut params = 0;
+    for (name, var) in data.iter() {
+        // Small values: the weights stay finite through three layers.
+        let t = (var.as_tensor() * 0.02)
+            .unwrap()
+            .to_dtype(DType::BF16)
+            .unwrap();
+        params += t.elem_count();
+        tensors.insert(name.clone(), t);
+    }
+    candle_core::safetensors::save(&tensors, dir.join("model.safetensors")).unwrap();
+    params
+}
+
+/// Seconds of one pass over the mapped file that writes every tensor's values in `final_dtype`.
+fn one_pass_secs(file: &Path, final_dtype: DType) -> f64 {
+    // SAFETY: a file this test wrote, read-only, not modified while mapped.
+    let st = unsafe { MmapedSafetensors::new(file) }.unwrap();
+    let tensors = st.tensors();
+    let best = (0..3)
+        .map(|_| {
+            let start = Instant::now();
+            for (_, view) in &tensors {
+                match final_dtype {
+                    DType::F32 => {
+                        std::hint::black_box(
+                            layers::weights::to_f32(view.data(), DType::BF16).unwrap(),
+                        );
+                    }
+                    _ => {
+                        std::hint::black_box(view.data().to_vec());
+                    }
+                }
+            }
+            start.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min);
+    best
+}
+
+/// `(load seconds, peak memory bytes)` from `frugal logits --timings`.
+fn load(dir: &Path, dtype: &str) -> (f64, u64) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_frugal"))
+        .args([
+            "logits",
+            "--model",
+            dir.to_str().unwrap(),
+            "--input-ids",
+            "1,2,3",
+        ])
+        .args(["--dtype", dtype, "--timings"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let field = |key: &str| -> String {
+        let rest = &err[err.find(key).unwrap_or_else(|| panic!("{key} in {err}")) + key.len()..];
+        rest.split([' ', ';']).next().unwrap().to_string()
+    };
+    (
+        field("load: ").parse().unwrap(),
+        field("peak memory: ").parse().unwrap(),
+    )
+}
+
+#[test]
+fn a_2b_wide_checkpoint_loads_within_a_few_passes_over_its_bytes() {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("loading-2b-wide");
+    let params = write_checkpoint(&dir);
+    let file = dir.join("model.safetensors");
+    let file_bytes = std::fs::metadata(&file).unwrap().len() as f64;
+    for (dtype, final_dtype, width) in [("f32", DType::F32, 4.0), ("bf16", DType::BF16, 2.0)] {
+        let pass = one_pass_secs(&file, final_dtype);
+        let runs: Vec<(f64, u64)> = (0..2).map(|_| load(&dir, dtype)).collect();
+        let load_secs = runs.iter().map(|r| r.0).fold(f64::INFINITY, f64::min);
+        let peak = runs.iter().map(|r| r.1).min().unwrap() as f64;
+        let weights = params as f64 * width;
+        println!(
+            "{dtype}: {params} parameters, file {:.0} MB, weights {:.0} MB; load {load_secs:.3} s = {:.2}x one pass ({pass:.3} s); peak memory {:.0} MB = {:.2}x (weights + file)",
+            file_bytes / 1e6,
+            weights / 1e6,
+            load_secs / pass,
+            peak / 1e6,
+            peak / (weights + file_bytes)
+        );
+        // Generous bounds (the goals are 2x and 1.2x the weights plus the file): this machine's
+        // timing noise, the process's own startup and the run's activations fit inside them.
+        assert!(
+            load_secs <= 6.0 * pass + 0.5,
+            "{dtype}: load {load_secs} s, one pass {pass} s"
+        );
+        assert!(
+            peak <= 1.5 * weights + file_bytes + 300e6,
+            "{dtype}: peak {peak} bytes"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
