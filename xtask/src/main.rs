@@ -46,6 +46,10 @@ enum Task {
     },
     /// Type-check the candle custom ops' CUDA path (candle's `cuda` feature; needs a CUDA toolkit).
     CheckCuda,
+    /// Check that the hand-kept lists follow the CUDA sources: each `kernels/cuda/*.cu` has its
+    /// PTX and its `kernels::ptx` module, and each kernel an entry in the emulator's table (the
+    /// `tidy` tests, which the README's test command also runs).
+    Tidy,
 }
 
 fn main() -> Result<()> {
@@ -58,7 +62,21 @@ fn main() -> Result<()> {
         Task::TestGpu { no_run } => gpu_bundle::test(&root, no_run),
         Task::BenchGpu { no_run } => gpu_bundle::bench(&root, no_run),
         Task::CheckCuda => cuda::check_candle_cuda(&root),
+        Task::Tidy => tidy(&root),
     }
+}
+
+fn tidy(root: &std::path::Path) -> Result<()> {
+    let status = std::process::Command::new(env!("CARGO"))
+        .args(["test", "-p", "kernels", "--test", "it", "tidy::"])
+        .current_dir(root)
+        .status()
+        .context("running cargo test")?;
+    anyhow::ensure!(
+        status.success(),
+        "the hand-kept lists are out of step with kernels/cuda (see the tidy test's message)"
+    );
+    Ok(())
 }
 
 /// The workspace root: the parent of this crate's directory.
