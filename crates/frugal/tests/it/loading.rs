@@ -144,5 +144,8 @@ fn a_2b_wide_checkpoint_loads_within_a_few_passes_over_its_bytes() {
             "{dtype}: peak {peak} bytes"
         );
     }
-    std::fs::remove_dir_all(&dir).unwrap();
+    // FRUGAL_KEEP_CHECKPOINT=1 keeps it, to profile a load by hand.
+    if std::env::var_os("FRUGAL_KEEP_CHECKPOINT").is_none() {
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
