@@ -91,6 +91,7 @@ pub fn generate(
     prompt: &str,
     max_tokens: usize,
     sampling: &Sampling,
+    json: bool,
     out: &mut impl Write,
 ) -> Result<Vec<u32>> {
     sampling.validate()?;
@@ -165,7 +166,8 @@ pub fn generate(
             let text = tokenizer
                 .decode(generated, true)
                 .map_err(|e| anyhow::anyhow!("detokenizing: {e}"))?;
-            if text.len() > printed && text.is_char_boundary(printed) {
+            // With --json the text comes once, at the end.
+            if !json && text.len() > printed && text.is_char_boundary(printed) {
                 write!(out, "{}", &text[printed..])?;
                 out.flush()?;
                 printed = text.len();
@@ -173,8 +175,27 @@ pub fn generate(
             Ok(())
         },
     )?;
-    writeln!(out)?;
     let rate = |n: usize, secs: f64| n as f64 / secs.max(1e-9);
+    if json {
+        let text = tokenizer
+            .decode(&done.tokens, true)
+            .map_err(|e| anyhow::anyhow!("detokenizing: {e}"))?;
+        let record = serde_json::json!({
+            "text": text,
+            "tokens": done.tokens,
+            "stopped_at_eos": done.stopped_at_eos,
+            "load_secs": load_secs,
+            "prompt_tokens": ids.len(),
+            "prompt_secs": done.prompt_secs,
+            "prompt_tokens_per_s": rate(ids.len(), done.prompt_secs),
+            "generated_tokens": done.tokens.len(),
+            "decode_secs": done.decode_secs,
+            "decode_tokens_per_s": rate(done.tokens.len(), done.decode_secs),
+        });
+        writeln!(out, "{record}")?;
+        return Ok(done.tokens);
+    }
+    writeln!(out)?;
     eprintln!(
         "load: {load_secs:.2} s; prompt: {} tokens in {:.2} s ({:.1} tokens/s); generated: {} tokens in {:.2} s ({:.1} tokens/s)",
         ids.len(),

@@ -127,6 +127,10 @@ enum Command {
         /// Where the model runs.
         #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
         device: DeviceArg,
+        /// Print one JSON object at the end (text, tokens, load time, prompt and decode rates)
+        /// instead of streaming the text.
+        #[arg(long)]
+        json: bool,
     },
     /// What this build has: CPU features, GPU and driver, compiled kernels.
     Info,
@@ -324,6 +328,7 @@ fn run(cli: Cli) -> Result<()> {
             arch,
             dtype,
             device: device_arg,
+            json,
         } => {
             let sampling = generate::Sampling {
                 temperature,
@@ -336,7 +341,7 @@ fn run(cli: Cli) -> Result<()> {
             let mut out = std::io::stdout().lock();
             let offline = offline || hub::offline_from_env();
             generate::generate(
-                &model, offline, arch, dtype, &prompt, max_tokens, &sampling, &mut out,
+                &model, offline, arch, dtype, &prompt, max_tokens, &sampling, json, &mut out,
             )?;
             Ok(())
         }

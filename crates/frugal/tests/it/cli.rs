@@ -692,3 +692,43 @@ fn bf16_logits_stay_near_the_f32_reference() {
     ]);
     assert!(!ok && err.contains("yoco runs in f32 only"), "{err}");
 }
+
+/// `generate --json`: one object for scripts, with the greedy tokens the reference makes and the
+/// load, prompt and decode figures apart.
+#[test]
+fn generate_json_reports_tokens_and_rates_apart() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let fixture = format!("{root}/../bitnet/tests/fixtures/bitnet_packed");
+    let dir = std::env::temp_dir().join(format!("frugal-generate-json-{}", std::process::id()));
+    checkpoint_with_tokenizer(&fixture, &dir);
+    let golden: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{fixture}/golden.json")).unwrap())
+            .unwrap();
+    let prompt = words(golden["input_ids"][0].as_array().unwrap());
+    let (ok, out, err) = frugal(&[
+        "generate",
+        "--model",
+        dir.to_str().unwrap(),
+        "--prompt",
+        &prompt,
+        "--max-tokens",
+        "3",
+        "--temperature",
+        "0",
+        "--json",
+    ]);
+    assert!(ok, "{err}");
+    let record: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let want = &golden["generate"]["new_tokens"].as_array().unwrap()[..3];
+    assert_eq!(record["tokens"].as_array().unwrap().as_slice(), want);
+    assert_eq!(record["text"].as_str().unwrap(), words(want));
+    assert_eq!(record["generated_tokens"], 3);
+    assert_eq!(
+        record["prompt_tokens"].as_u64().unwrap() as usize,
+        golden["input_ids"][0].as_array().unwrap().len()
+    );
+    for key in ["load_secs", "prompt_tokens_per_s", "decode_tokens_per_s"] {
+        assert!(record[key].as_f64().unwrap() > 0.0, "{key}: {record}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
