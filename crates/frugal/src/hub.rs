@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Result};
 
 /// Whether `HF_HUB_OFFLINE` asks for no network (`1`, `true`, `yes`, `on`), as HF's tools read it.
-pub fn offline_from_env() -> bool {
+fn offline_from_env() -> bool {
     std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| {
         matches!(
             v.trim().to_ascii_lowercase().as_str(),
@@ -37,7 +37,8 @@ fn repo_parts(repo: &str) -> Option<(&str, &str)> {
 }
 
 /// `model` as a checkpoint directory: the directory itself, the `main` snapshot of a repo id in
-/// the local HF cache, or (unless `offline`) that repo downloaded into the cache first.
+/// the local HF cache, or (unless `offline` or `HF_HUB_OFFLINE`) that repo downloaded into the
+/// cache first.
 /// `needs` names files the caller requires besides config.json and the weights (tokenizer.json).
 pub fn resolve_model(model: &str, offline: bool, needs: &[&str]) -> Result<PathBuf> {
     let dir = Path::new(model);
@@ -57,7 +58,7 @@ pub fn resolve_model(model: &str, offline: bool, needs: &[&str]) -> Result<PathB
     if repo_parts(model).is_none() {
         bail!("{looked}. Pass a checkpoint directory or a repo id (org/name).");
     }
-    if offline {
+    if offline || offline_from_env() {
         bail!(
             "{looked}. Offline (HF_HUB_OFFLINE or --offline): nothing is downloaded. Fetch the repo \
              first, e.g. `huggingface-cli download {model}` (the cache follows HF_HUB_CACHE or \

@@ -339,7 +339,6 @@ fn run(cli: Cli) -> Result<()> {
             sampling.validate()?;
             device(device_arg)?;
             let mut out = std::io::stdout().lock();
-            let offline = offline || hub::offline_from_env();
             generate::generate(
                 &model, offline, arch, dtype, &prompt, max_tokens, &sampling, json, &mut out,
             )?;
@@ -359,7 +358,7 @@ fn run(cli: Cli) -> Result<()> {
             device(device_arg)?;
             let ids = model_dir::parse_ids(&input_ids)?;
             let mut clock = logits::Timings::start();
-            let model = hub::resolve_model(&model, offline || hub::offline_from_env(), &[])?;
+            let model = hub::resolve_model(&model, offline, &[])?;
             let arch = model_dir::architecture(&model, arch)?;
             let out = match arch {
                 a if a.is_griffin() => {
@@ -392,7 +391,7 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             device(device_arg)?;
             let batch = model_dir::parse_batch(&input_ids)?;
-            let model = hub::resolve_model(&model, offline || hub::offline_from_env(), &[])?;
+            let model = hub::resolve_model(&model, offline, &[])?;
             let arch = model_dir::architecture(&model, arch)?;
             let out = match arch {
                 ModelArch::Fastformer => logits::fastformer(&model, &batch)?,

@@ -72,18 +72,6 @@ pub fn nonzero(key: &str, v: usize) -> Result<usize> {
     }
 }
 
-/// A size that must be at most `limit` (sizes that buffers or tables are built from).
-pub fn at_most(key: &str, v: usize, limit: usize, why: &str) -> Result<usize> {
-    if v > limit {
-        Err(Error::config(
-            key,
-            format!("{v} is larger than {limit} ({why})"),
-        ))
-    } else {
-        Ok(v)
-    }
-}
-
 /// A token id from the config (padding, BOS, EOS) that must be in the vocabulary.
 pub fn token_id(key: &str, id: usize, vocab_size: usize) -> Result<usize> {
     if id < vocab_size {

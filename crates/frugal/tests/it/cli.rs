@@ -281,7 +281,7 @@ fn classify_with_a_saved_smartbird_model_matches_the_library() {
 
 /// A word-level tokenizer whose token `i` is the word `t{i}`: prompts and generated text are then
 /// the fixtures' token ids, readable.
-fn word_tokenizer(vocab: usize) -> String {
+pub(crate) fn word_tokenizer(vocab: usize) -> String {
     let words: serde_json::Map<String, serde_json::Value> = (0..vocab)
         .map(|i| (format!("t{i}"), serde_json::json!(i)))
         .collect();

@@ -609,7 +609,7 @@ fn generate_caps_huge_token_budgets_at_the_context() {
     ] {
         let dir = scratch(&format!("cli/generate-{limit}"));
         copy_checkpoint(&fixture(rel), &dir);
-        std::fs::write(dir.join("tokenizer.json"), word_tokenizer(256)).unwrap();
+        std::fs::write(dir.join("tokenizer.json"), crate::cli::word_tokenizer(256)).unwrap();
         let mut args: Vec<String> = [
             "generate",
             "--model",
@@ -635,16 +635,4 @@ fn generate_caps_huge_token_budgets_at_the_context() {
             out.stderr
         );
     }
-}
-
-/// A word-level tokenizer whose token `i` is the word `t{i}`.
-fn word_tokenizer(vocab: usize) -> String {
-    let words: serde_json::Map<String, serde_json::Value> =
-        (0..vocab).map(|i| (format!("t{i}"), json!(i))).collect();
-    json!({
-        "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
-        "normalizer": null, "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null,
-        "decoder": null, "model": {"type": "WordLevel", "vocab": words, "unk_token": "t0"}
-    })
-    .to_string()
 }
