@@ -14,10 +14,12 @@ pub struct Mlp {
 impl Mlp {
     pub fn new(hidden: usize, width: usize, vb: VarBuilder) -> candle_core::Result<Self> {
         Ok(Mlp {
-            gate_up_proj: Linear::stacked(&[
-                linear(hidden, width, vb.pp("gate_proj"))?,
-                linear(hidden, width, vb.pp("up_proj"))?,
-            ])?,
+            gate_up_proj: Linear::load_stacked(
+                hidden,
+                &[("gate_proj", width), ("up_proj", width)],
+                true,
+                &vb,
+            )?,
             down_proj: linear(width, hidden, vb.pp("down_proj"))?.into(),
         })
     }

@@ -31,10 +31,7 @@ impl RecurrentBlock {
     pub fn new(cfg: &Config, vb: VarBuilder) -> candle_core::Result<Self> {
         let (d, w) = (cfg.hidden_size, cfg.lru_width);
         Ok(RecurrentBlock {
-            linear_xy: Linear::stacked(&[
-                linear(d, w, vb.pp("linear_x"))?,
-                linear(d, w, vb.pp("linear_y"))?,
-            ])?,
+            linear_xy: Linear::load_stacked(d, &[("linear_x", w), ("linear_y", w)], true, &vb)?,
             lru_width: w,
             linear_out: linear(w, d, vb.pp("linear_out"))?.into(),
             conv_1d: Conv1d::new(w, cfg.conv1d_width, vb.pp("conv_1d"))?,

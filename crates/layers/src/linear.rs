@@ -38,6 +38,49 @@ impl Linear {
     }
 }
 
+impl Linear {
+    /// [`Linear::stacked`] loaded from `vb`: the layers `parts` (`(name, output rows)`, each
+    /// `name.weight` of shape `[rows, in_dim]`, with `name.bias` when `bias`), stacked in that
+    /// order. From a checkpoint ([`crate::weights::CheckedSafetensors`]) each part's values are
+    /// converted straight into their place in the stacked weight, so stacking copies nothing;
+    /// any other backend loads the parts and concatenates them.
+    pub fn load_stacked(
+        in_dim: usize,
+        parts: &[(&str, usize)],
+        bias: bool,
+        vb: &candle_nn::VarBuilder,
+    ) -> candle_core::Result<Self> {
+        let rows: usize = parts.iter().map(|p| p.1).sum();
+        let names = |suffix: &str| -> Vec<(String, usize)> {
+            parts
+                .iter()
+                .map(|&(name, rows)| (format!("{name}.{suffix}"), rows))
+                .collect()
+        };
+        let stacked = |suffix: &str| {
+            crate::weights::stacked_name(names(suffix).iter().map(|(n, r)| (n.as_str(), *r)))
+        };
+        let weight = stacked("weight");
+        if vb.contains_tensor(&weight) && (!bias || vb.contains_tensor(&stacked("bias"))) {
+            return Ok(Linear {
+                weight: vb.get((rows, in_dim), &weight)?,
+                bias: bias.then(|| vb.get(rows, &stacked("bias"))).transpose()?,
+            });
+        }
+        let layers = parts
+            .iter()
+            .map(|&(name, rows)| {
+                if bias {
+                    candle_nn::linear(in_dim, rows, vb.pp(name))
+                } else {
+                    candle_nn::linear_no_bias(in_dim, rows, vb.pp(name))
+                }
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Linear::stacked(&layers)
+    }
+}
+
 impl Module for Linear {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         kernels::cpu_linear::linear(x, &self.weight, self.bias.as_ref())
@@ -90,5 +133,75 @@ mod tests {
             close(&flat(&both.forward(&x).unwrap()), &flat(&want));
         }
         assert!(Linear::stacked(&[a, lin(4, false)]).is_err());
+    }
+
+    /// A stacked layer loaded from a checkpoint (converted in place) is exactly the loaded
+    /// parts concatenated, for each stored and final dtype; a misshapen or missing part is an
+    /// error naming it.
+    #[test]
+    fn stacked_loading_equals_concatenating_the_loaded_parts() {
+        use candle_core::DType;
+        use std::collections::HashMap;
+        let dev = Device::Cpu;
+        let dir = std::env::temp_dir().join(format!("layers-stacked-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let t = |shape: &[usize]| Tensor::randn(0f32, 1.0, shape, &dev).unwrap();
+        for stored in [DType::F32, DType::BF16, DType::F16] {
+            let mut tensors = HashMap::new();
+            for (name, rows) in [("a", 5usize), ("b", 70_001), ("c", 1)] {
+                tensors.insert(
+                    format!("m.{name}.weight"),
+                    t(&[rows, 3]).to_dtype(stored).unwrap(),
+                );
+                tensors.insert(
+                    format!("m.{name}.bias"),
+                    t(&[rows]).to_dtype(stored).unwrap(),
+                );
+            }
+            tensors.insert("m.bad.weight".into(), t(&[4, 2]).to_dtype(stored).unwrap());
+            let file = dir.join(format!("{stored:?}.safetensors"));
+            candle_core::safetensors::save(&tensors, &file).unwrap();
+            for dtype in [DType::F32, DType::BF16, DType::F16] {
+                let vb = crate::weights::var_builder(std::slice::from_ref(&file), dtype, &dev)
+                    .unwrap()
+                    .pp("m");
+                let parts = [("a", 5), ("b", 70_001), ("c", 1)];
+                for bias in [true, false] {
+                    let got = Linear::load_stacked(3, &parts, bias, &vb).unwrap();
+                    let want: Vec<candle_nn::Linear> = parts
+                        .iter()
+                        .map(|(n, _)| {
+                            let w = tensors[&format!("m.{n}.weight")].to_dtype(dtype).unwrap();
+                            let b = tensors[&format!("m.{n}.bias")].to_dtype(dtype).unwrap();
+                            candle_nn::Linear::new(w, bias.then_some(b))
+                        })
+                        .collect();
+                    let want = Linear::stacked(&want).unwrap();
+                    assert_eq!(got.weight().dtype(), dtype);
+                    let bits = |t: &Tensor| flat(&t.to_dtype(DType::F32).unwrap());
+                    assert_eq!(
+                        bits(got.weight()),
+                        bits(want.weight()),
+                        "{stored:?} -> {dtype:?}"
+                    );
+                    assert_eq!(got.bias().is_some(), bias);
+                    if let (Some(g), Some(w)) = (got.bias(), want.bias()) {
+                        assert_eq!(bits(g), bits(w));
+                    }
+                }
+                let err = Linear::load_stacked(3, &[("a", 5), ("bad", 4)], false, &vb)
+                    .unwrap_err()
+                    .to_string();
+                assert!(
+                    err.contains("m.bad.weight") && err.contains("[4, 3]"),
+                    "{err}"
+                );
+                let err = Linear::load_stacked(3, &[("a", 5), ("missing", 4)], false, &vb)
+                    .unwrap_err()
+                    .to_string();
+                assert!(err.contains("missing.weight"), "{err}");
+            }
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -9,6 +9,7 @@ use candle_core::safetensors::{Load, MmapedSafetensors};
 use candle_core::{DType, Device, Shape, Tensor};
 use candle_nn::var_builder::SimpleBackend;
 use candle_nn::{Init, VarBuilder};
+use half::vec::HalfBitsVecExt;
 
 use crate::error::{Error, Result};
 
@@ -59,14 +60,41 @@ fn tensor_error(name: &str, message: String) -> candle_core::Error {
     }))
 }
 
+/// The name under which [`CheckedSafetensors`] hands out several tensors stacked along their
+/// first dimension as one (see [`crate::Linear::load_stacked`]): `prefix[a.weight:rows|b.weight:rows]`
+/// stands for `prefix` + `a.weight` (`rows` rows), then `prefix` + `b.weight`, and so on. Their
+/// values are converted straight into one buffer, so stacking costs no copy at load.
+pub fn stacked_name<'a>(parts: impl IntoIterator<Item = (&'a str, usize)>) -> String {
+    let parts: Vec<String> = parts
+        .into_iter()
+        .map(|(name, rows)| format!("{name}:{rows}"))
+        .collect();
+    format!("[{}]", parts.join("|"))
+}
+
+/// `(prefix, [(name, rows)])` of a [`stacked_name`] under a prefix; `None` for a plain name.
+fn parse_stacked(path: &str) -> Option<(&str, Vec<(&str, usize)>)> {
+    let inner = path.strip_suffix(']')?;
+    let open = inner.rfind('[')?;
+    let parts = inner[open + 1..]
+        .split('|')
+        .map(|part| {
+            let (name, rows) = part.rsplit_once(':')?;
+            Some((name, rows.parse().ok()?))
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some((&inner[..open], parts))
+}
+
 impl CheckedSafetensors {
-    fn checked(
+    /// The stored view of `name` and its dtype, after checking its shape and its dtype against
+    /// the requested `dtype` (finiteness is checked where the values are read: [`Self::load`]).
+    fn checked_view(
         &self,
         name: &str,
-        shape: Option<&Shape>,
+        shape: Option<&[usize]>,
         dtype: DType,
-        dev: &Device,
-    ) -> candle_core::Result<Tensor> {
+    ) -> candle_core::Result<(safetensors::tensor::TensorView<'_>, DType)> {
         let view = self.files.get(name)?;
         let stored = DType::try_from(view.dtype()).map_err(|_| {
             tensor_error(
@@ -75,10 +103,10 @@ impl CheckedSafetensors {
             )
         })?;
         if let Some(s) = shape {
-            if view.shape() != s.dims() {
+            if view.shape() != s {
                 return Err(candle_core::Error::UnexpectedShape {
                     msg: format!("shape mismatch for {name}"),
-                    expected: s.clone(),
+                    expected: s.into(),
                     got: view.shape().into(),
                 });
             }
@@ -99,18 +127,113 @@ impl CheckedSafetensors {
                 format!("stored as {stored:?}, expected {want}: it is not converted"),
             ));
         }
-        if let Some((index, value)) = first_non_finite(view.data(), stored) {
-            return Err(tensor_error(
-                name,
-                format!("holds a non-finite value ({value}) at flat index {index}"),
-            ));
+        Ok((view, stored))
+    }
+
+    fn checked(
+        &self,
+        name: &str,
+        shape: Option<&Shape>,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
+        if let Some((prefix, parts)) = parse_stacked(name) {
+            let Some(shape) = shape else {
+                candle_core::bail!("a stacked tensor ({name}) is loaded with its shape");
+            };
+            return self.stacked(prefix, &parts, shape, dtype, dev);
         }
-        if dev.is_cpu() && dtype == DType::F32 {
-            if let Some(values) = to_f32(view.data(), stored) {
-                return Tensor::from_vec(values, view.shape(), dev);
+        let (view, stored) = self.checked_view(name, shape.map(|s| s.dims()), dtype)?;
+        let shape = Shape::from(view.shape());
+        load(&[(name, &view)], stored, &shape, dtype, dev)
+    }
+
+    /// The tensors `prefix + name` of `parts` (each `rows` rows, the rest of `shape` after
+    /// that), checked one by one (errors name the stored tensor) and stacked along dim 0.
+    fn stacked(
+        &self,
+        prefix: &str,
+        parts: &[(&str, usize)],
+        shape: &Shape,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
+        let (&total, rest) = shape.dims().split_first().ok_or_else(|| {
+            candle_core::Error::Msg(format!("a stacked tensor ({prefix}{parts:?}) has rank 0"))
+        })?;
+        if parts.iter().map(|p| p.1).sum::<usize>() != total {
+            candle_core::bail!("the parts of {prefix}{parts:?} do not add up to {total} rows");
+        }
+        let mut views = Vec::with_capacity(parts.len());
+        for &(name, rows) in parts {
+            let name = format!("{prefix}{name}");
+            let want: Vec<usize> = std::iter::once(rows).chain(rest.iter().copied()).collect();
+            let (view, stored) = self.checked_view(&name, Some(&want), dtype)?;
+            views.push((name, view, stored));
+        }
+        let stored = views.first().map(|v| v.2);
+        match stored.filter(|&s| views.iter().all(|v| v.2 == s)) {
+            Some(stored) => {
+                let parts: Vec<_> = views.iter().map(|(n, v, _)| (n.as_str(), v)).collect();
+                load(&parts, stored, shape, dtype, dev)
+            }
+            // Mixed stored dtypes: each part on its own, then one copy.
+            None => {
+                let tensors = views
+                    .iter()
+                    .map(|(name, view, stored)| {
+                        let shape = Shape::from(view.shape());
+                        load(&[(name, view)], *stored, &shape, dtype, dev)
+                    })
+                    .collect::<candle_core::Result<Vec<_>>>()?;
+                Tensor::cat(&tensors, 0)
             }
         }
-        view.load(dev)?.to_dtype(dtype)
+    }
+}
+
+/// `parts` (named views, all `stored`, concatenated in order) as one tensor of `shape` in
+/// `dtype` on `dev`, every value checked finite. On the CPU the values are converted straight
+/// from the mapped file into the final buffer in one threaded pass that also checks them;
+/// elsewhere they are checked, then go through candle.
+fn load(
+    parts: &[(&str, &safetensors::tensor::TensorView<'_>)],
+    stored: DType,
+    shape: &Shape,
+    dtype: DType,
+    dev: &Device,
+) -> candle_core::Result<Tensor> {
+    let non_finite = |name: &str, bytes: &[u8]| match first_non_finite(bytes, stored) {
+        Some((index, value)) => Err(tensor_error(
+            name,
+            format!("holds a non-finite value ({value}) at flat index {index}"),
+        )),
+        None => Ok(()),
+    };
+    if let Some(mut buffer) = Buffer::new(dev, stored, dtype, shape.elem_count()) {
+        let mut offset = 0;
+        for (name, view) in parts {
+            let bytes = view.data();
+            match buffer.fill(offset, bytes) {
+                Some((written, true)) => offset += written,
+                // Found while converting: locate the value for the message.
+                Some((_, false)) => {
+                    non_finite(name, bytes)?;
+                    candle_core::bail!("{name}: a non-finite value the locating pass missed");
+                }
+                None => candle_core::bail!("{name}: larger than its shape ({shape:?})"),
+            }
+        }
+        return buffer.into_tensor(shape, dev);
+    }
+    let mut tensors = Vec::with_capacity(parts.len());
+    for (name, view) in parts {
+        non_finite(name, view.data())?;
+        tensors.push(view.load(dev)?.to_dtype(dtype)?);
+    }
+    match tensors.as_slice() {
+        [one] => Ok(one.clone()),
+        _ => Tensor::cat(&tensors, 0),
     }
 }
 
@@ -130,45 +253,149 @@ impl SimpleBackend for CheckedSafetensors {
         self.checked(name, None, dtype, dev)
     }
 
+    /// For a [`stacked_name`]: whether every part is there.
     fn contains_tensor(&self, name: &str) -> bool {
-        self.files.get(name).is_ok()
+        match parse_stacked(name) {
+            Some((prefix, parts)) => parts
+                .iter()
+                .all(|(part, _)| self.files.get(&format!("{prefix}{part}")).is_ok()),
+            None => self.files.get(name).is_ok(),
+        }
+    }
+}
+
+/// A CPU buffer that stored values are written into in their final dtype: f32 from bf16, f16 or
+/// f32; bf16 and f16 kept as stored (as their bits: a zeroed `Vec<u16>` is fresh pages from the
+/// allocator, faulted in by the threads that fill it, where `vec![bf16::ZERO; n]` would be
+/// written once more by one thread).
+enum Buffer {
+    F32(DType, Vec<f32>),
+    BF16(Vec<u16>),
+    F16(Vec<u16>),
+}
+
+impl Buffer {
+    /// `None` where candle's own path is used instead (other devices and conversions).
+    fn new(dev: &Device, stored: DType, dtype: DType, len: usize) -> Option<Buffer> {
+        if !dev.is_cpu() {
+            return None;
+        }
+        match (stored, dtype) {
+            (DType::BF16 | DType::F16 | DType::F32, DType::F32) => {
+                Some(Buffer::F32(stored, vec![0f32; len]))
+            }
+            (DType::BF16, DType::BF16) => Some(Buffer::BF16(vec![0; len])),
+            (DType::F16, DType::F16) => Some(Buffer::F16(vec![0; len])),
+            _ => None,
+        }
+    }
+
+    /// Writes the stored `bytes` from element `offset` on, in one threaded pass that also checks
+    /// them: `(elements written, all finite)`, or `None` when they do not fit.
+    fn fill(&mut self, offset: usize, bytes: &[u8]) -> Option<(usize, bool)> {
+        match self {
+            Buffer::F32(stored, out) => {
+                let n = bytes.len() / stored.size_in_bytes();
+                let dst = out.get_mut(offset..offset + n)?;
+                Some((n, to_f32_into(bytes, *stored, dst)))
+            }
+            Buffer::BF16(out) => {
+                let dst = out.get_mut(offset..offset + bytes.len() / 2)?;
+                Some((dst.len(), copy_halves(bytes, dst, BF16_INF)))
+            }
+            Buffer::F16(out) => {
+                let dst = out.get_mut(offset..offset + bytes.len() / 2)?;
+                Some((dst.len(), copy_halves(bytes, dst, F16_INF)))
+            }
+        }
+    }
+
+    fn into_tensor(self, shape: &Shape, dev: &Device) -> candle_core::Result<Tensor> {
+        match self {
+            Buffer::F32(_, v) => Tensor::from_vec(v, shape, dev),
+            Buffer::BF16(v) => Tensor::from_vec::<_, half::bf16>(v.reinterpret_into(), shape, dev),
+            Buffer::F16(v) => Tensor::from_vec::<_, half::f16>(v.reinterpret_into(), shape, dev),
+        }
     }
 }
 
 /// Elements per task of the threaded conversion.
 const CONVERT_CHUNK: usize = 1 << 16;
 
+/// A float is finite iff its magnitude bits (sign masked off) are below its infinity's.
+const BF16_INF: i16 = 0x7f80;
+const F16_INF: i16 = 0x7c00;
+const F32_INF: i32 = 0x7f80_0000;
+
+/// Little-endian 16-bit floats copied into `dst` in parallel chunks; whether every magnitude is
+/// below `infinity` (the bits of the format's infinity). The magnitude is masked to 15 bits, so
+/// its maximum is a signed 16-bit one, which SSE2 vectorises.
+fn copy_halves(bytes: &[u8], dst: &mut [u16], infinity: i16) -> bool {
+    use rayon::prelude::*;
+    dst.par_chunks_mut(CONVERT_CHUNK)
+        .zip(bytes.par_chunks(CONVERT_CHUNK * 2))
+        .all(|(dst, src)| {
+            let mut largest = 0i16;
+            for (d, s) in dst.iter_mut().zip(src.chunks_exact(2)) {
+                let w = u16::from_le_bytes([s[0], s[1]]);
+                *d = w;
+                largest = largest.max((w & 0x7fff) as i16);
+            }
+            largest < infinity
+        })
+}
+
 /// The f32 values of a little-endian buffer of `stored` floats, converted in one threaded pass
 /// straight from the mapped file into the final buffer (candle's path copies the stored bytes
 /// first and converts on one thread). `None` for dtypes it does not handle.
 pub fn to_f32(bytes: &[u8], stored: DType) -> Option<Vec<f32>> {
+    if !matches!(stored, DType::BF16 | DType::F16 | DType::F32) {
+        return None;
+    }
+    let mut out = vec![0f32; bytes.len() / stored.size_in_bytes()];
+    to_f32_into(bytes, stored, &mut out);
+    Some(out)
+}
+
+/// [`to_f32`] into `dst` (as many values as it holds), checking the values as it goes: whether
+/// all are finite. Other stored dtypes leave `dst` untouched.
+fn to_f32_into(bytes: &[u8], stored: DType, dst: &mut [f32]) -> bool {
     use rayon::prelude::*;
     let width = stored.size_in_bytes();
-    let convert: fn(&[u8], &mut [f32]) = match stored {
+    let convert: fn(&[u8], &mut [f32]) -> bool = match stored {
         // bf16 is the top half of an f32: exact.
         DType::BF16 => |src, dst| {
+            let mut largest = 0i16;
             for (d, s) in dst.iter_mut().zip(src.chunks_exact(2)) {
-                *d = f32::from_bits(u32::from(u16::from_le_bytes([s[0], s[1]])) << 16);
+                let w = u16::from_le_bytes([s[0], s[1]]);
+                *d = f32::from_bits(u32::from(w) << 16);
+                largest = largest.max((w & 0x7fff) as i16);
             }
+            largest < BF16_INF
         },
         DType::F16 => |src, dst| {
+            let mut largest = 0i16;
             for (d, s) in dst.iter_mut().zip(src.chunks_exact(2)) {
-                *d = half::f16::from_bits(u16::from_le_bytes([s[0], s[1]])).to_f32();
+                let w = u16::from_le_bytes([s[0], s[1]]);
+                *d = half::f16::from_bits(w).to_f32();
+                largest = largest.max((w & 0x7fff) as i16);
             }
+            largest < F16_INF
         },
         DType::F32 => |src, dst| {
+            let mut largest = 0i32;
             for (d, s) in dst.iter_mut().zip(src.chunks_exact(4)) {
-                *d = f32::from_le_bytes([s[0], s[1], s[2], s[3]]);
+                let w = u32::from_le_bytes([s[0], s[1], s[2], s[3]]);
+                *d = f32::from_bits(w);
+                largest = largest.max((w & 0x7fff_ffff) as i32);
             }
+            largest < F32_INF
         },
-        _ => return None,
+        _ => return true,
     };
-    let n = bytes.len() / width;
-    let mut out = vec![0f32; n];
-    out.par_chunks_mut(CONVERT_CHUNK)
+    dst.par_chunks_mut(CONVERT_CHUNK)
         .zip(bytes.par_chunks(CONVERT_CHUNK * width))
-        .for_each(|(dst, src)| convert(src, dst));
-    Some(out)
+        .all(|(dst, src)| convert(src, dst))
 }
 
 /// The largest of `words` masked to their magnitude bits: a branch-free reduction the compiler
@@ -290,5 +517,68 @@ mod tests {
             }
         }
         assert!(to_f32(&[0u8; 8], DType::U8).is_none());
+    }
+
+    /// Every load path (converted to f32, kept as stored, and candle's for other conversions;
+    /// plain and stacked) refuses a non-finite value anywhere, naming the tensor and the index,
+    /// and accepts the largest finite values.
+    #[test]
+    fn every_load_path_checks_finiteness() {
+        use candle_nn::VarBuilder;
+        use std::collections::HashMap;
+        let dev = Device::Cpu;
+        let dir = std::env::temp_dir().join(format!("layers-finite-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let n = (1 << 16) * 2 + 5;
+        for stored in [DType::F32, DType::BF16, DType::F16] {
+            let largest = match stored {
+                DType::F32 => f32::MAX,
+                DType::BF16 => half::bf16::MAX.to_f32(),
+                _ => half::f16::MAX.to_f32(),
+            };
+            for (bad, at) in [
+                (f32::NAN, n - 1),
+                (f32::INFINITY, 70_000),
+                (f32::NEG_INFINITY, 0),
+            ] {
+                let mut values = vec![0.5f32; n];
+                values[1] = largest;
+                values[2] = -largest;
+                let good = Tensor::from_vec(values.clone(), n, &dev).unwrap();
+                values[at] = bad;
+                let bad_t = Tensor::from_vec(values, n, &dev).unwrap();
+                let tensors: HashMap<String, Tensor> =
+                    [("good.weight", &good), ("bad.weight", &bad_t)]
+                        .into_iter()
+                        .map(|(k, t)| (k.to_string(), t.to_dtype(stored).unwrap()))
+                        .collect();
+                let file = dir.join(format!("{stored:?}.safetensors"));
+                candle_core::safetensors::save(&tensors, &file).unwrap();
+                for dtype in [DType::F32, DType::BF16, DType::F16] {
+                    let vb: VarBuilder =
+                        super::var_builder(std::slice::from_ref(&file), dtype, &dev).unwrap();
+                    let loaded = vb.get(n, "good.weight").unwrap();
+                    assert_eq!(loaded.dtype(), dtype);
+                    if dtype == stored || dtype == DType::F32 {
+                        let back = loaded
+                            .to_dtype(DType::F32)
+                            .unwrap()
+                            .to_vec1::<f32>()
+                            .unwrap();
+                        assert_eq!(back[1], largest, "{stored:?} -> {dtype:?}");
+                    }
+                    let stacked = super::stacked_name([("good.weight", n), ("bad.weight", n)]);
+                    for name in ["bad.weight".to_string(), stacked] {
+                        let rows = if name.starts_with('[') { 2 * n } else { n };
+                        let err = vb.get(rows, &name).unwrap_err().to_string();
+                        assert!(
+                            err.contains("bad.weight") && err.contains(&format!("index {at}")),
+                            "{stored:?} -> {dtype:?}, {name}: {err}"
+                        );
+                    }
+                }
+            }
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -17,12 +17,14 @@ pub struct Mlp {
 
 impl Mlp {
     pub fn new(hidden: usize, inner: usize, vb: VarBuilder) -> Result<Self> {
-        let raw = |name: &str| {
-            candle_nn::linear_no_bias(hidden, inner, vb.pp(name))
-                .map_err(|e| TransformerError::Weights(e.to_string()))
-        };
         Ok(Mlp {
-            gate_up_proj: Linear::stacked(&[raw("gate_proj")?, raw("up_proj")?])?,
+            gate_up_proj: Linear::load_stacked(
+                hidden,
+                &[("gate_proj", inner), ("up_proj", inner)],
+                false,
+                &vb,
+            )
+            .map_err(|e| TransformerError::Weights(e.to_string()))?,
             down_proj: linear(inner, hidden, vb.pp("down_proj"))?,
         })
     }

@@ -22,11 +22,9 @@ pub(crate) fn linear(i: usize, o: usize, vb: VarBuilder) -> Result<Linear> {
 
 impl FeedForward {
     pub fn new(dim: usize, hidden: usize, vb: VarBuilder) -> Result<Self> {
-        let raw = |name: &str| {
-            linear_no_bias(dim, hidden, vb.pp(name)).map_err(|e| YocoError::Weights(e.to_string()))
-        };
         Ok(FeedForward {
-            fc1_gate: Linear::stacked(&[raw("fc1")?, raw("gate")?])?,
+            fc1_gate: Linear::load_stacked(dim, &[("fc1", hidden), ("gate", hidden)], false, &vb)
+                .map_err(|e| YocoError::Weights(e.to_string()))?,
             fc2: linear(hidden, dim, vb.pp("fc2"))?,
         })
     }

@@ -1,10 +1,9 @@
 //! Loading a checkpoint of real width: RecurrentGemma-2B's layer widths (hidden 2560, 10 heads of
 //! 256, MLP 7680 per branch, LRU 2560) for three layers (recurrent, recurrent, attention) in bf16,
 //! written at test time (vocabulary cut to 32000 to keep the file near 0.6 GB). `frugal logits
-//! --timings` loads it in f32 and in bf16; the load must stay within a few times one pass that
-//! reads the file's bytes and writes the final weights' bytes, and the peak memory within the
-//! final weights plus the mapped file (generous bounds: a regression to an extra full copy of the
-//! weights, or to a single-threaded conversion, fails).
+//! --timings` loads it in f32 and in bf16; the load must stay within 2x one pass that reads the
+//! file's bytes and writes the final weights' bytes, and the peak memory within 1.2x the final
+//! weights plus the mapped file (a regression to an extra copy of the weights fails).
 use std::io::Write;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -71,8 +70,10 @@ impl SimpleBackend for Recorder {
         candle_core::bail!("{name}: the recorder needs a shape")
     }
 
-    fn contains_tensor(&self, _: &str) -> bool {
-        true
+    /// Every tensor but the stacked ones of `layers::weights::stacked_name`, which only a
+    /// checkpoint's backend knows: the model then asks for their parts one by one.
+    fn contains_tensor(&self, name: &str) -> bool {
+        !name.ends_with(']')
     }
 }
 
@@ -204,14 +205,15 @@ fn a_2b_wide_checkpoint_loads_within_a_few_passes_over_its_bytes() {
             peak / 1e6,
             peak / (weights + file_bytes)
         );
-        // Generous bounds (the goals are 2x and 1.2x the weights plus the file): this machine's
-        // timing noise, the process's own startup and the run's activations fit inside them.
+        // The goals (2x one pass, 1.2x the weights plus the file) with room for this machine's
+        // timing noise, the process's own startup and the run's activations. Loads measure about
+        // 1x and 1.0x: an extra copy of the weights (about one more pass) fails.
         assert!(
-            load_secs <= 6.0 * pass + 0.5,
+            load_secs <= 2.0 * pass + 0.1,
             "{dtype}: load {load_secs} s, one pass {pass} s"
         );
         assert!(
-            peak <= 1.5 * weights + file_bytes + 300e6,
+            peak <= 1.2 * weights + file_bytes + 150e6,
             "{dtype}: peak {peak} bytes"
         );
     }
