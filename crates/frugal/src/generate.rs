@@ -175,7 +175,9 @@ pub fn generate(
             Ok(())
         },
     )?;
-    let rate = |n: usize, secs: f64| n as f64 / secs.max(1e-9);
+    // No rate without a timed token (a one-token budget decodes nothing after the prompt).
+    let rate = |n: usize, secs: f64| (n > 0).then(|| n as f64 / secs.max(1e-9));
+    let shown = |r: Option<f64>| r.map_or("no decode steps".to_string(), |r| format!("{r:.1} tokens/s"));
     if json {
         let text = tokenizer
             .decode(&done.tokens, true)
@@ -190,20 +192,22 @@ pub fn generate(
             "prompt_tokens_per_s": rate(ids.len(), done.prompt_secs),
             "generated_tokens": done.tokens.len(),
             "decode_secs": done.decode_secs,
-            "decode_tokens_per_s": rate(done.tokens.len(), done.decode_secs),
+            "decode_steps": done.decode_steps,
+            "decode_tokens_per_s": rate(done.decode_steps, done.decode_secs),
         });
         writeln!(out, "{record}")?;
         return Ok(done.tokens);
     }
     writeln!(out)?;
     eprintln!(
-        "load: {load_secs:.2} s; prompt: {} tokens in {:.2} s ({:.1} tokens/s); generated: {} tokens in {:.2} s ({:.1} tokens/s)",
+        "load: {load_secs:.2} s; prompt: {} tokens in {:.2} s ({}); generated: {} tokens, the last {} decoded in {:.2} s ({})",
         ids.len(),
         done.prompt_secs,
-        rate(ids.len(), done.prompt_secs),
+        shown(rate(ids.len(), done.prompt_secs)),
         done.tokens.len(),
+        done.decode_steps,
         done.decode_secs,
-        rate(done.tokens.len(), done.decode_secs)
+        shown(rate(done.decode_steps, done.decode_secs))
     );
     Ok(done.tokens)
 }

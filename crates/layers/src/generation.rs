@@ -132,6 +132,9 @@ pub struct Generated {
     pub prompt_secs: f64,
     /// Seconds of every decode step after it (sampling included).
     pub decode_secs: f64,
+    /// Decode steps timed by `decode_secs`: one per token after the first (which comes from the
+    /// prompt's logits), so the decode rate is `decode_steps / decode_secs`.
+    pub decode_steps: usize,
     /// Whether an end-of-sequence id stopped it (else the budget did).
     pub stopped_at_eos: bool,
 }
@@ -154,6 +157,7 @@ pub fn generate<E: From<Error>>(
     let start = Instant::now();
     let mut tokens = Vec::new();
     let mut stopped_at_eos = false;
+    let mut decode_steps = 0;
     while tokens.len() < max_tokens {
         let values: Vec<f32> = logits
             .to_dtype(DType::F32)
@@ -169,12 +173,14 @@ pub fn generate<E: From<Error>>(
         on_token(&tokens)?;
         if tokens.len() < max_tokens {
             logits = decoder.step(next)?;
+            decode_steps += 1;
         }
     }
     Ok(Generated {
         tokens,
         prompt_secs,
         decode_secs: start.elapsed().as_secs_f64(),
+        decode_steps,
         stopped_at_eos,
     })
 }

@@ -723,6 +723,8 @@ fn generate_json_reports_tokens_and_rates_apart() {
     assert_eq!(record["tokens"].as_array().unwrap().as_slice(), want);
     assert_eq!(record["text"].as_str().unwrap(), words(want));
     assert_eq!(record["generated_tokens"], 3);
+    // The first token comes from the prompt's logits: two decode steps are timed.
+    assert_eq!(record["decode_steps"], 2);
     assert_eq!(
         record["prompt_tokens"].as_u64().unwrap() as usize,
         golden["input_ids"][0].as_array().unwrap().len()
