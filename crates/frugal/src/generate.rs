@@ -177,7 +177,11 @@ pub fn generate(
     )?;
     // No rate without a timed token (a one-token budget decodes nothing after the prompt).
     let rate = |n: usize, secs: f64| (n > 0).then(|| n as f64 / secs.max(1e-9));
-    let shown = |r: Option<f64>| r.map_or("no decode steps".to_string(), |r| format!("{r:.1} tokens/s"));
+    let shown = |r: Option<f64>| {
+        r.map_or("no decode steps".to_string(), |r| {
+            format!("{r:.1} tokens/s")
+        })
+    };
     if json {
         let text = tokenizer
             .decode(&done.tokens, true)

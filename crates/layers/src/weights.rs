@@ -337,7 +337,11 @@ fn huge_pages<T>(v: Vec<T>) -> Vec<T> {
             // their contents, and `v` is not touched concurrently. The result is a hint's: a
             // kernel without THP refuses it, and the buffer works the same.
             unsafe {
-                libc::madvise(first as *mut libc::c_void, last - first, libc::MADV_HUGEPAGE);
+                libc::madvise(
+                    first as *mut libc::c_void,
+                    last - first,
+                    libc::MADV_HUGEPAGE,
+                );
             }
         }
     }

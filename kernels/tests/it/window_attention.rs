@@ -77,6 +77,8 @@ fn shapes() -> Vec<WindowShape> {
         shape(3, 1, 57, 6, 3, 128, 0, None),      // decode step, head_dim 128
         shape(1, 1, 8, 2, 1, 24, 100, Some(8)),   // decode against a window ring
         shape(1, 33, 33, 16, 1, 8, 0, Some(1)),   // window 1: itself only
+        shape(1, 5, 300, 4, 2, 67, 0, None),      // many key blocks, head_dim not a multiple of 8
+        shape(2, 130, 130, 2, 1, 40, 0, Some(90)), // windows across block boundaries
     ]
 }
 
