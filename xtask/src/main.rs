@@ -1,8 +1,10 @@
 //! frugal's build tasks. Run as `cargo xtask <task>` (an alias in .cargo/config.toml).
 mod bindings;
 mod cuda;
+mod gguf;
 mod gpu_bundle;
 mod ptx;
+mod vs_llamacpp;
 
 use std::path::PathBuf;
 
@@ -50,6 +52,23 @@ enum Task {
     /// PTX and its `kernels::ptx` module, and each kernel an entry in the emulator's table (the
     /// `tidy` tests, which the README's test command also runs).
     Tidy,
+    /// frugal's dense baseline against llama.cpp's llama-bench on the same shape (hidden 256,
+    /// 4 layers; GGUFs with random weights written here), back to back: prefill 256/1024/2048 and
+    /// decode after as many, with the ratios.
+    VsLlamacpp {
+        /// A llama.cpp `llama-bench` binary (CPU build).
+        #[arg(long)]
+        llama_bench: PathBuf,
+        /// Where the GGUFs and raw results go (default target/vs-llamacpp).
+        #[arg(long)]
+        models: Option<PathBuf>,
+        /// Threads for both sides.
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        /// llama-bench repetitions (frugal takes the median of three).
+        #[arg(long, default_value_t = 3)]
+        reps: usize,
+    },
 }
 
 fn main() -> Result<()> {
@@ -63,6 +82,12 @@ fn main() -> Result<()> {
         Task::BenchGpu { no_run } => gpu_bundle::bench(&root, no_run),
         Task::CheckCuda => cuda::check_candle_cuda(&root),
         Task::Tidy => tidy(&root),
+        Task::VsLlamacpp {
+            llama_bench,
+            models,
+            threads,
+            reps,
+        } => vs_llamacpp::run(&root, &llama_bench, models, threads, reps),
     }
 }
 

@@ -1,0 +1,190 @@
+//! `cargo xtask vs-llamacpp`: frugal's dense baseline against llama.cpp (what CPU users run
+//! instead) on the same shape, the same machine and the same threads, back to back in one run.
+//!
+//! Both sides run the Llama-style model of `frugal compare --size small` (hidden 256, 4 layers,
+//! 4 heads / 2 KV heads, SwiGLU 768, vocabulary 4096) with random weights:
+//! - frugal: `frugal compare --archs transformer --json` (prefill of 256/1024/2048 tokens, then
+//!   16 decode steps after each, medians of three);
+//! - llama.cpp: `llama-bench` on GGUFs written here (`gguf.rs`) with f32 and with f16 matrices:
+//!   prefill `-p 256,1024,2048`, and decode `-n 16 -d 256,1024,2048` (16 tokens generated after
+//!   that many in the cache). llama-bench's defaults otherwise (its KV cache is f16).
+//!
+//! It prints one table with each figure's ratio to llama.cpp f32 and f16, and writes the raw
+//! results beside the models.
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, ensure, Context, Result};
+use serde_json::Value;
+
+use crate::gguf::{self, Matrices};
+
+const CONTEXTS: [usize; 3] = [256, 1024, 2048];
+const DECODE_TOKENS: usize = 16;
+
+pub fn run(
+    root: &Path,
+    llama_bench: &Path,
+    models: Option<PathBuf>,
+    threads: usize,
+    reps: usize,
+) -> Result<()> {
+    ensure!(
+        llama_bench.is_file(),
+        "--llama-bench {}: not a file (build llama.cpp's llama-bench first; README says how)",
+        llama_bench.display()
+    );
+    ensure!(
+        threads > 0 && reps > 0,
+        "--threads and --reps must be positive"
+    );
+    let dir = models.unwrap_or_else(|| root.join("target/vs-llamacpp"));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let f32_model = dir.join("dense-f32.gguf");
+    let f16_model = dir.join("dense-f16.gguf");
+    for (path, matrices) in [(&f32_model, Matrices::F32), (&f16_model, Matrices::F16)] {
+        if !path.is_file() {
+            eprintln!("writing {}", path.display());
+            gguf::write_dense(path, &gguf::SMALL, matrices)?;
+        }
+    }
+
+    eprintln!("building frugal (release)");
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--release", "--quiet", "-p", "frugal"])
+        .current_dir(root)
+        .status()
+        .context("running cargo build")?;
+    ensure!(status.success(), "cargo build --release -p frugal failed");
+
+    let contexts = CONTEXTS.map(|c| c.to_string()).join(",");
+    eprintln!("frugal: the dense baseline, {threads} threads");
+    let out = Command::new(root.join("target/release/frugal"))
+        .args([
+            "compare",
+            "--size",
+            "small",
+            "--archs",
+            "transformer",
+            "--json",
+        ])
+        .args(["--contexts", &contexts])
+        .arg("--plot")
+        .arg(dir.join("frugal-baseline.svg"))
+        .env("RAYON_NUM_THREADS", threads.to_string())
+        .output()
+        .context("running frugal compare")?;
+    ensure!(
+        out.status.success(),
+        "frugal compare failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let frugal: Value = serde_json::from_slice(&out.stdout).context("frugal compare's JSON")?;
+    std::fs::write(dir.join("frugal.json"), &out.stdout)?;
+
+    let models = format!("{},{}", f32_model.display(), f16_model.display());
+    let bench = |what: &str, args: &[&str]| -> Result<Vec<Value>> {
+        eprintln!("llama.cpp: {what}, {threads} threads");
+        let out = Command::new(llama_bench)
+            .args(["-m", &models])
+            .args(args)
+            .args([
+                "-t",
+                &threads.to_string(),
+                "-r",
+                &reps.to_string(),
+                "-o",
+                "json",
+            ])
+            .output()
+            .with_context(|| format!("running {}", llama_bench.display()))?;
+        ensure!(
+            out.status.success(),
+            "llama-bench failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::write(dir.join(format!("llama-bench-{what}.json")), &out.stdout)?;
+        let rows: Value = serde_json::from_slice(&out.stdout).context("llama-bench's JSON")?;
+        match rows {
+            Value::Array(rows) => Ok(rows),
+            _ => bail!("llama-bench's JSON is not an array"),
+        }
+    };
+    let prefill = bench("prefill", &["-p", &contexts, "-n", "0"])?;
+    let decode = bench(
+        "decode",
+        &["-p", "0", "-n", &DECODE_TOKENS.to_string(), "-d", &contexts],
+    )?;
+    let build = prefill
+        .first()
+        .and_then(|r| r["build_commit"].as_str())
+        .unwrap_or("?")
+        .to_string();
+
+    // llama.cpp tokens/s of `model` (path) for one test.
+    let llama = |rows: &[Value], model: &Path, prompt: usize, generated: usize, depth: usize| {
+        rows.iter()
+            .find(|r| {
+                r["model_filename"].as_str() == model.to_str()
+                    && r["n_prompt"].as_u64() == Some(prompt as u64)
+                    && r["n_gen"].as_u64() == Some(generated as u64)
+                    && r["n_depth"].as_u64().unwrap_or(0) == depth as u64
+            })
+            .and_then(|r| r["avg_ts"].as_f64())
+    };
+    let ours = |context: usize, key: &str| {
+        frugal
+            .as_array()
+            .and_then(|rs| {
+                rs.iter()
+                    .find(|r| r["context"].as_u64() == Some(context as u64))
+            })
+            .and_then(|r| r[key].as_f64())
+    };
+    let fmt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.0}"));
+    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}x", a / b),
+        _ => "-".to_string(),
+    };
+    println!(
+        "dense baseline (hidden 256, 4 layers, 4/2 heads, FFN 768, vocab 4096), {threads} threads; llama.cpp {build}"
+    );
+    println!(
+        "{:<24} {:>9} {:>13} {:>13} {:>9} {:>9}",
+        "tokens/s", "frugal", "llama.cpp f32", "llama.cpp f16", "vs f32", "vs f16"
+    );
+    for &c in &CONTEXTS {
+        let us = ours(c, "prefill_tokens_per_s");
+        let (f32s, f16s) = (
+            llama(&prefill, &f32_model, c, 0, 0),
+            llama(&prefill, &f16_model, c, 0, 0),
+        );
+        println!(
+            "{:<24} {:>9} {:>13} {:>13} {:>9} {:>9}",
+            format!("prefill {c}"),
+            fmt(us),
+            fmt(f32s),
+            fmt(f16s),
+            ratio(us, f32s),
+            ratio(us, f16s)
+        );
+    }
+    for &c in &CONTEXTS {
+        let us = ours(c, "decode_tokens_per_s");
+        let (f32s, f16s) = (
+            llama(&decode, &f32_model, 0, DECODE_TOKENS, c),
+            llama(&decode, &f16_model, 0, DECODE_TOKENS, c),
+        );
+        println!(
+            "{:<24} {:>9} {:>13} {:>13} {:>9} {:>9}",
+            format!("decode after {c}"),
+            fmt(us),
+            fmt(f32s),
+            fmt(f16s),
+            ratio(us, f32s),
+            ratio(us, f16s)
+        );
+    }
+    println!("raw results: {}", dir.display());
+    Ok(())
+}
