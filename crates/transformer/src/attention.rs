@@ -46,9 +46,8 @@ pub fn rope_tables(
 
 #[derive(Debug, Clone)]
 pub struct Attention {
-    q_proj: Linear,
-    k_proj: Linear,
-    v_proj: Linear,
+    /// `[q_proj; k_proj; v_proj]`: one product (one threaded GEMV when decoding) for all three.
+    qkv_proj: Linear,
     o_proj: Linear,
     heads: usize,
     kv_heads: usize,
@@ -64,9 +63,13 @@ impl Attention {
             cfg.head_dim(),
         );
         Ok(Attention {
-            q_proj: linear(dim, h * d, vb.pp("q_proj"))?,
-            k_proj: linear(dim, hk * d, vb.pp("k_proj"))?,
-            v_proj: linear(dim, hk * d, vb.pp("v_proj"))?,
+            qkv_proj: Linear::load_stacked(
+                dim,
+                &[("q_proj", h * d), ("k_proj", hk * d), ("v_proj", hk * d)],
+                false,
+                &vb,
+            )
+            .map_err(|e| TransformerError::Weights(e.to_string()))?,
             o_proj: linear(h * d, dim, vb.pp("o_proj"))?,
             heads: h,
             kv_heads: hk,
@@ -90,9 +93,13 @@ impl Attention {
             let p = candle_nn::rotary_emb::rope_thd(&p, &rope.0, &rope.1)?;
             Ok(p.flatten_all()?.to_vec1()?)
         };
-        let q = rotate(self.q_proj.forward(x)?, h)?;
-        let k = rotate(self.k_proj.forward(x)?, hk)?;
-        let v: Vec<f32> = self.v_proj.forward(x)?.flatten_all()?.to_vec1()?;
+        let qkv = self.qkv_proj.forward(x)?;
+        let q = rotate(qkv.narrow(2, 0, h * d)?, h)?;
+        let k = rotate(qkv.narrow(2, h * d, hk * d)?, hk)?;
+        let v: Vec<f32> = qkv
+            .narrow(2, (h + hk) * d, hk * d)?
+            .flatten_all()?
+            .to_vec1()?;
         kv.write(start, &k, &v)?;
         let capacity = kv.capacity();
         let o = window_attention_cpu(&WindowInput {
