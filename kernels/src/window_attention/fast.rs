@@ -1,7 +1,9 @@
 //! The fast CPU path: per query row (threaded), per head, one online-softmax pass over only the
 //! visible keys, in blocks of [`KEY_BLOCK`]: the running max, normaliser and output are rescaled
-//! when a block raises the max. Work
-//! O(q_len · visible · d), memory O(d) per row.
+//! when a block raises the max. Work O(q_len · visible · d), memory O(d) per row.
+//!
+//! Prefill on x86-64 with AVX2 and FMA takes register-blocked tiles of many rows instead
+//! (`super::tiled`); decoding, other CPUs and short chunks take the per-row path here.
 use rayon::prelude::*;
 
 use super::{WindowInput, PARALLEL_MIN_MACS};
@@ -26,6 +28,11 @@ pub fn window_attention_cpu(input: &WindowInput<'_>) -> Result<Vec<f32>> {
         .map(|(lo, hi)| hi + 1 - lo)
         .sum();
     let parallel = s.batch * keys * h * d >= PARALLEL_MIN_MACS;
+    #[cfg(target_arch = "x86_64")]
+    if fma && s.q_len >= super::tiled::ROW_TILE {
+        prefill(input, &mut o, parallel);
+        return Ok(o);
+    }
     let task = |(slot, acc): (usize, &mut [f32])| {
         let (row, head) = (slot / h, slot % h);
         let (b, i) = (row / s.q_len, row % s.q_len);
@@ -135,5 +142,33 @@ fn dot8(q: &[f32], keys: [&[f32]; 8], out: &mut [f32], scale: f32) {
             .sum();
         let pairs = [a[0] + a[4], a[1] + a[5], a[2] + a[6], a[3] + a[7]];
         *o = ((pairs[0] + pairs[2]) + (pairs[1] + pairs[3]) + tail) * scale;
+    }
+}
+
+/// The prefill path: tiles of `tiled::ROW_TILE` rows of each batch, threaded.
+#[cfg(target_arch = "x86_64")]
+fn prefill(input: &WindowInput<'_>, o: &mut [f32], parallel: bool) {
+    use super::tiled::{prefill_tile, ROW_TILE};
+    let s = input.shape;
+    let row_len = s.heads * s.head_dim;
+    let tile = |(b, (t, out)): (usize, (usize, &mut [f32]))| {
+        // SAFETY: the caller checked AVX2 and FMA (`fma`) and validated `input`.
+        unsafe { prefill_tile(input, b, t * ROW_TILE, out) }
+    };
+    if parallel {
+        o.par_chunks_mut(s.q_len * row_len)
+            .enumerate()
+            .flat_map(|(b, ob)| {
+                ob.par_chunks_mut(ROW_TILE * row_len)
+                    .enumerate()
+                    .map(move |t| (b, t))
+            })
+            .for_each(tile);
+    } else {
+        for (b, ob) in o.chunks_mut(s.q_len * row_len).enumerate() {
+            ob.chunks_mut(ROW_TILE * row_len)
+                .enumerate()
+                .for_each(|t| tile((b, t)));
+        }
     }
 }

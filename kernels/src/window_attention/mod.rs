@@ -21,6 +21,8 @@ mod fast;
 pub mod plan;
 mod positional;
 mod reference;
+#[cfg(target_arch = "x86_64")]
+mod tiled;
 
 pub use fast::window_attention_cpu;
 pub use positional::{positional_attention_cpu, positional_attention_reference, PositionalInput};

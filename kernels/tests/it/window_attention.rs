@@ -79,6 +79,8 @@ fn shapes() -> Vec<WindowShape> {
         shape(1, 33, 33, 16, 1, 8, 0, Some(1)),   // window 1: itself only
         shape(1, 5, 300, 4, 2, 67, 0, None),      // many key blocks, head_dim not a multiple of 8
         shape(2, 130, 130, 2, 1, 40, 0, Some(90)), // windows across block boundaries
+        shape(1, 45, 200, 6, 2, 48, 7, Some(70)), // a long prefill chunk after cached keys
+        shape(1, 64, 64, 4, 4, 16, 0, None),      // tiles of several rows, no grouping
     ]
 }
 

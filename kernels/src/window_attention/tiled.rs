@@ -1,0 +1,254 @@
+//! The prefill path on x86-64 with AVX2 and FMA: flash-style tiles, register-blocked.
+//!
+//! One task per tile of [`ROW_TILE`] query rows. For each KV head, each block of [`KB`] keys is
+//! transposed once (dimension-major, `kt[c·KB + t] = k_t[c]`) and then serves every query of the
+//! tile that reads that KV head, [`QB`] queries at a time:
+//! - scores `[QB × 16]` per step in eight registers: one broadcast query element times two
+//!   vectors of the transposed keys, so no horizontal sums;
+//! - the online softmax over the block (one max, one eight-lane `exp` pass, at most one rescale
+//!   of the running output per query), keys a query does not see weighted 0;
+//! - outputs `[QB × 16 dimensions]` per step in eight registers: one broadcast probability times
+//!   two vectors of a value row.
+//!
+//! Keys, values and the transposed block stay in L1 while every query of the tile uses them.
+//! Inline assembly is not used: the intrinsics below compile (and are tested) like any Rust.
+use std::arch::x86_64::*;
+
+use super::WindowInput;
+use crate::cpu_math::exp;
+
+/// Query rows per task.
+pub(super) const ROW_TILE: usize = 32;
+/// Keys per block.
+const KB: usize = 64;
+/// Queries per micro-tile.
+const QB: usize = 4;
+
+/// Rows `first..` of batch `b` (as many as `out` holds, every head).
+///
+/// # Safety
+/// The CPU has AVX2 and FMA, and `input` has been validated (its buffers hold its shape).
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn prefill_tile(
+    input: &WindowInput<'_>,
+    b: usize,
+    first: usize,
+    out: &mut [f32],
+) {
+    let s = input.shape;
+    let (h, hk, d) = (s.heads, s.kv_heads, s.head_dim);
+    let group = h / hk;
+    let rows = out.len() / (h * d);
+    let visible: Vec<(usize, usize)> = (first..first + rows).map(|i| s.visible(i)).collect();
+    let (Some(lo), Some(hi)) = (
+        visible.iter().map(|v| v.0).min(),
+        visible.iter().map(|v| v.1).max(),
+    ) else {
+        return;
+    };
+    // Running max and normaliser per (row, head) slot; outputs accumulate in `out`.
+    let mut max = vec![f32::NEG_INFINITY; rows * h];
+    let mut total = vec![0.0f32; rows * h];
+    let mut kt = vec![0.0f32; d * KB];
+    // Where a micro-tile short of QB queries writes its unused rows.
+    let mut scratch = vec![0.0f32; d];
+    let stride = hk * d;
+    for kv in 0..hk {
+        let slots: Vec<usize> = (0..rows)
+            .flat_map(|r| (kv * group..(kv + 1) * group).map(move |head| r * h + head))
+            .collect();
+        let key_at = |j: usize| ((b * s.k_len + j) * hk + kv) * d;
+        let mut start = lo;
+        while start <= hi {
+            let n = (hi + 1 - start).min(KB);
+            for t in 0..KB {
+                if t < n {
+                    let k = &input.k[key_at(start + t)..][..d];
+                    for (c, &x) in k.iter().enumerate() {
+                        kt[c * KB + t] = x;
+                    }
+                } else {
+                    for c in 0..d {
+                        kt[c * KB + t] = 0.0;
+                    }
+                }
+            }
+            let values = &input.v[key_at(start)..key_at(start + n - 1) + d];
+            for chunk in slots.chunks(QB) {
+                let q: [&[f32]; QB] = std::array::from_fn(|i| {
+                    let slot = chunk[i.min(chunk.len() - 1)];
+                    let (r, head) = (slot / h, slot % h);
+                    &input.q[((b * s.q_len + first + r) * h + head) * d..][..d]
+                });
+                let mut p = [[0.0f32; KB]; QB];
+                // SAFETY: AVX2 and FMA are present (this function's contract); `kt` holds
+                // d·KB values and every `q` row d.
+                unsafe { scores(&q, &kt, d, &mut p) };
+                for (i, &slot) in chunk.iter().enumerate() {
+                    let (vlo, vhi) = visible[slot / h];
+                    let from = vlo.saturating_sub(start);
+                    let to = vhi.min(start + n - 1);
+                    let row = &mut p[i];
+                    if to < start || from > to - start {
+                        row.fill(0.0);
+                        continue;
+                    }
+                    let to = to - start;
+                    row[..from].fill(0.0);
+                    row[to + 1..].fill(0.0);
+                    let seen = &mut row[from..=to];
+                    let block_max = scale_and_max(seen, input.scale);
+                    if block_max > max[slot] {
+                        // exp clamps its argument: from -inf (nothing seen yet) it gives
+                        // ~1e-38, which multiplies zeros.
+                        let rescale = exp(max[slot] - block_max);
+                        total[slot] *= rescale;
+                        for a in &mut out[slot * d..(slot + 1) * d] {
+                            *a *= rescale;
+                        }
+                        max[slot] = block_max;
+                    }
+                    total[slot] += exp_and_sum(seen, max[slot]);
+                }
+                let base = out.as_mut_ptr();
+                let dst: [*mut f32; QB] = std::array::from_fn(|i| match chunk.get(i) {
+                    // SAFETY: slot·d + d ≤ out.len() (slots index the tile's rows and heads).
+                    Some(&slot) => unsafe { base.add(slot * d) },
+                    None => scratch.as_mut_ptr(),
+                });
+                // SAFETY: AVX2 and FMA are present; `values` holds n rows of d at `stride`
+                // (sliced above); every `dst` row holds d floats, and distinct queries of the
+                // chunk have distinct slots, so no two rows overlap.
+                unsafe { weighted_values(&p, values, n, stride, d, dst) };
+            }
+            start += n;
+        }
+    }
+    for (slot, a) in out.chunks_mut(d).enumerate() {
+        let t = total[slot];
+        for x in a {
+            *x /= t;
+        }
+    }
+}
+
+/// Multiplies `xs` by `scale`; their max. Eight lanes apart, so the loop vectorises (a single
+/// running max or sum is a chain the compiler may not reorder).
+#[inline(always)]
+fn scale_and_max(xs: &mut [f32], scale: f32) -> f32 {
+    let mut lanes = [f32::NEG_INFINITY; 8];
+    let mut eight = xs.chunks_exact_mut(8);
+    for x in &mut eight {
+        for (l, x) in lanes.iter_mut().zip(x) {
+            *x *= scale;
+            *l = if *x > *l { *x } else { *l };
+        }
+    }
+    let mut m = lanes.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    for x in eight.into_remainder() {
+        *x *= scale;
+        m = m.max(*x);
+    }
+    m
+}
+
+/// Replaces `xs` by `exp(x − m)`; their sum (eight lanes apart, as above).
+#[inline(always)]
+fn exp_and_sum(xs: &mut [f32], m: f32) -> f32 {
+    let mut lanes = [0.0f32; 8];
+    let mut eight = xs.chunks_exact_mut(8);
+    for x in &mut eight {
+        for (l, x) in lanes.iter_mut().zip(x) {
+            *x = exp(*x - m);
+            *l += *x;
+        }
+    }
+    let mut sum: f32 = lanes.iter().sum();
+    for x in eight.into_remainder() {
+        *x = exp(*x - m);
+        sum += *x;
+    }
+    sum
+}
+
+/// `p[i][t] = q_i · kt[·, t]` for the block's KB keys.
+///
+/// # Safety
+/// AVX2 and FMA are present; `kt.len() ≥ d·KB`; every `q[i].len() ≥ d`.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn scores(q: &[&[f32]; QB], kt: &[f32], d: usize, p: &mut [[f32; KB]; QB]) {
+    // SAFETY: every load reads kt[c·KB + j .. c·KB + j + 16] with c < d and j + 16 ≤ KB, inside
+    // kt; every q[i] read is at c < d; every store writes p[i][j .. j + 16] with j + 16 ≤ KB.
+    unsafe {
+        for j in (0..KB).step_by(16) {
+            let mut acc = [[_mm256_setzero_ps(); 2]; QB];
+            for c in 0..d {
+                let k = kt.as_ptr().add(c * KB + j);
+                let (k0, k1) = (_mm256_loadu_ps(k), _mm256_loadu_ps(k.add(8)));
+                for (a, q) in acc.iter_mut().zip(q) {
+                    let x = _mm256_set1_ps(*q.get_unchecked(c));
+                    a[0] = _mm256_fmadd_ps(x, k0, a[0]);
+                    a[1] = _mm256_fmadd_ps(x, k1, a[1]);
+                }
+            }
+            for (a, row) in acc.iter().zip(p.iter_mut()) {
+                _mm256_storeu_ps(row.as_mut_ptr().add(j), a[0]);
+                _mm256_storeu_ps(row.as_mut_ptr().add(j + 8), a[1]);
+            }
+        }
+    }
+}
+
+/// `dst_i[c] += Σ_t p[i][t] · v_t[c]` for the block's `n` keys, `v_t = values[t·stride ..][..d]`.
+///
+/// # Safety
+/// AVX2 and FMA are present; `values` holds `(n − 1)·stride + d` floats; every `dst[i]` points
+/// to `d` writable floats, the rows not overlapping each other or `values`.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn weighted_values(
+    p: &[[f32; KB]; QB],
+    values: &[f32],
+    n: usize,
+    stride: usize,
+    d: usize,
+    dst: [*mut f32; QB],
+) {
+    // SAFETY: every read of `values` is at t·stride + c + lane with t < n and c + lane < d, inside
+    // the slice (the contract); every access to dst[i] is at c + lane < d.
+    unsafe {
+        let v = values.as_ptr();
+        let mut c = 0;
+        while c + 16 <= d {
+            let mut acc = [[_mm256_setzero_ps(); 2]; QB];
+            for (a, &row) in acc.iter_mut().zip(&dst) {
+                a[0] = _mm256_loadu_ps(row.add(c));
+                a[1] = _mm256_loadu_ps(row.add(c + 8));
+            }
+            for t in 0..n {
+                let vt = v.add(t * stride + c);
+                let (v0, v1) = (_mm256_loadu_ps(vt), _mm256_loadu_ps(vt.add(8)));
+                for (a, pi) in acc.iter_mut().zip(p) {
+                    let x = _mm256_set1_ps(*pi.get_unchecked(t));
+                    a[0] = _mm256_fmadd_ps(x, v0, a[0]);
+                    a[1] = _mm256_fmadd_ps(x, v1, a[1]);
+                }
+            }
+            for (a, &row) in acc.iter().zip(&dst) {
+                _mm256_storeu_ps(row.add(c), a[0]);
+                _mm256_storeu_ps(row.add(c + 8), a[1]);
+            }
+            c += 16;
+        }
+        // The last d mod 16 dimensions, one at a time.
+        while c < d {
+            for (&row, pi) in dst.iter().zip(p) {
+                let mut a = *row.add(c);
+                for (t, &weight) in pi[..n].iter().enumerate() {
+                    a += weight * *v.add(t * stride + c);
+                }
+                *row.add(c) = a;
+            }
+            c += 1;
+        }
+    }
+}
