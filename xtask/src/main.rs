@@ -65,7 +65,7 @@ enum Task {
         /// Threads for both sides.
         #[arg(long, default_value_t = 2)]
         threads: usize,
-        /// llama-bench repetitions (frugal takes the median of three).
+        /// llama-bench repetitions (frugal takes the median of at least three runs).
         #[arg(long, default_value_t = 3)]
         reps: usize,
     },

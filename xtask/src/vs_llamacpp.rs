@@ -4,7 +4,7 @@
 //! Both sides run the Llama-style model of `frugal compare --size small` (hidden 256, 4 layers,
 //! 4 heads / 2 KV heads, SwiGLU 768, vocabulary 4096) with random weights:
 //! - frugal: `frugal compare --archs transformer --json` (prefill of 256/1024/2048 tokens, then
-//!   16 decode steps after each, medians of three);
+//!   16 decode steps after each, medians of at least three runs);
 //! - llama.cpp: `llama-bench` on GGUFs written here (`gguf.rs`) with f32 and with f16 matrices:
 //!   prefill `-p 256,1024,2048`, and decode `-n 16 -d 256,1024,2048` (16 tokens generated after
 //!   that many in the cache). llama-bench's defaults otherwise (its KV cache is f16).
