@@ -98,17 +98,28 @@ impl Model {
     /// Logits `[batch, len, vocab]` of `tokens` (equal-length sequences) at the positions after
     /// those already in `cache`, which this extends.
     pub fn forward<S: AsRef<[u32]>>(&self, tokens: &[S], cache: &mut Cache) -> Result<Tensor> {
-        let x = self.hidden_states(tokens, cache)?;
+        let x = self.hidden_states_in_pool(tokens, cache)?;
         self.logits(&x)
     }
 
     /// The logits of the last position only, `[batch, vocab]` (decoding and prefill need no more).
     pub fn forward_last<S: AsRef<[u32]>>(&self, tokens: &[S], cache: &mut Cache) -> Result<Tensor> {
-        let x = self.hidden_states(tokens, cache)?;
+        let x = self.hidden_states_in_pool(tokens, cache)?;
         let t = x.dim(1)?;
         self.logits(&x.narrow(1, t - 1, 1)?)?
             .squeeze(1)
             .map_err(Into::into)
+    }
+
+    /// [`Self::hidden_states`] with one entry into the thread pool for the whole pass
+    /// (layers::pool).
+    fn hidden_states_in_pool<S: AsRef<[u32]>>(
+        &self,
+        tokens: &[S],
+        cache: &mut Cache,
+    ) -> Result<Tensor> {
+        let tokens: Vec<&[u32]> = tokens.iter().map(|s| s.as_ref()).collect();
+        layers::pool::on_pool(|| self.hidden_states(&tokens, cache))
     }
 
     fn hidden_states<S: AsRef<[u32]>>(&self, tokens: &[S], cache: &mut Cache) -> Result<Tensor> {

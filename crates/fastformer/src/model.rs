@@ -76,6 +76,11 @@ impl Model {
     /// Classifies a batch of equally long sequences; `pad_token_id` marks padding (as the
     /// reference's `input_ids.bool()` mask).
     pub fn forward(&self, ids: &[Vec<u32>]) -> Result<Outputs> {
+        // One entry into the thread pool for the whole pass (layers::pool).
+        layers::pool::on_pool(|| self.forward_in_pool(ids))
+    }
+
+    fn forward_in_pool(&self, ids: &[Vec<u32>]) -> Result<Outputs> {
         layers::tokens::check_batch(
             ids,
             self.cfg.vocab_size,

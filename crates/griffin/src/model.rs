@@ -103,7 +103,8 @@ impl Model {
     ) -> Result<Tensor> {
         let tokens: Vec<&[u32]> = tokens.iter().map(|s| s.as_ref()).collect();
         self.check(&tokens, real, state)?;
-        self.run(&tokens, real, state, false)
+        // One entry into the thread pool for the whole pass (layers::pool).
+        layers::pool::on_pool(|| self.run(&tokens, real, state, false))
     }
 
     /// Logits `[B, V]` (f32) of each sequence's last token only: the prompt runs through every
@@ -113,7 +114,7 @@ impl Model {
         let tokens: Vec<&[u32]> = tokens.iter().map(|s| s.as_ref()).collect();
         let real: Vec<Vec<bool>> = tokens.iter().map(|s| vec![true; s.len()]).collect();
         self.check(&tokens, &real, state)?;
-        Ok(self.run(&tokens, &real, state, true)?.squeeze(1)?)
+        Ok(layers::pool::on_pool(|| self.run(&tokens, &real, state, true))?.squeeze(1)?)
     }
 
     /// Rejects empty input, ragged rows, a state of another batch size, out-of-range ids.

@@ -13,6 +13,7 @@ pub mod finite;
 pub mod generation;
 pub mod kv_cache;
 pub mod linear;
+pub mod pool;
 pub mod tokens;
 pub mod weights;
 

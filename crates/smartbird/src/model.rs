@@ -90,6 +90,11 @@ impl Model {
     }
 
     pub fn forward_with(&self, ids: &[Vec<u32>], mode: AttentionMode) -> Result<Outputs> {
+        // One entry into the thread pool for the whole pass (layers::pool).
+        layers::pool::on_pool(|| self.forward_in_pool(ids, mode))
+    }
+
+    fn forward_in_pool(&self, ids: &[Vec<u32>], mode: AttentionMode) -> Result<Outputs> {
         let (b, n, padding) = self.check(ids)?;
         let mut h = self.embeddings.forward(ids, &self.device)?;
         let mut indices = Vec::new();

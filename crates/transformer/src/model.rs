@@ -92,7 +92,12 @@ impl Transformer {
         cache: &mut KvCache,
     ) -> Result<Tensor> {
         let tokens: Vec<&[u32]> = tokens.iter().map(|s| s.as_ref()).collect();
-        let (b, t) = self.check(&tokens, cache)?;
+        // One entry into the thread pool for the whole pass (layers::pool).
+        layers::pool::on_pool(|| self.forward_last_in_pool(&tokens, cache))
+    }
+
+    fn forward_last_in_pool(&self, tokens: &[&[u32]], cache: &mut KvCache) -> Result<Tensor> {
+        let (b, t) = self.check(tokens, cache)?;
         let start = cache.len();
         let ids: Vec<u32> = tokens.iter().flat_map(|s| s.iter().copied()).collect();
         let mut x = self

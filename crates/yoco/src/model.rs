@@ -89,7 +89,8 @@ impl Model {
     /// the positions already in `cache`, which this extends.
     pub fn forward<S: AsRef<[u32]>>(&self, tokens: &[S], cache: &mut Cache) -> Result<Tensor> {
         let x = self.embed(tokens, cache)?;
-        let h = self.run(&x, cache, true)?;
+        // One entry into the thread pool for the whole pass (layers::pool).
+        let h = layers::pool::on_pool(|| self.run(&x, cache, true))?;
         self.logits(&h)
     }
 
@@ -97,7 +98,7 @@ impl Model {
     pub fn forward_last<S: AsRef<[u32]>>(&self, tokens: &[S], cache: &mut Cache) -> Result<Tensor> {
         let x = self.embed(tokens, cache)?;
         let t = x.dim(1)?;
-        let h = self.run(&x, cache, true)?;
+        let h = layers::pool::on_pool(|| self.run(&x, cache, true))?;
         Ok(self.logits(&h.narrow(1, t - 1, 1)?)?.squeeze(1)?)
     }
 
@@ -117,7 +118,7 @@ impl Model {
             let end = (start + chunk).min(t - 1);
             let part: Vec<&[u32]> = tokens.iter().map(|s| &s.as_ref()[start..end]).collect();
             let x = self.embed(&part, cache)?;
-            self.run(&x, cache, false)?;
+            layers::pool::on_pool(|| self.run(&x, cache, false))?;
             start = end;
         }
         let last: Vec<&[u32]> = tokens.iter().map(|s| &s.as_ref()[t - 1..]).collect();
