@@ -143,9 +143,9 @@ impl Model {
 
     /// Runs the layers chunk by chunk; logits of every position, or of the last one only.
     ///
-    /// On the CPU the whole pass runs inside rayon's pool: the threaded kernels it calls (dozens
-    /// per decoded token) then start on a pool thread that is already awake, instead of each
-    /// waking the pool from outside and putting the caller to sleep until it finishes.
+    /// Its callers run it inside rayon's pool (`layers::pool::on_pool`): the threaded kernels it
+    /// calls (dozens per decoded token) then start on a pool thread, instead of each waking the
+    /// pool from outside and putting the caller to sleep until it finishes.
     fn run(
         &self,
         tokens: &[&[u32]],
@@ -153,13 +153,7 @@ impl Model {
         state: &mut State,
         last_only: bool,
     ) -> Result<Tensor> {
-        // A model too small for its GEMVs to be threaded gains nothing from the pool, and would
-        // pay one wake-up per call.
-        let threaded =
-            self.cfg.hidden_size * self.cfg.mlp_width >= kernels::cpu_linear::PARALLEL_MIN_WEIGHTS;
-        if threaded && self.device.is_cpu() && rayon::current_thread_index().is_none() {
-            return rayon::scope(|_| self.run_layers(tokens, real, state, last_only));
-        }
+        // The callers enter the thread pool (layers::pool) around this whole pass.
         self.run_layers(tokens, real, state, last_only)
     }
 
