@@ -33,85 +33,93 @@ pub fn window_attention_cpu(input: &WindowInput<'_>) -> Result<Vec<f32>> {
         prefill(input, &mut o, parallel);
         return Ok(o);
     }
-    let task = |(slot, acc): (usize, &mut [f32])| {
-        let (row, head) = (slot / h, slot % h);
+    // One task per (query row, KV head), its group of query heads together: each block of
+    // cached keys and values is read from memory once and is still in L1 for the group's other
+    // heads. Decoding (one row) still spreads over the KV heads.
+    let task = |(slot, accs): (usize, &mut [f32])| {
+        let (row, kv) = (slot / hk, slot % hk);
         let (b, i) = (row / s.q_len, row % s.q_len);
         let (lo, hi) = s.visible(i);
-        let q = &input.q[(row * h + head) * d..][..d];
-        let key_at = |j: usize| ((b * s.k_len + j) * hk + head / group) * d;
+        let key_at = |j: usize| ((b * s.k_len + j) * hk + kv) * d;
         // Keys in blocks: the block's scores first, then one max, one vectorised pass of `exp`
         // and one rescale per block (not per key), then the weighted sum of its values.
         simd(
             #[inline(always)]
             || {
                 let mut p = [0.0f32; KEY_BLOCK];
-                let (mut max, mut total) = (f32::NEG_INFINITY, 0.0f32);
+                let mut states = vec![(f32::NEG_INFINITY, 0.0f32); group];
                 let mut start = lo;
                 while start <= hi {
                     let n = (hi + 1 - start).min(KEY_BLOCK);
-                    let p = &mut p[..n];
-                    let mut eight = p.chunks_exact_mut(8);
-                    for (e, scores) in (&mut eight).enumerate() {
-                        let keys: [&[f32]; 8] = std::array::from_fn(|t| {
-                            let at = key_at(start + 8 * e + t);
-                            &input.k[at..at + d]
-                        });
-                        dot8(q, keys, scores, input.scale);
-                    }
-                    let done = n / 8 * 8;
-                    for (t, score) in eight.into_remainder().iter_mut().enumerate() {
-                        let at = key_at(start + done + t);
-                        *score = dot(fma, q, &input.k[at..at + d]) * input.scale;
-                    }
-                    let block_max = p.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                    if block_max > max {
-                        // exp clamps its argument: from -inf (nothing seen yet) it gives ~1e-38,
-                        // which multiplies zeros.
-                        let rescale = exp(max - block_max);
-                        total *= rescale;
-                        acc.iter_mut().for_each(|a| *a *= rescale);
-                        max = block_max;
-                    }
-                    for score in p.iter_mut() {
-                        *score = exp(*score - max);
-                    }
-                    total += p.iter().sum::<f32>();
-                    // 64 outputs at a time held in eight vector registers across the block's
-                    // values: eight independent sums, not one chain through memory.
-                    let wide = d / 64 * 64;
-                    for tile in (0..wide).step_by(64) {
-                        let mut r = [[0.0f32; 8]; 8];
-                        for (r, a) in r.iter_mut().zip(acc[tile..tile + 64].chunks_exact(8)) {
-                            r.copy_from_slice(a);
+                    for (g, acc) in accs.chunks_mut(d).enumerate() {
+                        let (max, total) = &mut states[g];
+                        let q = &input.q[(row * h + kv * group + g) * d..][..d];
+                        let p = &mut p[..n];
+                        let mut eight = p.chunks_exact_mut(8);
+                        for (e, scores) in (&mut eight).enumerate() {
+                            let keys: [&[f32]; 8] = std::array::from_fn(|t| {
+                                let at = key_at(start + 8 * e + t);
+                                &input.k[at..at + d]
+                            });
+                            dot8(q, keys, scores, input.scale);
                         }
-                        for (t, &weight) in p.iter().enumerate() {
-                            let v = &input.v[key_at(start + t) + tile..][..64];
-                            for (r, v) in r.iter_mut().zip(v.chunks_exact(8)) {
-                                for l in 0..8 {
-                                    r[l] = weight.mul_add(v[l], r[l]);
+                        let done = n / 8 * 8;
+                        for (t, score) in eight.into_remainder().iter_mut().enumerate() {
+                            let at = key_at(start + done + t);
+                            *score = dot(fma, q, &input.k[at..at + d]) * input.scale;
+                        }
+                        let block_max = p.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                        if block_max > *max {
+                            // exp clamps its argument: from -inf (nothing seen yet) it gives ~1e-38,
+                            // which multiplies zeros.
+                            let rescale = exp(*max - block_max);
+                            *total *= rescale;
+                            acc.iter_mut().for_each(|a| *a *= rescale);
+                            *max = block_max;
+                        }
+                        for score in p.iter_mut() {
+                            *score = exp(*score - *max);
+                        }
+                        *total += p.iter().sum::<f32>();
+                        // 64 outputs at a time held in eight vector registers across the block's
+                        // values: eight independent sums, not one chain through memory.
+                        let wide = d / 64 * 64;
+                        for tile in (0..wide).step_by(64) {
+                            let mut r = [[0.0f32; 8]; 8];
+                            for (r, a) in r.iter_mut().zip(acc[tile..tile + 64].chunks_exact(8)) {
+                                r.copy_from_slice(a);
+                            }
+                            for (t, &weight) in p.iter().enumerate() {
+                                let v = &input.v[key_at(start + t) + tile..][..64];
+                                for (r, v) in r.iter_mut().zip(v.chunks_exact(8)) {
+                                    for l in 0..8 {
+                                        r[l] = weight.mul_add(v[l], r[l]);
+                                    }
                                 }
                             }
+                            for (r, a) in r.iter().zip(acc[tile..tile + 64].chunks_exact_mut(8)) {
+                                a.copy_from_slice(r);
+                            }
                         }
-                        for (r, a) in r.iter().zip(acc[tile..tile + 64].chunks_exact_mut(8)) {
-                            a.copy_from_slice(r);
-                        }
-                    }
-                    for (t, &weight) in p.iter().enumerate() {
-                        let at = key_at(start + t);
-                        for (a, &v) in acc[wide..].iter_mut().zip(&input.v[at + wide..at + d]) {
-                            *a += weight * v;
+                        for (t, &weight) in p.iter().enumerate() {
+                            let at = key_at(start + t);
+                            for (a, &v) in acc[wide..].iter_mut().zip(&input.v[at + wide..at + d]) {
+                                *a += weight * v;
+                            }
                         }
                     }
                     start += n;
                 }
-                acc.iter_mut().for_each(|a| *a /= total);
+                for (acc, &(_, total)) in accs.chunks_mut(d).zip(&states) {
+                    acc.iter_mut().for_each(|a| *a /= total);
+                }
             },
         )
     };
     if parallel {
-        o.par_chunks_mut(d).enumerate().for_each(task);
+        o.par_chunks_mut(group * d).enumerate().for_each(task);
     } else {
-        o.chunks_mut(d).enumerate().for_each(task);
+        o.chunks_mut(group * d).enumerate().for_each(task);
     }
     Ok(o)
 }
