@@ -153,31 +153,34 @@ pub fn run(
         "{:<24} {:>9} {:>13} {:>13} {:>9} {:>9}",
         "tokens/s", "frugal", "llama.cpp f32", "llama.cpp f16", "vs f32", "vs f16"
     );
-    for &c in &CONTEXTS {
-        let us = ours(c, "prefill_tokens_per_s");
-        let (f32s, f16s) = (
-            llama(&prefill, &f32_model, c, 0, 0),
-            llama(&prefill, &f16_model, c, 0, 0),
-        );
+    // (label, our key, llama.cpp's rows and their (prompt, generated, depth)) per table row.
+    let rows = CONTEXTS
+        .iter()
+        .map(|&c| {
+            (
+                format!("prefill {c}"),
+                "prefill_tokens_per_s",
+                &prefill,
+                (c, 0, 0),
+            )
+        })
+        .chain(CONTEXTS.iter().map(|&c| {
+            let test = (0, DECODE_TOKENS, c);
+            (
+                format!("decode after {c}"),
+                "decode_tokens_per_s",
+                &decode,
+                test,
+            )
+        }));
+    for (label, key, runs, (prompt, generated, depth)) in rows {
+        // Prefill rows are keyed by the prompt, decode rows by the depth before them.
+        let us = ours(prompt.max(depth), key);
+        let f32s = llama(runs, &f32_model, prompt, generated, depth);
+        let f16s = llama(runs, &f16_model, prompt, generated, depth);
         println!(
             "{:<24} {:>9} {:>13} {:>13} {:>9} {:>9}",
-            format!("prefill {c}"),
-            fmt(us),
-            fmt(f32s),
-            fmt(f16s),
-            ratio(us, f32s),
-            ratio(us, f16s)
-        );
-    }
-    for &c in &CONTEXTS {
-        let us = ours(c, "decode_tokens_per_s");
-        let (f32s, f16s) = (
-            llama(&decode, &f32_model, 0, DECODE_TOKENS, c),
-            llama(&decode, &f16_model, 0, DECODE_TOKENS, c),
-        );
-        println!(
-            "{:<24} {:>9} {:>13} {:>13} {:>9} {:>9}",
-            format!("decode after {c}"),
+            label,
             fmt(us),
             fmt(f32s),
             fmt(f16s),

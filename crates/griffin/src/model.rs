@@ -153,17 +153,6 @@ impl Model {
         state: &mut State,
         last_only: bool,
     ) -> Result<Tensor> {
-        // The callers enter the thread pool (layers::pool) around this whole pass.
-        self.run_layers(tokens, real, state, last_only)
-    }
-
-    fn run_layers(
-        &self,
-        tokens: &[&[u32]],
-        real: &[Vec<bool>],
-        state: &mut State,
-        last_only: bool,
-    ) -> Result<Tensor> {
         let t = tokens[0].len();
         let mut logits = Vec::new();
         let mut start = 0;

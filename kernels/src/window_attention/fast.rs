@@ -6,9 +6,9 @@
 //! (`super::tiled`); decoding, other CPUs and short chunks take the per-row path here.
 use rayon::prelude::*;
 
-use super::{WindowInput, PARALLEL_MIN_MACS};
+use super::{softmax_block, WindowInput, PARALLEL_MIN_MACS};
 use crate::cpu::{dot, fma_available};
-use crate::cpu_math::{exp, simd};
+use crate::cpu_math::simd;
 
 /// Keys scored per block: one max, one vectorised `exp` pass and at most one rescale each.
 const KEY_BLOCK: usize = 64;
@@ -61,26 +61,14 @@ pub fn window_attention_cpu(input: &WindowInput<'_>) -> Result<Vec<f32>> {
                                 let at = key_at(start + 8 * e + t);
                                 &input.k[at..at + d]
                             });
-                            dot8(q, keys, scores, input.scale);
+                            dot8(q, keys, scores);
                         }
                         let done = n / 8 * 8;
                         for (t, score) in eight.into_remainder().iter_mut().enumerate() {
                             let at = key_at(start + done + t);
-                            *score = dot(fma, q, &input.k[at..at + d]) * input.scale;
+                            *score = dot(fma, q, &input.k[at..at + d]);
                         }
-                        let block_max = p.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                        if block_max > *max {
-                            // exp clamps its argument: from -inf (nothing seen yet) it gives ~1e-38,
-                            // which multiplies zeros.
-                            let rescale = exp(*max - block_max);
-                            *total *= rescale;
-                            acc.iter_mut().for_each(|a| *a *= rescale);
-                            *max = block_max;
-                        }
-                        for score in p.iter_mut() {
-                            *score = exp(*score - *max);
-                        }
-                        *total += p.iter().sum::<f32>();
+                        softmax_block(p, input.scale, max, total, acc);
                         // 64 outputs at a time held in eight vector registers across the block's
                         // values: eight independent sums, not one chain through memory.
                         let wide = d / 64 * 64;
@@ -124,12 +112,12 @@ pub fn window_attention_cpu(input: &WindowInput<'_>) -> Result<Vec<f32>> {
     Ok(o)
 }
 
-/// `scale · q·k_t` for eight keys at once: eight lane-wise accumulators (one vector register each
+/// `q·k_t` for eight keys at once: eight lane-wise accumulators (one vector register each
 /// where the caller is compiled for AVX2), each reduced once at the end, so the horizontal sums
 /// cost once per eight keys' worth of work rather than once per call of a dot product.
 /// `mul_add` is one FMA instruction inside [`simd`] (the only caller on CPUs that have it).
 #[inline(always)]
-fn dot8(q: &[f32], keys: [&[f32]; 8], out: &mut [f32], scale: f32) {
+fn dot8(q: &[f32], keys: [&[f32]; 8], out: &mut [f32]) {
     let d = q.len();
     let lanes = d / 8 * 8;
     let mut acc = [[0.0f32; 8]; 8];
@@ -149,7 +137,7 @@ fn dot8(q: &[f32], keys: [&[f32]; 8], out: &mut [f32], scale: f32) {
             .map(|(x, y)| x * y)
             .sum();
         let pairs = [a[0] + a[4], a[1] + a[5], a[2] + a[6], a[3] + a[7]];
-        *o = ((pairs[0] + pairs[2]) + (pairs[1] + pairs[3]) + tail) * scale;
+        *o = (pairs[0] + pairs[2]) + (pairs[1] + pairs[3]) + tail;
     }
 }
 

@@ -159,3 +159,60 @@ impl WindowInput<'_> {
         Ok(())
     }
 }
+
+/// One block's step of the online softmax for one query: scales the block's raw `scores` and
+/// replaces them by `exp(score − max)` with `max` raised to the block's if it is higher (the
+/// output `acc` and the normaliser `total` rescaled once for it), then adds their sum to
+/// `total`. The caller adds the weighted values to `acc`.
+#[inline(always)]
+fn softmax_block(scores: &mut [f32], scale: f32, max: &mut f32, total: &mut f32, acc: &mut [f32]) {
+    let block_max = scale_and_max(scores, scale);
+    if block_max > *max {
+        // exp clamps its argument: from -inf (nothing seen yet) it gives ~1e-38, which
+        // multiplies zeros.
+        let rescale = crate::cpu_math::exp(*max - block_max);
+        *total *= rescale;
+        acc.iter_mut().for_each(|a| *a *= rescale);
+        *max = block_max;
+    }
+    *total += exp_and_sum(scores, *max);
+}
+
+/// Multiplies `xs` by `scale`; their max. Eight lanes apart, so the loop vectorises (a single
+/// running max or sum is a chain the compiler may not reorder).
+#[inline(always)]
+fn scale_and_max(xs: &mut [f32], scale: f32) -> f32 {
+    let mut lanes = [f32::NEG_INFINITY; 8];
+    let mut eight = xs.chunks_exact_mut(8);
+    for x in &mut eight {
+        for (l, x) in lanes.iter_mut().zip(x) {
+            *x *= scale;
+            *l = if *x > *l { *x } else { *l };
+        }
+    }
+    let mut m = lanes.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    for x in eight.into_remainder() {
+        *x *= scale;
+        m = m.max(*x);
+    }
+    m
+}
+
+/// Replaces `xs` by `exp(x − m)`; their sum (eight lanes apart, as above).
+#[inline(always)]
+fn exp_and_sum(xs: &mut [f32], m: f32) -> f32 {
+    let mut lanes = [0.0f32; 8];
+    let mut eight = xs.chunks_exact_mut(8);
+    for x in &mut eight {
+        for (l, x) in lanes.iter_mut().zip(x) {
+            *x = crate::cpu_math::exp(*x - m);
+            *l += *x;
+        }
+    }
+    let mut sum: f32 = lanes.iter().sum();
+    for x in eight.into_remainder() {
+        *x = crate::cpu_math::exp(*x - m);
+        sum += *x;
+    }
+    sum
+}

@@ -14,8 +14,7 @@
 //! Inline assembly is not used: the intrinsics below compile (and are tested) like any Rust.
 use std::arch::x86_64::*;
 
-use super::WindowInput;
-use crate::cpu_math::exp;
+use super::{softmax_block, WindowInput};
 
 /// Query rows per task.
 pub(super) const ROW_TILE: usize = 32;
@@ -97,18 +96,13 @@ pub(super) unsafe fn prefill_tile(
                     row[..from].fill(0.0);
                     row[to + 1..].fill(0.0);
                     let seen = &mut row[from..=to];
-                    let block_max = scale_and_max(seen, input.scale);
-                    if block_max > max[slot] {
-                        // exp clamps its argument: from -inf (nothing seen yet) it gives
-                        // ~1e-38, which multiplies zeros.
-                        let rescale = exp(max[slot] - block_max);
-                        total[slot] *= rescale;
-                        for a in &mut out[slot * d..(slot + 1) * d] {
-                            *a *= rescale;
-                        }
-                        max[slot] = block_max;
-                    }
-                    total[slot] += exp_and_sum(seen, max[slot]);
+                    softmax_block(
+                        seen,
+                        input.scale,
+                        &mut max[slot],
+                        &mut total[slot],
+                        &mut out[slot * d..(slot + 1) * d],
+                    );
                 }
                 let base = out.as_mut_ptr();
                 let dst: [*mut f32; QB] = std::array::from_fn(|i| match chunk.get(i) {
@@ -130,45 +124,6 @@ pub(super) unsafe fn prefill_tile(
             *x /= t;
         }
     }
-}
-
-/// Multiplies `xs` by `scale`; their max. Eight lanes apart, so the loop vectorises (a single
-/// running max or sum is a chain the compiler may not reorder).
-#[inline(always)]
-fn scale_and_max(xs: &mut [f32], scale: f32) -> f32 {
-    let mut lanes = [f32::NEG_INFINITY; 8];
-    let mut eight = xs.chunks_exact_mut(8);
-    for x in &mut eight {
-        for (l, x) in lanes.iter_mut().zip(x) {
-            *x *= scale;
-            *l = if *x > *l { *x } else { *l };
-        }
-    }
-    let mut m = lanes.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    for x in eight.into_remainder() {
-        *x *= scale;
-        m = m.max(*x);
-    }
-    m
-}
-
-/// Replaces `xs` by `exp(x − m)`; their sum (eight lanes apart, as above).
-#[inline(always)]
-fn exp_and_sum(xs: &mut [f32], m: f32) -> f32 {
-    let mut lanes = [0.0f32; 8];
-    let mut eight = xs.chunks_exact_mut(8);
-    for x in &mut eight {
-        for (l, x) in lanes.iter_mut().zip(x) {
-            *x = exp(*x - m);
-            *l += *x;
-        }
-    }
-    let mut sum: f32 = lanes.iter().sum();
-    for x in eight.into_remainder() {
-        *x = exp(*x - m);
-        sum += *x;
-    }
-    sum
 }
 
 /// `p[i][t] = q_i · kt[·, t]` for the block's KB keys.

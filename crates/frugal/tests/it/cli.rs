@@ -30,55 +30,67 @@ fn info_lists_cpu_gpu_and_kernels() {
     assert!(out.contains("PTX ISA 8.4"), "{out}");
 }
 
+/// Runs frugal with `args`: it must fail, and its stderr must contain every one of `messages`.
+fn refused(args: &[&str], messages: &[&str]) {
+    let (ok, _, err) = frugal(args);
+    assert!(!ok, "{args:?} succeeded");
+    for m in messages {
+        assert!(err.contains(m), "{args:?}: `{m}` missing from: {err}");
+    }
+}
+
 #[test]
 fn logits_errors_are_clear_and_nonzero() {
     let dir = std::env::temp_dir().join(format!("frugal-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let d = dir.to_str().unwrap();
-    let (ok, _, err) = frugal(&["logits", "--model", d, "--input-ids", "1,2"]);
-    assert!(!ok);
-    assert!(
-        err.contains("config.json") && err.contains("--arch"),
-        "{err}"
+    refused(
+        &["logits", "--model", d, "--input-ids", "1,2"],
+        &["config.json", "--arch"],
     );
-    let (ok, _, err) = frugal(&[
-        "logits",
-        "--model",
-        d,
-        "--input-ids",
-        "1,x",
-        "--arch",
-        "yoco",
-    ]);
-    assert!(!ok);
-    assert!(err.contains("`x` is not a token id"), "{err}");
-    let (ok, _, err) = frugal(&["logits", "--model", d, "--input-ids", " ", "--arch", "yoco"]);
-    assert!(!ok);
-    assert!(err.contains("--input-ids is empty"), "{err}");
+    refused(
+        &[
+            "logits",
+            "--model",
+            d,
+            "--input-ids",
+            "1,x",
+            "--arch",
+            "yoco",
+        ],
+        &["`x` is not a token id"],
+    );
+    refused(
+        &["logits", "--model", d, "--input-ids", " ", "--arch", "yoco"],
+        &["--input-ids is empty"],
+    );
     std::fs::write(dir.join("config.json"), r#"{"model_type": "llama"}"#).unwrap();
-    let (ok, _, err) = frugal(&["logits", "--model", d, "--input-ids", "1"]);
-    assert!(!ok);
-    assert!(err.contains("unknown architecture `llama`"), "{err}");
-    let (ok, _, err) = frugal(&[
-        "classify",
-        "--model",
-        d,
-        "--input-ids",
-        "1,2;3",
-        "--arch",
-        "fastformer",
-    ]);
-    assert!(!ok);
-    assert!(err.contains("one length"), "{err}");
-    let (ok, _, err) = frugal(&[
-        "logits",
-        "--model",
-        "/nonexistent/frugal",
-        "--input-ids",
-        "1",
-    ]);
-    assert!(!ok);
-    assert!(err.contains("no such directory"), "{err}");
+    refused(
+        &["logits", "--model", d, "--input-ids", "1"],
+        &["unknown architecture `llama`"],
+    );
+    refused(
+        &[
+            "classify",
+            "--model",
+            d,
+            "--input-ids",
+            "1,2;3",
+            "--arch",
+            "fastformer",
+        ],
+        &["one length"],
+    );
+    refused(
+        &[
+            "logits",
+            "--model",
+            "/nonexistent/frugal",
+            "--input-ids",
+            "1",
+        ],
+        &["no such directory"],
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
