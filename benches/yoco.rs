@@ -57,17 +57,22 @@ fn memory_table() {
     };
     let gib = |b: usize| format!("{:.3} GiB", b as f64 / (1u64 << 30) as f64);
     for t in [4096usize, 32_768, 131_072] {
-        let y = Cache::for_config(&gret, 1, t)
+        let y = Cache::for_config(&gret, 1, t, &candle_core::Device::Cpu)
             .expect("cache")
             .bytes(0)
             .total();
-        let s = Cache::for_config(&swa, 1, t)
+        let s = Cache::for_config(&swa, 1, t, &candle_core::Device::Cpu)
             .expect("cache")
             .bytes(Cache::window_ring_bytes(&swa, 1))
             .total();
-        let tr = KvCache::new(&same_size_transformer(&gret), 1, t)
-            .expect("cache")
-            .bytes();
+        let tr = KvCache::new(
+            &same_size_transformer(&gret),
+            1,
+            t,
+            &candle_core::Device::Cpu,
+        )
+        .expect("cache")
+        .bytes();
         println!(
             "{:>6} | {:>14} | {:>14} | {:>16} | {:>7.1}x | {:>7.1}x",
             t,

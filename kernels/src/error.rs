@@ -58,6 +58,13 @@ pub enum KernelError {
         dims: String,
         limit: usize,
     },
+    /// The kernel has no path for this device and dtype (a candle op's `*_fwd` it does not have).
+    #[error("{kernel}: no path for {dtype} on {device}")]
+    Unsupported {
+        kernel: &'static str,
+        device: String,
+        dtype: String,
+    },
     #[error("no CUDA device: {0}")]
     NoCuda(String),
     #[error("CUDA driver error in {context}: {message}")]

@@ -2,18 +2,17 @@
 //! per-tensor scale `β` (BitNet b1.58), or binary `±1` (the original BitNet), kept packed at 2 bits
 //! per weight ([`PackedTernary`]) from load to matmul; the input is quantised per token to int8 by
 //! absmax inside the kernel. `y = (x_q · W_tᵀ) / s_x · β`, no bias (2B4T has none).
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Tensor};
 use candle_nn::{Init, VarBuilder};
-use kernels::ternary_matmul::{
-    quantize_activations, ternary_matmul_quantized, PackedTernary, QuantizedActivations,
-};
+use kernels::ternary_matmul::{ternary_matmul_shared, PackedTernary, TernaryWeights};
 
 use crate::config::{ScaleConvention, WeightFormat};
 use crate::error::{BitNetError, Result};
 
 #[derive(Debug, Clone)]
 pub struct BitLinear {
-    weights: PackedTernary,
+    /// Packed on the model's device (see `kernels::ternary_matmul::TernaryWeights`).
+    weights: TernaryWeights,
 }
 
 impl BitLinear {
@@ -60,12 +59,16 @@ impl BitLinear {
                     .map_err(|e| BitNetError::Weights(format!("{}: {e}", key("weight"))))?
             }
         };
-        Ok(BitLinear { weights })
+        Ok(BitLinear {
+            weights: TernaryWeights::new(weights, vb.device())?,
+        })
     }
 
-    /// From weights already packed.
-    pub fn from_packed(weights: PackedTernary) -> Self {
-        BitLinear { weights }
+    /// From weights already packed, on the CPU.
+    pub fn from_packed(weights: PackedTernary) -> Result<Self> {
+        Ok(BitLinear {
+            weights: TernaryWeights::new(weights, &candle_core::Device::Cpu)?,
+        })
     }
 
     /// The original BitNet's BitLinear (Wang et al. 2023): float weights `[out, in]` binarised as
@@ -74,11 +77,14 @@ impl BitLinear {
         let (out_dim, in_dim) = w.dims2()?;
         let data: Vec<f32> = w.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
         Ok(BitLinear {
-            weights: PackedTernary::binarize(&data, out_dim, in_dim)?,
+            weights: TernaryWeights::new(
+                PackedTernary::binarize(&data, out_dim, in_dim)?,
+                w.device(),
+            )?,
         })
     }
 
-    pub fn weights(&self) -> &PackedTernary {
+    pub fn weights(&self) -> &TernaryWeights {
         &self.weights
     }
 
@@ -121,7 +127,7 @@ fn scale_from_checkpoint(stored: f32, convention: ScaleConvention, key: &str) ->
     }
 }
 
-/// Runs several layers reading the same input (q/k/v, gate/up), quantising it once.
+/// Runs several layers reading the same input (q/k/v, gate/up), quantising it once on the CPU.
 pub fn forward_shared(x: &Tensor, layers: &[&BitLinear]) -> Result<Vec<Tensor>> {
     let Some(first) = layers.first() else {
         return Ok(vec![]);
@@ -133,25 +139,6 @@ pub fn forward_shared(x: &Tensor, layers: &[&BitLinear]) -> Result<Vec<Tensor>> 
             "BitLinear input has shape {dims:?}, expected [..., {in_dim}]"
         )));
     }
-    if !matches!(x.device(), Device::Cpu) {
-        return Err(BitNetError::Input(format!(
-            "BitLinear's candle path runs on the CPU, the input is on {:?}; the CUDA kernels are \
-             in kernels::gpu::ternary_matmul",
-            x.device()
-        )));
-    }
-    let m = x.elem_count() / in_dim;
-    let data: Vec<f32> = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-    let qa: QuantizedActivations = quantize_activations(&data, m, first.weights())?;
-    layers
-        .iter()
-        .map(|l| {
-            let y = ternary_matmul_quantized(&qa, l.weights())?;
-            let mut shape = dims.clone();
-            if let Some(last) = shape.last_mut() {
-                *last = l.out_dim();
-            }
-            Ok(Tensor::from_vec(y, shape, x.device())?.to_dtype(x.dtype())?)
-        })
-        .collect()
+    let weights: Vec<&TernaryWeights> = layers.iter().map(|l| &l.weights).collect();
+    Ok(ternary_matmul_shared(x, &weights)?)
 }

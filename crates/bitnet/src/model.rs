@@ -170,7 +170,7 @@ impl Model {
     }
 
     /// Every BitLinear's packed weights, by checkpoint name (`model.layers.{i}.self_attn.q_proj`).
-    pub fn ternary_layers(&self) -> Vec<(String, &kernels::ternary_matmul::PackedTernary)> {
+    pub fn ternary_layers(&self) -> Vec<(String, &kernels::ternary_matmul::TernaryWeights)> {
         let mut out = Vec::new();
         for (i, l) in self.layers.iter().enumerate() {
             for (name, p) in ["q_proj", "k_proj", "v_proj", "o_proj"]

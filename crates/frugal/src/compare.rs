@@ -174,17 +174,17 @@ enum Built {
 /// Builds a model twice over one `VarMap`: the first build creates its variables, which are then
 /// filled with N(0, 0.02) noise; the second reads them (so loaders that transform weights at load,
 /// such as BitNet's ternarisation, see random values). Returns the model and the weights' bytes.
-fn random<M>(build: impl Fn(VarBuilder) -> Result<M>) -> Result<(M, usize)> {
+fn random<M>(device: &Device, build: impl Fn(VarBuilder) -> Result<M>) -> Result<(M, usize)> {
     let map = VarMap::new();
-    build(VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu))?;
+    build(VarBuilder::from_varmap(&map, DType::F32, device))?;
     let mut bytes = 0;
     for var in map.all_vars() {
-        let noise = Tensor::randn(0f32, 0.02, var.shape(), &Device::Cpu)?;
+        let noise = Tensor::randn(0f32, 0.02, var.shape(), device)?;
         var.set(&noise)?;
         bytes += var.elem_count() * 4;
     }
     Ok((
-        build(VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu))?,
+        build(VarBuilder::from_varmap(&map, DType::F32, device))?,
         bytes,
     ))
 }
@@ -300,47 +300,49 @@ fn smartbird_config(s: &Size, max_len: usize) -> smartbird::Config {
 }
 
 /// `arch` at the shared size with random weights, and its weights' bytes.
-fn build(arch: Arch, s: &Size, max_len: usize) -> Result<(Built, usize)> {
+fn build(arch: Arch, s: &Size, max_len: usize, device: &Device) -> Result<(Built, usize)> {
     Ok(match arch {
         Arch::YocoGret | Arch::YocoSwa => {
             let window = (arch == Arch::YocoSwa).then_some(s.window);
             let cfg = yoco_config(s, window, max_len);
-            let (m, b) = random(|vb| Ok(yoco::Model::new(&cfg, vb)?))?;
+            let (m, b) = random(device, |vb| Ok(yoco::Model::new(&cfg, vb)?))?;
             (Built::Yoco(Box::new(m)), b)
         }
         Arch::Transformer => {
             let cfg = transformer_config(s);
-            let (m, b) = random(|vb| Ok(transformer::Transformer::new(&cfg, vb)?))?;
+            let (m, b) = random(device, |vb| Ok(transformer::Transformer::new(&cfg, vb)?))?;
             (Built::Dense(Box::new(m)), b)
         }
         Arch::Griffin | Arch::Hawk => {
             let cfg = griffin_config(s, arch == Arch::Hawk);
-            let (m, b) = random(|vb| Ok(griffin::Model::new(&cfg, vb)?))?;
+            let (m, b) = random(device, |vb| Ok(griffin::Model::new(&cfg, vb)?))?;
             (Built::Griffin(Box::new(m)), b)
         }
         Arch::Bitnet => {
             let cfg = bitnet_config(s, max_len);
-            let (m, _) = random(|vb| Ok(bitnet::Model::new(&cfg, vb)?))?;
+            let (m, _) = random(device, |vb| Ok(bitnet::Model::new(&cfg, vb)?))?;
             let w = m.weight_bytes();
             (Built::BitNet(Box::new(m)), w.packed + w.float)
         }
         Arch::Fastformer => {
             let cfg = fastformer_config(s, max_len);
-            let (m, b) = random(|vb| Ok(fastformer::Model::new(&cfg, vb)?))?;
+            let (m, b) = random(device, |vb| Ok(fastformer::Model::new(&cfg, vb)?))?;
             (Built::Fastformer(Box::new(m)), b)
         }
         Arch::Smartbird => {
             let cfg = smartbird_config(s, max_len);
-            let (m, b) = random(|vb| Ok(smartbird::Model::new(&cfg, vb)?))?;
+            let (m, b) = random(device, |vb| Ok(smartbird::Model::new(&cfg, vb)?))?;
             (Built::SmartBird(Box::new(m)), b)
         }
     })
 }
 
 /// Seconds of `f`.
-fn timed<T>(f: impl FnOnce() -> Result<T>) -> Result<(T, f64)> {
+fn timed<T>(device: &Device, f: impl FnOnce() -> Result<T>) -> Result<(T, f64)> {
     let start = Instant::now();
     let out = f()?;
+    // A GPU runs the queued work asynchronously: the time is taken when it is done.
+    device.synchronize()?;
     Ok((out, start.elapsed().as_secs_f64()))
 }
 
@@ -349,15 +351,17 @@ fn measure(
     model: &Built,
     prompt: &[u32],
     steps: usize,
+    device: &Device,
 ) -> Result<(f64, Option<f64>, Option<usize>)> {
     let cap = prompt.len() + steps;
     let step_ids = |i: usize| [1 + (i as u32 * 31) % 1000];
     Ok(match model {
         Built::Yoco(m) => {
             let mut c = m.new_cache(1, cap)?;
-            let (_, p) =
-                timed(|| Ok(m.prefill(&[prompt], &mut c, yoco::generation::PREFILL_CHUNK)?))?;
-            let (_, d) = timed(|| {
+            let (_, p) = timed(device, || {
+                Ok(m.prefill(&[prompt], &mut c, yoco::generation::PREFILL_CHUNK)?)
+            })?;
+            let (_, d) = timed(device, || {
                 (0..steps).try_for_each(|i| m.forward_last(&[step_ids(i)], &mut c).map(|_| ()))?;
                 Ok(())
             })?;
@@ -365,8 +369,8 @@ fn measure(
         }
         Built::Dense(m) => {
             let mut c = m.new_cache(1, cap)?;
-            let (_, p) = timed(|| Ok(m.forward_last(&[prompt], &mut c)?))?;
-            let (_, d) = timed(|| {
+            let (_, p) = timed(device, || Ok(m.forward_last(&[prompt], &mut c)?))?;
+            let (_, d) = timed(device, || {
                 (0..steps).try_for_each(|i| m.forward_last(&[&step_ids(i)], &mut c).map(|_| ()))?;
                 Ok(())
             })?;
@@ -374,8 +378,8 @@ fn measure(
         }
         Built::Griffin(m) => {
             let mut st = m.new_state(1)?;
-            let (_, p) = timed(|| Ok(m.forward_last(&[prompt], &mut st)?))?;
-            let (_, d) = timed(|| {
+            let (_, p) = timed(device, || Ok(m.forward_last(&[prompt], &mut st)?))?;
+            let (_, d) = timed(device, || {
                 (0..steps).try_for_each(|i| m.forward_last(&[step_ids(i)], &mut st).map(|_| ()))?;
                 Ok(())
             })?;
@@ -383,19 +387,19 @@ fn measure(
         }
         Built::BitNet(m) => {
             let mut c = m.new_cache(1, cap)?;
-            let (_, p) = timed(|| Ok(m.forward_last(&[prompt], &mut c)?))?;
-            let (_, d) = timed(|| {
+            let (_, p) = timed(device, || Ok(m.forward_last(&[prompt], &mut c)?))?;
+            let (_, d) = timed(device, || {
                 (0..steps).try_for_each(|i| m.forward_last(&[step_ids(i)], &mut c).map(|_| ()))?;
                 Ok(())
             })?;
             (p, Some(d), Some(c.bytes()?))
         }
         Built::Fastformer(m) => {
-            let (_, p) = timed(|| Ok(m.forward(&[prompt.to_vec()])?))?;
+            let (_, p) = timed(device, || Ok(m.forward(&[prompt.to_vec()])?))?;
             (p, None, None)
         }
         Built::SmartBird(m) => {
-            let (_, p) = timed(|| Ok(m.forward(&[prompt.to_vec()])?))?;
+            let (_, p) = timed(device, || Ok(m.forward(&[prompt.to_vec()])?))?;
             (p, None, None)
         }
     })
@@ -406,6 +410,7 @@ pub fn run(
     s: &Size,
     contexts: &[usize],
     archs: &[Arch],
+    device: &Device,
     mut progress: impl FnMut(usize, usize, &str),
 ) -> Result<Vec<Record>> {
     if contexts.is_empty() || contexts.contains(&0) {
@@ -418,9 +423,9 @@ pub fn run(
     for &arch in archs {
         let name = arch.name();
         progress(done, total, &format!("building {name}"));
-        let (model, weight_bytes) = build(arch, s, max_len)?;
+        let (model, weight_bytes) = build(arch, s, max_len, device)?;
         // A short warm-up run, so first-call costs stay out of the figures.
-        measure(&model, &prompt(16, s.vocab), 1)?;
+        measure(&model, &prompt(16, s.vocab), 1, device)?;
         done += 1;
         for &t in contexts {
             progress(done, total, &format!("{name} at {t} tokens"));
@@ -432,7 +437,7 @@ pub fn run(
                 || (runs.len() < MAX_RUNS && started.elapsed().as_secs_f64() < MIN_SECS)
             {
                 runs.push(
-                    measure(&model, &prompt(t, s.vocab), s.decode_steps)
+                    measure(&model, &prompt(t, s.vocab), s.decode_steps, device)
                         .with_context(|| format!("{name} at context {t}"))?,
                 );
             }

@@ -88,6 +88,7 @@ pub fn generate(
     offline: bool,
     arch: Option<ModelArch>,
     dtype: DTypeArg,
+    device: &Device,
     prompt: &str,
     max_tokens: usize,
     sampling: &Sampling,
@@ -132,20 +133,20 @@ pub fn generate(
     let what = format!("{arch:?}");
     let (mut decoder, max_tokens): (Box<dyn Decoder>, usize) = match arch {
         a if a.is_griffin() => {
-            let m = griffin::load(&dir, dtype.dtype(), &Device::Cpu).with_context(|| load(&what))?;
+            let m = griffin::load(&dir, dtype.dtype(), device).with_context(|| load(&what))?;
             let (max, _) = fit(griffin::MAX_POSITIONS, "positions exact for RoPE in f32")?;
             let st = m.new_state(1)?;
             (Box::new(Griffin(m, st)), max)
         }
         ModelArch::Bitnet => {
-            let m = bitnet::load(&dir, dtype.dtype(), &Device::Cpu).with_context(|| load(&what))?;
+            let m = bitnet::load(&dir, dtype.dtype(), device).with_context(|| load(&what))?;
             let (max, cap) = fit(m.config().max_position_embeddings, "max_position_embeddings")?;
             let c = m.new_cache(1, cap)?;
             (Box::new(BitNet(m, c)), max)
         }
         ModelArch::Yoco => {
             crate::logits::f32_only(dtype, "yoco")?;
-            let m = yoco::load(&dir, &Device::Cpu).with_context(|| load(&what))?;
+            let m = yoco::load(&dir, device).with_context(|| load(&what))?;
             let limit = usize::try_from(m.config().max_seq_len).unwrap_or(usize::MAX);
             let (max, cap) = fit(limit, "max_seq_len")?;
             let c = m.new_cache(1, cap)?;

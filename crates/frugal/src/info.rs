@@ -9,6 +9,14 @@ pub fn print() -> Result<()> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("CPU: {} threads, features: {}", threads, join(&cpu.names()));
     println!("GPU: {}", gpu_line());
+    println!(
+        "models on a GPU (--device cuda): {}",
+        if cfg!(feature = "cuda") {
+            "yes (candle's CUDA backend and the kernels' cuda_fwd)"
+        } else {
+            "no: build with `--no-default-features --features cuda`"
+        }
+    );
     println!("kernels (PTX embedded; needs a driver for CUDA 12.4 or newer, sm_80+):");
     for m in MODULES {
         println!(
@@ -29,6 +37,12 @@ fn join(v: &[&str]) -> String {
     }
 }
 
+#[cfg(not(any(feature = "cuda-dynamic", feature = "cuda")))]
+fn gpu_line() -> String {
+    "not probed (built without `cuda` or `cuda-dynamic`)".into()
+}
+
+#[cfg(any(feature = "cuda-dynamic", feature = "cuda"))]
 fn gpu_line() -> String {
     use kernels::gpu::GpuStatus;
     match kernels::gpu::status() {

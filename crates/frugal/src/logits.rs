@@ -69,15 +69,16 @@ pub fn f32_only(dtype: DTypeArg, arch: &str) -> Result<()> {
     Ok(())
 }
 
-/// RecurrentGemma / Griffin / Hawk checkpoints, in `dtype` (f32 or bf16) on the CPU.
+/// RecurrentGemma / Griffin / Hawk checkpoints, in `dtype` (f32 or bf16) on `device`.
 pub fn griffin(
     dir: &Path,
     ids: &[u32],
     max_new_tokens: usize,
     dtype: DTypeArg,
+    device: &Device,
     timings: &mut Timings,
 ) -> Result<Value> {
-    let model = griffin::load(dir, dtype.dtype(), &Device::Cpu)
+    let model = griffin::load(dir, dtype.dtype(), device)
         .with_context(|| format!("loading {}", dir.display()))?;
     timings.loaded();
     let (logits, new_tokens) = griffin::generation::greedy(&model, ids, max_new_tokens)?;
@@ -87,15 +88,16 @@ pub fn griffin(
 }
 
 /// BitNet b1.58 checkpoints (packed, master or legacy, from `quantization_config`), in `dtype`
-/// (f32 or bf16) on the CPU.
+/// (f32 or bf16) on `device`.
 pub fn bitnet(
     dir: &Path,
     ids: &[u32],
     max_new_tokens: usize,
     dtype: DTypeArg,
+    device: &Device,
     timings: &mut Timings,
 ) -> Result<Value> {
-    let model = bitnet::load(dir, dtype.dtype(), &Device::Cpu)
+    let model = bitnet::load(dir, dtype.dtype(), device)
         .with_context(|| format!("loading {}", dir.display()))?;
     timings.loaded();
     let (logits, new_tokens) = bitnet::generation::greedy(&model, ids, max_new_tokens)?;
@@ -105,16 +107,16 @@ pub fn bitnet(
 }
 
 /// YOCO checkpoints (the reference's `config.json` names no architecture: `--arch yoco`), in
-/// f32 on the CPU. The logits are the parallel pass over the prompt; the new tokens come from the
+/// f32 on `device`. The logits are the parallel pass over the prompt; the new tokens come from the
 /// reference's decoding (early-exit prefill, then one token per step).
 pub fn yoco(
     dir: &Path,
     ids: &[u32],
     max_new_tokens: usize,
+    device: &Device,
     timings: &mut Timings,
 ) -> Result<Value> {
-    let model =
-        yoco::load(dir, &Device::Cpu).with_context(|| format!("loading {}", dir.display()))?;
+    let model = yoco::load(dir, device).with_context(|| format!("loading {}", dir.display()))?;
     timings.loaded();
     let mut cache = model.new_cache(1, ids.len())?;
     let logits = model.forward(&[ids], &mut cache)?;
@@ -124,20 +126,20 @@ pub fn yoco(
     Ok(json!({ "logits_shape": shape, "logits": flat, "new_tokens": new_tokens }))
 }
 
-/// Fastformer classifiers (the official code's checkpoints), in f32 on the CPU.
-pub fn fastformer(dir: &Path, batch: &[Vec<u32>]) -> Result<Value> {
-    let model = fastformer::load(dir, &Device::Cpu)
-        .with_context(|| format!("loading {}", dir.display()))?;
+/// Fastformer classifiers (the official code's checkpoints), in f32 on `device`.
+pub fn fastformer(dir: &Path, batch: &[Vec<u32>], device: &Device) -> Result<Value> {
+    let model =
+        fastformer::load(dir, device).with_context(|| format!("loading {}", dir.display()))?;
     let out = model.forward(batch)?;
     let flat = finite_values(&out.logits)?;
     Ok(json!({ "logits_shape": out.logits.dims(), "logits": flat }))
 }
 
-/// Smart Bird classifiers (our own checkpoint layout: see the `smartbird` crate), in f32 on the
-/// CPU, with the sampling the checkpoint's config.json sets.
-pub fn smartbird(dir: &Path, batch: &[Vec<u32>]) -> Result<Value> {
+/// Smart Bird classifiers (our own checkpoint layout: see the `smartbird` crate), in f32 on
+/// `device`, with the sampling the checkpoint's config.json sets.
+pub fn smartbird(dir: &Path, batch: &[Vec<u32>], device: &Device) -> Result<Value> {
     let model =
-        smartbird::load(dir, &Device::Cpu).with_context(|| format!("loading {}", dir.display()))?;
+        smartbird::load(dir, device).with_context(|| format!("loading {}", dir.display()))?;
     let out = model.forward(batch)?;
     let flat = finite_values(&out.logits)?;
     Ok(json!({ "logits_shape": out.logits.dims(), "logits": flat }))

@@ -23,6 +23,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
+use candle_core::Device;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use compare::{Arch, SizeName};
@@ -40,12 +41,27 @@ struct Cli {
     command: Option<Command>,
 }
 
-/// Where a model runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+/// Where a model runs: `cpu`, `cuda` (device 0) or `cuda:N`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum DeviceArg {
     Cpu,
-    /// Not available yet: the models' candle path runs on the CPU in this build.
-    Cuda,
+    Cuda(usize),
+}
+
+impl std::str::FromStr for DeviceArg {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "cpu" => Ok(DeviceArg::Cpu),
+            "cuda" => Ok(DeviceArg::Cuda(0)),
+            _ => s
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse().ok())
+                .map(DeviceArg::Cuda)
+                .ok_or_else(|| format!("`{s}` is not a device: cpu, cuda or cuda:N")),
+        }
+    }
 }
 
 /// The dtype a model computes in.
@@ -85,7 +101,7 @@ enum Command {
         #[arg(long, value_enum, value_delimiter = ',')]
         archs: Vec<Arch>,
         /// Where the models run.
-        #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+        #[arg(long, default_value = "cpu")]
         device: DeviceArg,
         /// Where to write the SVG plot.
         #[arg(long, default_value = "frugal-compare.svg")]
@@ -125,7 +141,7 @@ enum Command {
         #[arg(long, value_enum, default_value_t = DTypeArg::F32)]
         dtype: DTypeArg,
         /// Where the model runs.
-        #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+        #[arg(long, default_value = "cpu")]
         device: DeviceArg,
         /// Print one JSON object at the end (text, tokens, load time, prompt and decode rates)
         /// instead of streaming the text.
@@ -155,7 +171,7 @@ enum Command {
         #[arg(long, value_enum, default_value_t = DTypeArg::F32)]
         dtype: DTypeArg,
         /// Where the model runs.
-        #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+        #[arg(long, default_value = "cpu")]
         device: DeviceArg,
         /// Print load time, run time and peak memory to stderr.
         #[arg(long)]
@@ -176,20 +192,43 @@ enum Command {
         #[arg(long, value_enum)]
         arch: Option<ModelArch>,
         /// Where the model runs.
-        #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+        #[arg(long, default_value = "cpu")]
         device: DeviceArg,
     },
 }
 
-/// The CPU, or an error for a device this build cannot run the models on.
-fn device(d: DeviceArg) -> Result<()> {
+/// The candle device `--device` names, or a clear error: no CUDA in this build, no driver, no
+/// such device.
+fn device(d: DeviceArg) -> Result<Device> {
     match d {
-        DeviceArg::Cpu => Ok(()),
-        DeviceArg::Cuda => anyhow::bail!(
-            "--device cuda: the models run their candle path on the CPU in this build; the CUDA \
-             kernels are measured by `cargo xtask bench-gpu`"
-        ),
+        DeviceArg::Cpu => Ok(Device::Cpu),
+        DeviceArg::Cuda(n) => cuda_device(n),
     }
+}
+
+/// "CPU" or "cuda:N".
+fn device_label(d: &Device) -> String {
+    match d.location() {
+        candle_core::DeviceLocation::Cpu => "CPU".into(),
+        candle_core::DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
+        candle_core::DeviceLocation::Metal { gpu_id } => format!("metal:{gpu_id}"),
+    }
+}
+
+#[cfg(feature = "cuda")]
+fn cuda_device(n: usize) -> Result<Device> {
+    // Probe first: the driver's own error for a missing GPU is a bare status code.
+    kernels::gpu::context(n).map_err(|e| anyhow::anyhow!("--device cuda:{n}: {e}"))?;
+    Device::new_cuda(n).map_err(|e| anyhow::anyhow!("--device cuda:{n}: {e}"))
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_device(n: usize) -> Result<Device> {
+    anyhow::bail!(
+        "--device cuda:{n}: this build of frugal has no CUDA backend; build it with \
+         `cargo build --release -p frugal --no-default-features --features cuda` (README, \
+         \"On a GPU\")"
+    )
 }
 
 fn parse_contexts(contexts: Option<&str>, default: &[usize]) -> Result<Vec<usize>> {
@@ -236,7 +275,7 @@ fn run_compare(
     plot: &std::path::Path,
     json: bool,
 ) -> Result<()> {
-    device(device_arg)?;
+    let dev = device(device_arg)?;
     let s = size.size();
     let contexts = parse_contexts(contexts, s.contexts)?;
     // The plot is written after minutes of measuring: a path that cannot be written is found now.
@@ -251,22 +290,28 @@ fn run_compare(
     archs.dedup();
     archs.push(Arch::Transformer);
     eprintln!(
-        "frugal compare: size {} (hidden {}, {} layers, {} heads / {} KV, FFN {}, vocab {}), contexts {:?}, CPU, random weights",
-        s.name, s.hidden, s.layers, s.heads, s.kv_heads, s.ffn, s.vocab, contexts
+        "frugal compare: size {} (hidden {}, {} layers, {} heads / {} KV, FFN {}, vocab {}), contexts {:?}, {}, random weights",
+        s.name, s.hidden, s.layers, s.heads, s.kv_heads, s.ffn, s.vocab, contexts, device_label(&dev)
     );
     let bar = progress_bar();
-    let records = compare::run(&s, &contexts, &archs, |done, total, what| match &bar {
-        Some(bar) => {
-            bar.set_length(total as u64);
-            bar.set_position(done as u64);
-            bar.set_message(what.to_string());
-            if done == total {
-                bar.finish();
+    let records = compare::run(
+        &s,
+        &contexts,
+        &archs,
+        &dev,
+        |done, total, what| match &bar {
+            Some(bar) => {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+                bar.set_message(what.to_string());
+                if done == total {
+                    bar.finish();
+                }
             }
-        }
-        // Not a terminal (a log, CI): one line per step.
-        None => eprintln!("[{done}/{total}] {what}"),
-    })?;
+            // Not a terminal (a log, CI): one line per step.
+            None => eprintln!("[{done}/{total}] {what}"),
+        },
+    )?;
     if json {
         println!("{}", serde_json::to_string_pretty(&records)?);
     } else {
@@ -274,8 +319,8 @@ fn run_compare(
     }
     let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "?".into());
     let title = format!(
-        "frugal compare: {} size (hidden {}, {} layers), CPU, f32, {threads} threads, batch 1, random weights",
-        s.name, s.hidden, s.layers
+        "frugal compare: {} size (hidden {}, {} layers), {}, f32, {threads} threads, batch 1, random weights",
+        s.name, s.hidden, s.layers, device_label(&dev)
     );
     plot::write_svg(plot, &records, &title)?;
     eprintln!("plot: {}", plot.display());
@@ -337,10 +382,10 @@ fn run(cli: Cli) -> Result<()> {
                 seed,
             };
             sampling.validate()?;
-            device(device_arg)?;
+            let dev = device(device_arg)?;
             let mut out = std::io::stdout().lock();
             generate::generate(
-                &model, offline, arch, dtype, &prompt, max_tokens, &sampling, json, &mut out,
+                &model, offline, arch, dtype, &dev, &prompt, max_tokens, &sampling, json, &mut out,
             )?;
             Ok(())
         }
@@ -355,21 +400,21 @@ fn run(cli: Cli) -> Result<()> {
             device: device_arg,
             timings,
         } => {
-            device(device_arg)?;
+            let dev = device(device_arg)?;
             let ids = model_dir::parse_ids(&input_ids)?;
             let mut clock = logits::Timings::start();
             let model = hub::resolve_model(&model, offline, &[])?;
             let arch = model_dir::architecture(&model, arch)?;
             let out = match arch {
                 a if a.is_griffin() => {
-                    logits::griffin(&model, &ids, max_new_tokens, dtype, &mut clock)?
+                    logits::griffin(&model, &ids, max_new_tokens, dtype, &dev, &mut clock)?
                 }
                 ModelArch::Bitnet => {
-                    logits::bitnet(&model, &ids, max_new_tokens, dtype, &mut clock)?
+                    logits::bitnet(&model, &ids, max_new_tokens, dtype, &dev, &mut clock)?
                 }
                 ModelArch::Yoco => {
                     logits::f32_only(dtype, "yoco")?;
-                    logits::yoco(&model, &ids, max_new_tokens, &mut clock)?
+                    logits::yoco(&model, &ids, max_new_tokens, &dev, &mut clock)?
                 }
                 other => anyhow::bail!(
                     "`frugal logits` needs a decoder (recurrent_gemma, griffin, hawk, bitnet, \
@@ -389,13 +434,13 @@ fn run(cli: Cli) -> Result<()> {
             arch,
             device: device_arg,
         } => {
-            device(device_arg)?;
+            let dev = device(device_arg)?;
             let batch = model_dir::parse_batch(&input_ids)?;
             let model = hub::resolve_model(&model, offline, &[])?;
             let arch = model_dir::architecture(&model, arch)?;
             let out = match arch {
-                ModelArch::Fastformer => logits::fastformer(&model, &batch)?,
-                ModelArch::Smartbird => logits::smartbird(&model, &batch)?,
+                ModelArch::Fastformer => logits::fastformer(&model, &batch, &dev)?,
+                ModelArch::Smartbird => logits::smartbird(&model, &batch, &dev)?,
                 other => anyhow::bail!(
                     "`frugal classify` needs an encoder (fastformer, smartbird); {other:?} is a \
                      decoder: use `frugal logits` or `frugal generate`"

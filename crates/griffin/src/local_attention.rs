@@ -195,92 +195,19 @@ impl LocalAttention {
             key_pos.extend_from_slice(&state.slot_pos[bi * self.window..(bi + 1) * self.window]);
             key_pos.extend_from_slice(&pos[bi * t..(bi + 1) * t]);
         }
-        if q.dtype() == DType::F32 && q.device().is_cpu() {
-            // One online-softmax pass per query over its visible keys (no mask, no score matrix).
-            let q = q.contiguous()?;
-            let out = kernels::cpu::with_cpu_f32s(&[&q, &keys, &values], |s3| {
-                kernels::window_attention::positional_attention_cpu(
-                    &kernels::window_attention::PositionalInput {
-                        batch: b,
-                        q_len: t,
-                        k_len: s,
-                        heads: h,
-                        kv_heads: kv,
-                        head_dim: hd,
-                        window: self.window,
-                        q: s3[0],
-                        k: s3[1],
-                        v: s3[2],
-                        q_pos: pos,
-                        k_pos: &key_pos,
-                        scale: (hd as f32).powf(-0.5),
-                    },
-                )
-            })
-            .ok_or_else(|| {
-                candle_core::Error::Msg("local attention: expected contiguous f32".into())
-            })?
-            .map_err(candle_core::Error::wrap)?;
-            self.update_ring(state, &keys, &values, &key_pos, b, s)?;
-            return Tensor::from_vec(out, (b, t, h * hd), q.device());
-        }
-        let mask = self.mask(pos, &key_pos, (b, t, s), q.device())?;
-
-        // Grouped heads: query head j reads KV head j / (heads / kv_heads).
-        let g = h / kv;
-        let q = q
-            .transpose(1, 2)?
-            .contiguous()?
-            .reshape((b, kv, g * t, hd))?;
-        let kt = keys
-            .reshape((b, s, kv, hd))?
-            .transpose(1, 2)?
-            .contiguous()?;
-        let vt = values
-            .reshape((b, s, kv, hd))?
-            .transpose(1, 2)?
-            .contiguous()?;
-        let scores = (q.matmul(&kt.t()?)? * (hd as f64).powf(-0.5))?
-            .to_dtype(DType::F32)?
-            .reshape((b, kv, g, t, s))?
-            .broadcast_add(&mask)?;
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(q.dtype())?;
-        let out = probs.reshape((b, kv, g * t, s))?.matmul(&vt)?;
-        let out = out
-            .reshape((b, h, t, hd))?
-            .transpose(1, 2)?
-            .reshape((b, t, h * hd))?;
+        // One online-softmax pass per query over its visible keys on the CPU (no mask, no score
+        // matrix); masked tensor ops elsewhere.
+        let out = kernels::window_attention::positional_attention(
+            q,
+            &keys.reshape((b, s, kv, hd))?,
+            &values.reshape((b, s, kv, hd))?,
+            pos,
+            &key_pos,
+            self.window,
+            (hd as f32).powf(-0.5),
+        )?;
         self.update_ring(state, &keys, &values, &key_pos, b, s)?;
-        Ok(out)
-    }
-
-    /// `[B, 1, 1, T, S]`: 0 where query t may see key s, −∞ elsewhere.
-    fn mask(
-        &self,
-        q_pos: &[i64],
-        key_pos: &[i64],
-        (b, t, s): (usize, usize, usize),
-        device: &Device,
-    ) -> candle_core::Result<Tensor> {
-        let w = self.window as i64;
-        let mut m = vec![f32::NEG_INFINITY; b * t * s];
-        for bi in 0..b {
-            for ti in 0..t {
-                let qp = q_pos[bi * t + ti];
-                let row = &mut m[(bi * t + ti) * s..(bi * t + ti + 1) * s];
-                if qp < 0 {
-                    // Padding queries attend anywhere (finite output, never used).
-                    row.fill(0.0);
-                    continue;
-                }
-                for (si, &kp) in key_pos[bi * s..(bi + 1) * s].iter().enumerate() {
-                    if kp >= 0 && kp <= qp && qp - kp < w {
-                        row[si] = 0.0;
-                    }
-                }
-            }
-        }
-        Tensor::from_vec(m, (b, 1, 1, t, s), device)
+        out.reshape((b, t, h * hd))
     }
 
     /// Keeps, for each slot, the newest key whose position maps to it.

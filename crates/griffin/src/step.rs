@@ -30,11 +30,8 @@ impl Step {
         let real = if all_real {
             None
         } else {
-            let mask: Vec<f32> = pos
-                .iter()
-                .map(|&p| if p >= 0 { 1.0 } else { 0.0 })
-                .collect();
-            Some(Tensor::from_vec(mask, (batch, seq_len, 1), device)?)
+            let mask: Vec<u8> = pos.iter().map(|&p| u8::from(p >= 0)).collect();
+            Some(Tensor::from_vec(mask, (batch, seq_len), device)?)
         };
         Ok(Step {
             batch,
@@ -71,10 +68,15 @@ impl Step {
         &self.reset
     }
 
+    /// `[batch, seq_len]` u8: 1 for tokens, 0 for padding; `None` when every step is a token.
+    pub fn real(&self) -> Option<&Tensor> {
+        self.real.as_ref()
+    }
+
     /// `[batch, seq_len, 1]`: 1 for tokens, 0 for padding.
     pub fn real_mask(&self, dtype: DType) -> candle_core::Result<Tensor> {
         match &self.real {
-            Some(m) => m.to_dtype(dtype),
+            Some(m) => m.to_dtype(dtype)?.unsqueeze(2),
             None => Tensor::ones((self.batch, self.seq_len, 1), dtype, self.reset.device()),
         }
     }

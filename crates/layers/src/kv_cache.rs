@@ -2,6 +2,8 @@
 //! ([`Positions`]: a request past the capacity is an error before any layer runs), and a
 //! key/value buffer pair `[batch, capacity, row]` of f32 written by position range
 //! ([`KvBuffer`]), sized with checked arithmetic and held against the machine's memory.
+use candle_core::{DType, Device, Tensor};
+
 use crate::error::{Error, Result};
 
 /// Positions held by a cache of `capacity` for `batch` sequences.
@@ -59,24 +61,46 @@ impl Positions {
 }
 
 /// Keys and values `[batch, capacity, row]` (f32) for one layer, or for YOCO's one shared set.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct KvBuffer {
-    pub k: Vec<f32>,
-    pub v: Vec<f32>,
+    /// `[batch, capacity, row]` f32 on the model's device.
+    pub k: Tensor,
+    pub v: Tensor,
     batch: usize,
     capacity: usize,
     row: usize,
 }
 
+/// A deep copy: the buffers are written in place, so clones must not share them.
+impl Clone for KvBuffer {
+    fn clone(&self) -> Self {
+        let copy = |t: &Tensor| t.copy().unwrap_or_else(|_| t.clone());
+        KvBuffer {
+            k: copy(&self.k),
+            v: copy(&self.v),
+            batch: self.batch,
+            capacity: self.capacity,
+            row: self.row,
+        }
+    }
+}
+
 impl KvBuffer {
-    /// Zeroed buffers, which the OS backs lazily: capacity not yet written costs no memory.
-    /// `what` names the cache in a size error.
-    pub fn new(what: &str, batch: usize, capacity: usize, row: usize) -> Result<Self> {
-        let n = crate::alloc::elements(what, &[batch, capacity, row])?;
+    /// Zeroed buffers for `batch` sequences of up to `capacity` positions of `row` values each,
+    /// on `device`; sized with checked arithmetic first (`what` names them in errors).
+    pub fn new(
+        what: &str,
+        batch: usize,
+        capacity: usize,
+        row: usize,
+        device: &Device,
+    ) -> Result<Self> {
+        let dims = [batch, capacity, row];
+        let n = crate::alloc::elements(what, &dims)?;
         crate::alloc::check_bytes(what, n, 2 * std::mem::size_of::<f32>())?;
         Ok(KvBuffer {
-            k: vec![0.0; n],
-            v: vec![0.0; n],
+            k: crate::alloc::zeros(what, &dims, DType::F32, device)?,
+            v: crate::alloc::zeros(what, &dims, DType::F32, device)?,
             batch,
             capacity,
             row,
@@ -91,35 +115,31 @@ impl KvBuffer {
         self.capacity
     }
 
-    /// Floats per position (`kv_heads · head_dim`).
     pub fn row(&self) -> usize {
         self.row
     }
 
-    /// Bytes of both buffers at full capacity.
     pub fn bytes(&self) -> usize {
-        (self.k.len() + self.v.len()) * std::mem::size_of::<f32>()
+        2 * self.batch * self.capacity * self.row * std::mem::size_of::<f32>()
     }
 
-    /// Writes `[batch, len, row]` keys and values at positions `start..start + len`.
-    pub fn write(&mut self, start: usize, k: &[f32], v: &[f32]) -> Result<()> {
+    /// Writes `k`, `v` `[batch, len, row]` (any float dtype, stored as f32) at positions
+    /// `start..start + len`, in place on the buffers' device.
+    pub fn write(&mut self, start: usize, k: &Tensor, v: &Tensor) -> Result<()> {
         let (batch, row) = (self.batch, self.row);
-        let len = k.len() / (batch * row).max(1);
-        if k.len() != batch * len * row || v.len() != k.len() || start + len > self.capacity {
+        let len = k.dims().get(1).copied().unwrap_or(0);
+        if k.dims() != [batch, len, row] || v.dims() != k.dims() || start + len > self.capacity {
             return Err(Error::Cache(format!(
-                "writing {} keys and {} values at position {start} into a cache of batch {batch}, \
-                 capacity {}, row {row}",
-                k.len(),
-                v.len(),
+                "writing keys {:?} and values {:?} at position {start} into a cache of batch \
+                 {batch}, capacity {}, row {row}",
+                k.dims(),
+                v.dims(),
                 self.capacity
             )));
         }
-        for s in 0..batch {
-            let dst = (s * self.capacity + start) * row;
-            let src = s * len * row..(s + 1) * len * row;
-            self.k[dst..dst + len * row].copy_from_slice(&k[src.clone()]);
-            self.v[dst..dst + len * row].copy_from_slice(&v[src]);
-        }
+        let f32s = |t: &Tensor| t.to_dtype(DType::F32)?.contiguous();
+        self.k.slice_set(&f32s(k)?, 1, start)?;
+        self.v.slice_set(&f32s(v)?, 1, start)?;
         Ok(())
     }
 }
@@ -145,16 +165,31 @@ mod tests {
 
     #[test]
     fn writes_land_at_their_positions_per_sequence() {
-        let mut kv = KvBuffer::new("test", 2, 4, 3).unwrap();
-        let k: Vec<f32> = (0..12).map(|i| i as f32).collect(); // [2, 2, 3]
-        let v: Vec<f32> = k.iter().map(|x| -x).collect();
+        let dev = candle_core::Device::Cpu;
+        let mut kv = KvBuffer::new("test", 2, 4, 3, &dev).unwrap();
+        let k = candle_core::Tensor::arange(0f32, 12.0, &dev)
+            .unwrap()
+            .reshape((2, 2, 3))
+            .unwrap();
+        let v = k.neg().unwrap();
         kv.write(1, &k, &v).unwrap();
-        assert_eq!(&kv.k[3..9], &k[0..6]);
-        assert_eq!(&kv.k[12 + 3..12 + 9], &k[6..12]);
-        assert_eq!(&kv.v[12 + 3..12 + 9], &v[6..12]);
+        let kb: Vec<f32> = kv.k.flatten_all().unwrap().to_vec1().unwrap();
+        let vb: Vec<f32> = kv.v.flatten_all().unwrap().to_vec1().unwrap();
+        let kh: Vec<f32> = k.flatten_all().unwrap().to_vec1().unwrap();
+        assert_eq!(&kb[3..9], &kh[0..6]);
+        assert_eq!(&kb[12 + 3..12 + 9], &kh[6..12]);
+        assert_eq!(vb[12 + 3], -kh[6]);
+        assert_eq!(&kb[..3], &[0.0; 3], "position 0 untouched");
+        let copy = kv.clone();
+        kv.write(0, &k, &v).unwrap();
+        let cb: Vec<f32> = copy.k.flatten_all().unwrap().to_vec1().unwrap();
+        assert_eq!(&cb[..3], &[0.0; 3], "a clone does not share the buffers");
         assert!(kv.write(3, &k, &v).is_err(), "past the capacity");
-        assert!(kv.write(0, &k[..5], &v[..5]).is_err(), "ragged");
+        assert!(
+            kv.write(0, &k.narrow(2, 0, 2).unwrap(), &v).is_err(),
+            "wrong row"
+        );
         assert_eq!(kv.bytes(), 2 * 2 * 4 * 3 * 4);
-        assert!(KvBuffer::new("huge", usize::MAX, 2, 1).is_err());
+        assert!(KvBuffer::new("huge", usize::MAX, 2, 1, &dev).is_err());
     }
 }

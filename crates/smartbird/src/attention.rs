@@ -4,11 +4,9 @@
 //!
 //! [`AttentionMode::Dense`] runs ordinary multi-head attention with the same weights: the
 //! baseline the benches compare against, and the check that `K = N` without noise is exact.
-use candle_core::{Module, Tensor, D};
+use candle_core::{DType, Module, Tensor, D};
 use candle_nn::{linear, Linear, VarBuilder};
-use kernels::sparse_attention::{
-    sketch_topk_cpu, sparse_attention_cpu, SketchTopk, SparseInput, SparseShape,
-};
+use kernels::sparse_attention::{sketch_topk, sparse_attention, Selection};
 
 use crate::config::{Config, Sampling};
 use crate::error::{Result, SmartBirdError};
@@ -51,6 +49,8 @@ pub struct SparseSelfAttention {
 #[derive(Debug, Clone)]
 pub struct Padding {
     pub tokens: Vec<u8>,
+    /// `tokens` as a u8 tensor `[batch, N]` on the model's device (the selection's mask).
+    pub token_mask: Tensor,
     pub key_mask: Tensor,
 }
 
@@ -96,39 +96,33 @@ impl SparseSelfAttention {
         }
         let projections = start.elapsed().as_secs_f64();
         let start = std::time::Instant::now();
-        let log_probs: Vec<f32> = self
-            .sketch
-            .log_probs(x, &padding.key_mask)?
-            .flatten_all()?
-            .to_vec1()?;
+        let log_probs = self.sketch.log_probs(x, &padding.key_mask)?;
         profile.sketch += start.elapsed().as_secs_f64();
         let start = std::time::Instant::now();
-        let indices = sketch_topk_cpu(&SketchTopk {
-            batch: b,
-            seq_len: n,
-            heads: self.heads,
-            keys: self.keys,
-            log_probs: &log_probs,
-            mask: Some(&padding.tokens),
-            gumbel_seed: self.gumbel_seed,
-            include_self: self.include_self,
-        })?;
+        let indices = sketch_topk(
+            &log_probs.to_dtype(DType::F32)?,
+            Some(&padding.token_mask),
+            &Selection {
+                heads: self.heads,
+                keys: self.keys,
+                gumbel_seed: self.gumbel_seed,
+                include_self: self.include_self,
+            },
+        )?;
         profile.selection += start.elapsed().as_secs_f64();
         let start = std::time::Instant::now();
-        let host = |t: &Tensor| -> Result<Vec<f32>> { Ok(t.flatten_all()?.to_vec1()?) };
-        let (qv, kv, vv) = (host(&q)?, host(&k)?, host(&v)?);
-        let o = sparse_attention_cpu(&SparseInput {
-            shape: SparseShape::new(b, n, self.heads, self.head_dim, self.keys)?,
-            q: &qv,
-            k: &kv,
-            v: &vv,
-            indices: &indices,
-            scale: (self.head_dim as f32).powf(-0.5),
-        })?;
+        let heads = |t: &Tensor| t.reshape((b, n, self.heads, self.head_dim));
+        let o = sparse_attention(
+            &heads(&q)?,
+            &heads(&k)?,
+            &heads(&v)?,
+            &indices,
+            (self.head_dim as f32).powf(-0.5),
+        )?;
         profile.attention += projections + start.elapsed().as_secs_f64();
         Ok((
-            Tensor::from_vec(o, (b, n, hidden), x.device())?,
-            Some(indices),
+            o.reshape((b, n, hidden))?,
+            Some(indices.flatten_all()?.to_vec1()?),
         ))
     }
 

@@ -133,7 +133,16 @@ impl Model {
             .map(|&t| if t == 1 { 0.0 } else { f32::NEG_INFINITY })
             .collect();
         let key_mask = Tensor::from_vec(key_mask, (b, n), &self.device)?;
-        Ok((b, n, Padding { tokens, key_mask }))
+        let token_mask = Tensor::from_slice(&tokens, (b, n), &self.device)?;
+        Ok((
+            b,
+            n,
+            Padding {
+                tokens,
+                token_mask,
+                key_mask,
+            },
+        ))
     }
 }
 

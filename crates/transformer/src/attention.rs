@@ -2,7 +2,7 @@
 //! `rotate_half`: the pairs are (i, i + d/2)).
 use candle_core::{Module, Tensor};
 use candle_nn::VarBuilder;
-use kernels::window_attention::{window_attention_cpu, WindowInput, WindowShape};
+use kernels::window_attention::{window_attention, WindowSpec};
 use layers::Linear;
 
 use crate::config::Config;
@@ -88,38 +88,28 @@ impl Attention {
     ) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
         let (h, hk, d) = (self.heads, self.kv_heads, self.head_dim);
-        let rotate = |p: Tensor, heads: usize| -> Result<Vec<f32>> {
+        let rotate = |p: Tensor, heads: usize| -> Result<Tensor> {
             let p = p.reshape((b, t, heads, d))?;
-            let p = candle_nn::rotary_emb::rope_thd(&p, &rope.0, &rope.1)?;
-            Ok(p.flatten_all()?.to_vec1()?)
+            Ok(candle_nn::rotary_emb::rope_thd(&p, &rope.0, &rope.1)?)
         };
         let qkv = self.qkv_proj.forward(x)?;
         let q = rotate(qkv.narrow(2, 0, h * d)?, h)?;
         let k = rotate(qkv.narrow(2, h * d, hk * d)?, hk)?;
-        let v: Vec<f32> = qkv
-            .narrow(2, (h + hk) * d, hk * d)?
-            .flatten_all()?
-            .to_vec1()?;
-        kv.write(start, &k, &v)?;
+        let v = qkv.narrow(2, (h + hk) * d, hk * d)?;
+        kv.write(start, &k.reshape((b, t, hk * d))?, &v)?;
         let capacity = kv.capacity();
-        let o = window_attention_cpu(&WindowInput {
-            shape: WindowShape {
-                batch: b,
-                q_len: t,
-                k_len: capacity,
-                heads: h,
-                kv_heads: hk,
-                head_dim: d,
+        let o = window_attention(
+            &q,
+            &kv.k.reshape((b, capacity, hk, d))?,
+            &kv.v.reshape((b, capacity, hk, d))?,
+            &WindowSpec {
                 q_offset: start,
                 k_offset: 0,
                 window: None,
+                scale: (d as f32).powf(-0.5),
             },
-            q: &q,
-            k: &kv.k,
-            v: &kv.v,
-            scale: (d as f32).powf(-0.5),
-        })?;
-        let o = Tensor::from_vec(o, (b, t, h * d), x.device())?;
+        )?;
+        let o = o.reshape((b, t, h * d))?;
         Ok(self.o_proj.forward(&o)?)
     }
 }

@@ -4,7 +4,8 @@ use crate::config::Config;
 
 use layers::kv_cache::{KvBuffer, Positions};
 
-/// Every layer's keys and values, `[batch, capacity, kv_heads · head_dim]` each (f32).
+/// Every layer's keys and values, `[batch, capacity, kv_heads · head_dim]` each (f32, on the
+/// model's device).
 #[derive(Debug, Clone)]
 pub struct KvCache {
     pub(crate) layers: Vec<KvBuffer>,
@@ -16,7 +17,12 @@ impl KvCache {
     /// checked arithmetic and held against the machine's memory first, so a huge capacity is an
     /// error, not an aborted process. The buffers are zeroed allocations, which the OS backs
     /// lazily: unwritten capacity costs no memory.
-    pub fn new(cfg: &Config, batch: usize, capacity: usize) -> crate::Result<Self> {
+    pub fn new(
+        cfg: &Config,
+        batch: usize,
+        capacity: usize,
+        device: &candle_core::Device,
+    ) -> crate::Result<Self> {
         let row = cfg.kv_row();
         let what = format!("the KV cache for batch {batch} × capacity {capacity}");
         let n = layers::alloc::elements(&what, &[batch, capacity, row])?;
@@ -24,7 +30,7 @@ impl KvCache {
         layers::alloc::check_bytes(&what, all, std::mem::size_of::<f32>())?;
         Ok(KvCache {
             layers: (0..cfg.num_hidden_layers)
-                .map(|_| KvBuffer::new(&what, batch, capacity, row))
+                .map(|_| KvBuffer::new(&what, batch, capacity, row, device))
                 .collect::<layers::Result<_>>()?,
             positions: Positions::new(batch, capacity),
         })

@@ -80,7 +80,7 @@ impl Transformer {
 
     /// An empty cache for `batch` sequences of up to `capacity` positions.
     pub fn new_cache(&self, batch: usize, capacity: usize) -> crate::Result<KvCache> {
-        KvCache::new(&self.cfg, batch, capacity)
+        KvCache::new(&self.cfg, batch, capacity, &self.device)
     }
 
     /// The last position's logits `[batch, vocab]` of `tokens` (`[batch][T]`), continuing after

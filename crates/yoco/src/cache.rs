@@ -1,6 +1,7 @@
 //! YOCO's caches (docs/yoco.md §5): per self-decoder layer a constant-size state (gated retention's
 //! `d × d` per head, or a `window`-slot ring of keys and values), plus ONE key/value cache for the
 //! whole cross-decoder, its capacity fixed at creation. Going past it is an error.
+use candle_core::{Device, Tensor};
 use layers::kv_cache::{KvBuffer, Positions};
 
 use crate::error::Result;
@@ -9,8 +10,8 @@ use crate::sliding_window::WindowCache;
 /// One self-decoder layer's state.
 #[derive(Debug, Clone)]
 pub enum SelfState {
-    /// `[batch, heads, d, d]` f32.
-    Retention(Vec<f32>),
+    /// `[batch, heads, d, d]` f32, on the model's device.
+    Retention(Tensor),
     Window(WindowCache),
 }
 
@@ -18,23 +19,35 @@ pub enum SelfState {
 pub type SharedKv = KvBuffer;
 
 /// The shared KV buffers, sized checked (see [`KvBuffer::new`]).
-pub(crate) fn shared_kv(batch: usize, capacity: usize, row: usize) -> Result<SharedKv> {
+pub(crate) fn shared_kv(
+    batch: usize,
+    capacity: usize,
+    row: usize,
+    device: &Device,
+) -> Result<SharedKv> {
     KvBuffer::new(
         &format!("the shared KV cache for batch {batch} × capacity {capacity}"),
         batch,
         capacity,
         row,
+        device,
     )
 }
 
-/// A zero gated-retention state for `batch` sequences of `per_sequence` floats, sized checked.
-pub(crate) fn retention_state(batch: usize, per_sequence: usize) -> Result<Vec<f32>> {
+/// A zero gated-retention state `[batch, heads, d, d]` (f32), sized checked.
+pub(crate) fn retention_state(
+    batch: usize,
+    heads: usize,
+    d: usize,
+    device: &Device,
+) -> Result<Tensor> {
     let what = format!("the gated-retention state for batch {batch}");
-    layers::alloc::filled_vec(
+    Ok(layers::alloc::zeros(
         &what,
-        layers::alloc::elements(&what, &[batch, per_sequence])?,
-        0.0,
-    )
+        &[batch, heads, d, d],
+        candle_core::DType::F32,
+        device,
+    )?)
 }
 
 #[derive(Debug, Clone)]
@@ -46,12 +59,17 @@ pub struct Cache {
 
 impl Cache {
     /// A cache for `cfg` without a model (its sizes only depend on the config).
-    pub fn for_config(cfg: &crate::Config, batch: usize, capacity: usize) -> Result<Self> {
+    pub fn for_config(
+        cfg: &crate::Config,
+        batch: usize,
+        capacity: usize,
+        device: &Device,
+    ) -> Result<Self> {
         let d = cfg.self_head_dim();
         let layers = (0..cfg.half_layers())
             .map(|_| match cfg.self_decoder() {
                 crate::SelfDecoderKind::GatedRetention => Ok(SelfState::Retention(
-                    retention_state(batch, cfg.n_self_heads * d * d)?,
+                    retention_state(batch, cfg.n_self_heads, d, device)?,
                 )),
                 crate::SelfDecoderKind::SlidingWindow { .. } => {
                     Ok(SelfState::Window(WindowCache::default()))
@@ -59,7 +77,7 @@ impl Cache {
             })
             .collect::<Result<Vec<_>>>()?;
         let row = cfg.n_attn_kv_heads * cfg.attn_head_dim();
-        Ok(Cache::new(layers, shared_kv(batch, capacity, row)?))
+        Ok(Cache::new(layers, shared_kv(batch, capacity, row, device)?))
     }
 
     /// Bytes of a full window ring of one layer for `cfg` (0 for gated retention).
@@ -112,7 +130,7 @@ impl Cache {
             .layers
             .iter()
             .map(|l| match l {
-                SelfState::Retention(s) => s.len() * 4,
+                SelfState::Retention(s) => s.elem_count() * 4,
                 SelfState::Window(_) => window_ring_bytes,
             })
             .sum();

@@ -4,7 +4,7 @@
 //! shared cache and read by every cross layer: `out_proj(causal attention(RoPE(q_proj(·)), K, V))`.
 use candle_core::{Module, Tensor};
 use candle_nn::{RmsNorm, VarBuilder};
-use kernels::window_attention::{window_attention_cpu, WindowInput, WindowShape};
+use kernels::window_attention::{window_attention, WindowSpec};
 use layers::Linear;
 
 use crate::cache::SharedKv;
@@ -12,7 +12,7 @@ use crate::config::Config;
 use crate::decoder_layer::Sublayers;
 use crate::error::Result;
 use crate::ffn::linear;
-use crate::{host, norm, rotary};
+use crate::{norm, rotary};
 
 #[derive(Debug, Clone)]
 struct CrossLayer {
@@ -68,10 +68,14 @@ impl CrossDecoder {
     pub fn write_kv(&self, x: &Tensor, start: usize, kv: &mut SharedKv) -> Result<()> {
         let t = x.dim(1)?;
         let x_norm = norm::apply(&self.kv_layer_norm, x)?;
-        let mut k = host::to_vec(&self.k_proj.forward(&x_norm)?)?;
-        let v = host::to_vec(&self.v_proj.forward(&x_norm)?)?;
-        rotary::apply(&mut k, t, self.kv_heads, self.head_dim, start, &self.freqs);
-        kv.write(start, &k, &v)?;
+        let b = x.dim(0)?;
+        let (cos, sin) = rotary::tables(t, start, &self.freqs, x.device())?;
+        let k = self
+            .k_proj
+            .forward(&x_norm)?
+            .reshape((b, t, self.kv_heads, self.head_dim))?;
+        let k = rotary::rotate(&k, &cos, &sin)?.reshape((b, t, self.kv_row()))?;
+        kv.write(start, &k, &self.v_proj.forward(&x_norm)?)?;
         Ok(())
     }
 
@@ -80,35 +84,26 @@ impl CrossDecoder {
     pub fn forward(&self, x: &Tensor, start: usize, kv: &SharedKv) -> Result<Tensor> {
         let (b, t, dim) = x.dims3()?;
         let (h, d) = (self.heads, self.head_dim);
-        let shape = WindowShape {
-            batch: b,
-            q_len: t,
-            // The whole buffer: positions past the queries are never visible, so nothing is
-            // copied out of the cache.
-            k_len: kv.capacity(),
-            heads: h,
-            kv_heads: self.kv_heads,
-            head_dim: d,
+        // The whole buffer: positions past the queries are never visible, so nothing is copied
+        // out of the cache.
+        let capacity = kv.capacity();
+        let keys = kv.k.reshape((b, capacity, self.kv_heads, d))?;
+        let values = kv.v.reshape((b, capacity, self.kv_heads, d))?;
+        let spec = WindowSpec {
             q_offset: start,
             k_offset: 0,
             window: None,
+            scale: (d as f32).powf(-0.5),
         };
+        let (cos, sin) = rotary::tables(t, start, &self.freqs, x.device())?;
         let mut x = x.clone();
         let n = self.layers.len();
         for (i, layer) in self.layers.iter().enumerate() {
             x = layer.sub.forward(&x, |hn| {
-                let mut q = host::to_vec(&layer.q_proj.forward(hn)?)?;
-                rotary::apply(&mut q, t, h, d, start, &self.freqs);
-                let o = window_attention_cpu(&WindowInput {
-                    shape,
-                    q: &q,
-                    k: &kv.k,
-                    v: &kv.v,
-                    scale: (d as f32).powf(-0.5),
-                })?;
-                Ok(layer
-                    .out_proj
-                    .forward(&host::from_vec(o, &[b, t, dim], hn.device())?)?)
+                let q = layer.q_proj.forward(hn)?.reshape((b, t, h, d))?;
+                let q = rotary::rotate(&q, &cos, &sin)?;
+                let o = window_attention(&q, &keys, &values, &spec)?;
+                Ok(layer.out_proj.forward(&o.reshape((b, t, dim))?)?)
             })?;
             layers::finite::ensure_finite(&x, || {
                 format!("in the output of cross-decoder layer {i} of {n}")

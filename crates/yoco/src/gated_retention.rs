@@ -11,13 +11,12 @@
 //! token. The state `[batch, heads, d, d]` is f32 and its size never changes.
 use candle_core::{Module, Tensor};
 use candle_nn::VarBuilder;
-use kernels::gated_retention::{gated_retention_cpu, RetentionInput, RetentionShape};
 use layers::Linear;
 
 use crate::config::Config;
 use crate::error::Result;
 use crate::ffn::linear;
-use crate::{host, norm, rotary};
+use crate::{norm, rotary};
 
 /// τ: `gate_logit_normalizer`.
 const GATE_LOGIT_NORMALIZER: f32 = 16.0;
@@ -34,11 +33,6 @@ pub struct GatedRetention {
     head_dim: usize,
     eps: f64,
     freqs: Vec<f32>,
-}
-
-/// `log σ(z)`, stable for either sign.
-fn log_sigmoid(z: f32) -> f32 {
-    z.min(0.0) - (-z.abs()).exp().ln_1p()
 }
 
 impl GatedRetention {
@@ -58,38 +52,33 @@ impl GatedRetention {
         })
     }
 
-    /// Bytes of one sequence's state.
-    pub fn state_len(&self) -> usize {
-        self.heads * self.head_dim * self.head_dim
+    pub fn heads(&self) -> usize {
+        self.heads
     }
 
-    /// `x [batch, len, dim]` at positions `start..`; `state [batch, heads, d, d]` is advanced.
-    pub fn forward(&self, x: &Tensor, start: usize, state: &mut Vec<f32>) -> Result<Tensor> {
+    pub fn head_dim(&self) -> usize {
+        self.head_dim
+    }
+
+    /// `x [batch, len, dim]` at positions `start..`; `state [batch, heads, d, d]` (f32) is
+    /// advanced.
+    pub fn forward(&self, x: &Tensor, start: usize, state: &mut Tensor) -> Result<Tensor> {
         let (b, t, dim) = x.dims3()?;
         let (h, d) = (self.heads, self.head_dim);
-        let mut q = host::to_vec(&self.q_proj.forward(x)?)?;
-        let mut k = host::to_vec(&self.k_proj.forward(x)?)?;
-        let v = host::to_vec(&self.v_proj.forward(x)?)?;
-        let log_decay: Vec<f32> = host::to_vec(&self.gt_proj.forward(x)?)?
-            .into_iter()
-            .map(|z| log_sigmoid(z) / GATE_LOGIT_NORMALIZER)
-            .collect();
-        rotary::apply(&mut q, t, h, d, start, &self.freqs);
-        rotary::apply(&mut k, t, h, d, start, &self.freqs);
-        let scale = (d as f32).powf(-0.5);
-        k.iter_mut().for_each(|x| *x *= scale);
-        let out = gated_retention_cpu(&RetentionInput {
-            shape: RetentionShape::new(b, t, h, d, d)?,
-            q: &q,
-            k: &k,
-            v: &v,
-            log_decay: &log_decay,
-            state: Some(state),
-        })?;
-        *state = out.state;
-        let mut o = out.o;
-        norm::rms_norm_heads(&mut o, d, self.eps);
-        let o = host::from_vec(o, &[b, t, dim], x.device())?;
+        let heads = |p: Tensor| p.reshape((b, t, h, d));
+        let (cos, sin) = rotary::tables(t, start, &self.freqs, x.device())?;
+        let q = rotary::rotate(&heads(self.q_proj.forward(x)?)?, &cos, &sin)?;
+        let k = rotary::rotate(&heads(self.k_proj.forward(x)?)?, &cos, &sin)?;
+        let k = (k * f64::from((d as f32).powf(-0.5)))?;
+        let v = heads(self.v_proj.forward(x)?)?;
+        // log γ = logsigmoid(gt(x)) / 16: min(z, 0) − log(1 + e^−|z|).
+        let z = self.gt_proj.forward(x)?.to_dtype(candle_core::DType::F32)?;
+        let log_sigmoid = (z.minimum(0.0)? - ((z.abs()?.neg()?.exp()? + 1.0)?.log())?)?;
+        let log_decay = (log_sigmoid / f64::from(GATE_LOGIT_NORMALIZER))?;
+        let (o, new_state) =
+            kernels::gated_retention::gated_retention(&q, &k, &v, &log_decay, Some(state))?;
+        *state = new_state;
+        let o = norm::rms_norm_heads(&o, self.eps)?.reshape((b, t, dim))?;
         let gated = (self.g_proj.forward(x)?.silu()? * o)?;
         Ok(self.out_proj.forward(&gated)?)
     }

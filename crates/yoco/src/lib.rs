@@ -19,7 +19,6 @@ pub mod error;
 pub mod ffn;
 pub mod gated_retention;
 pub mod generation;
-mod host;
 pub mod loading;
 pub mod model;
 pub mod norm;

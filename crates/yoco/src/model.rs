@@ -75,8 +75,8 @@ impl Model {
             )));
         }
         Ok(Cache::new(
-            self.self_decoder.new_states(batch)?,
-            shared_kv(batch, capacity, self.cross_decoder.kv_row())?,
+            self.self_decoder.new_states(batch, &self.device)?,
+            shared_kv(batch, capacity, self.cross_decoder.kv_row(), &self.device)?,
         ))
     }
 

@@ -14,11 +14,14 @@ pub fn apply(norm: &candle_nn::RmsNorm, x: &Tensor) -> Result<Tensor> {
     Ok(norm.forward(x)?)
 }
 
-/// RMSNorm without weight over each `head_dim` slice of `x`, in place (gated retention's `subln`).
-pub fn rms_norm_heads(x: &mut [f32], head_dim: usize, eps: f64) {
-    for head in x.chunks_exact_mut(head_dim) {
-        let mean_sq = head.iter().map(|v| v * v).sum::<f32>() / head_dim as f32;
-        let scale = 1.0 / (mean_sq + eps as f32).sqrt();
-        head.iter_mut().for_each(|v| *v *= scale);
-    }
+/// RMSNorm without weight over the last dimension of `x` (gated retention's `subln`, per head),
+/// in f32.
+pub fn rms_norm_heads(x: &Tensor, eps: f64) -> Result<Tensor> {
+    let d = x.dims().last().copied().unwrap_or(1);
+    let ones = Tensor::ones(d, candle_core::DType::F32, x.device())?;
+    let dtype = x.dtype();
+    Ok(
+        candle_nn::ops::rms_norm(&x.to_dtype(candle_core::DType::F32)?, &ones, eps as f32)?
+            .to_dtype(dtype)?,
+    )
 }

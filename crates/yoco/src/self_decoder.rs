@@ -41,12 +41,12 @@ impl SelfDecoder {
     }
 
     /// Fresh per-layer states for `batch` sequences.
-    pub fn new_states(&self, batch: usize) -> Result<Vec<SelfState>> {
+    pub fn new_states(&self, batch: usize, device: &candle_core::Device) -> Result<Vec<SelfState>> {
         self.layers
             .iter()
             .map(|(m, _)| match m {
                 Mixer::GatedRetention(g) => Ok(SelfState::Retention(
-                    crate::cache::retention_state(batch, g.state_len())?,
+                    crate::cache::retention_state(batch, g.heads(), g.head_dim(), device)?,
                 )),
                 Mixer::SlidingWindow(_) => Ok(SelfState::Window(WindowCache::default())),
             })

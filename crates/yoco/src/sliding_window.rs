@@ -4,13 +4,13 @@
 //! next query needs besides its own.
 use candle_core::{Module, Tensor};
 use candle_nn::VarBuilder;
-use kernels::window_attention::{window_attention_cpu, WindowInput, WindowShape};
+use kernels::window_attention::{window_attention, WindowSpec};
 use layers::Linear;
 
 use crate::config::Config;
 use crate::error::Result;
 use crate::ffn::linear;
-use crate::{host, rotary};
+use crate::rotary;
 
 #[derive(Debug, Clone)]
 pub struct SlidingWindowAttention {
@@ -24,12 +24,22 @@ pub struct SlidingWindowAttention {
     freqs: Vec<f32>,
 }
 
-/// The keys and values of the last `window − 1` positions (after RoPE), `[batch, len, heads, d]`.
+/// The keys and values of the last `window − 1` positions (after RoPE), `[batch, len, heads, d]`
+/// on the model's device; empty before the first call.
 #[derive(Debug, Clone, Default)]
 pub struct WindowCache {
-    pub(crate) k: Vec<f32>,
-    pub(crate) v: Vec<f32>,
-    pub(crate) len: usize,
+    pub(crate) kv: Option<(Tensor, Tensor)>,
+}
+
+impl WindowCache {
+    /// Positions held.
+    pub fn len(&self) -> usize {
+        self.kv.as_ref().map_or(0, |(k, _)| k.dim(1).unwrap_or(0))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 impl SlidingWindowAttention {
@@ -55,38 +65,33 @@ impl SlidingWindowAttention {
     pub fn forward(&self, x: &Tensor, start: usize, cache: &mut WindowCache) -> Result<Tensor> {
         let (b, t, dim) = x.dims3()?;
         let (h, d) = (self.heads, self.head_dim);
-        let row = h * d;
-        let mut q = host::to_vec(&self.q_proj.forward(x)?)?;
-        let mut k = host::to_vec(&self.k_proj.forward(x)?)?;
-        let v = host::to_vec(&self.v_proj.forward(x)?)?;
-        rotary::apply(&mut q, t, h, d, start, &self.freqs);
-        rotary::apply(&mut k, t, h, d, start, &self.freqs);
+        let heads = |p: Tensor| p.reshape((b, t, h, d));
+        let (cos, sin) = rotary::tables(t, start, &self.freqs, x.device())?;
+        let q = rotary::rotate(&heads(self.q_proj.forward(x)?)?, &cos, &sin)?;
+        let k = rotary::rotate(&heads(self.k_proj.forward(x)?)?, &cos, &sin)?;
+        let v = heads(self.v_proj.forward(x)?)?;
         // Keys of the previous window − 1 positions, then this call's.
-        let past = cache.len;
-        let keys = host::concat_time(&cache.k, past, &k, t, b, row);
-        let values = host::concat_time(&cache.v, past, &v, t, b, row);
-        let o = window_attention_cpu(&WindowInput {
-            shape: WindowShape {
-                batch: b,
-                q_len: t,
-                k_len: past + t,
-                heads: h,
-                kv_heads: h,
-                head_dim: d,
+        let past = cache.len();
+        let (keys, values) = match &cache.kv {
+            Some((pk, pv)) => (Tensor::cat(&[pk, &k], 1)?, Tensor::cat(&[pv, &v], 1)?),
+            None => (k, v),
+        };
+        let o = window_attention(
+            &q,
+            &keys,
+            &values,
+            &WindowSpec {
                 q_offset: start,
                 k_offset: start - past,
                 window: Some(self.window),
+                scale: (d as f32).powf(-0.5),
             },
-            q: &q,
-            k: &keys,
-            v: &values,
-            scale: (d as f32).powf(-0.5),
-        })?;
+        )?;
         let keep = (past + t).min(self.window - 1);
-        cache.k = host::tail_time(&keys, past + t, keep, b, row);
-        cache.v = host::tail_time(&values, past + t, keep, b, row);
-        cache.len = keep;
-        let o = host::from_vec(o, &[b, t, dim], x.device())?;
-        Ok(self.out_proj.forward(&o)?)
+        let tail = |x: &Tensor| x.narrow(1, past + t - keep, keep)?.contiguous();
+        cache.kv = (keep > 0)
+            .then(|| Ok::<_, candle_core::Error>((tail(&keys)?, tail(&values)?)))
+            .transpose()?;
+        Ok(self.out_proj.forward(&o.reshape((b, t, dim))?)?)
     }
 }

@@ -14,10 +14,12 @@
 //! state, threaded over batch × head), and `kernels/cuda/gated_retention.cu` (chunkwise, a block
 //! per batch × head × 32 value columns) with [`plan::plan`].
 mod fast;
+mod op;
 pub mod plan;
 mod reference;
 
 pub use fast::{gated_retention_cpu, CHUNK};
+pub use op::gated_retention;
 pub use reference::gated_retention_reference;
 
 use crate::error::{check_dims, check_len, Result};

@@ -2,7 +2,7 @@
 //! [`crate::gated_retention::plan`].
 use std::sync::Arc;
 
-use cudarc::driver::{CudaSlice, CudaStream, DevicePtr};
+use cudarc::driver::{CudaSlice, CudaStream, CudaView, DevicePtr};
 
 use super::{cuda_err, launch_kernel};
 use crate::error::{check_len, Result};
@@ -16,11 +16,11 @@ use crate::ptx::GATED_RETENTION;
 pub fn gated_retention_gpu(
     stream: &Arc<CudaStream>,
     shape: RetentionShape,
-    q: &CudaSlice<f32>,
-    k: &CudaSlice<f32>,
-    v: &CudaSlice<f32>,
-    log_decay: &CudaSlice<f32>,
-    state: Option<&CudaSlice<f32>>,
+    q: &impl DevicePtr<f32>,
+    k: &impl DevicePtr<f32>,
+    v: &impl DevicePtr<f32>,
+    log_decay: &impl DevicePtr<f32>,
+    state: Option<&CudaView<'_, f32>>,
 ) -> Result<(CudaSlice<f32>, CudaSlice<f32>)> {
     let l = plan(shape)?;
     let rows = shape.batch * shape.seq_len * shape.heads;

@@ -36,12 +36,12 @@ pub enum GpuStatus {
 }
 
 fn driver_present() -> bool {
-    #[cfg(feature = "cuda-dynamic")]
+    #[cfg(all(feature = "cuda-dynamic", not(feature = "candle-cuda")))]
     {
         // SAFETY: only tries to dlopen the driver library under its known names.
         unsafe { cudarc::driver::sys::is_culib_present() }
     }
-    #[cfg(not(feature = "cuda-dynamic"))]
+    #[cfg(feature = "candle-cuda")]
     {
         true // linked at build time (candle's `cuda` feature)
     }

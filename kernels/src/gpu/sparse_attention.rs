@@ -2,7 +2,7 @@
 //! [`crate::sparse_attention::plan`].
 use std::sync::Arc;
 
-use cudarc::driver::{CudaSlice, CudaStream, DevicePtr};
+use cudarc::driver::{CudaSlice, CudaStream, CudaView, DevicePtr};
 
 use super::{cuda_err, launch_kernel};
 use crate::error::{check_len, Result};
@@ -16,8 +16,8 @@ use crate::sparse_attention::{SparseShape, KERNEL};
 pub fn sketch_topk_gpu(
     stream: &Arc<CudaStream>,
     shape: SparseShape,
-    log_probs: &CudaSlice<f32>,
-    mask: Option<&CudaSlice<u8>>,
+    log_probs: &impl DevicePtr<f32>,
+    mask: Option<&CudaView<'_, u8>>,
     gumbel_seed: Option<u64>,
     include_self: bool,
 ) -> Result<CudaSlice<i32>> {
@@ -72,16 +72,16 @@ pub fn sketch_topk_gpu(
 pub fn sparse_attention_gpu(
     stream: &Arc<CudaStream>,
     shape: SparseShape,
-    q: &CudaSlice<f32>,
-    k: &CudaSlice<f32>,
-    v: &CudaSlice<f32>,
-    indices: &CudaSlice<i32>,
+    q: &impl DevicePtr<f32>,
+    k: &impl DevicePtr<f32>,
+    v: &impl DevicePtr<f32>,
+    indices: &impl DevicePtr<i32>,
     scale: f32,
 ) -> Result<CudaSlice<f32>> {
     let l = attention_plan(shape)?;
-    for (arg, x) in [("q", q), ("k", k), ("v", v)] {
-        check_len(KERNEL, arg, x.len(), shape.elems(), &shape)?;
-    }
+    check_len(KERNEL, "q", q.len(), shape.elems(), &shape)?;
+    check_len(KERNEL, "k", k.len(), shape.elems(), &shape)?;
+    check_len(KERNEL, "v", v.len(), shape.elems(), &shape)?;
     check_len(KERNEL, "indices", indices.len(), shape.index_len(), &shape)?;
     let o = stream
         .alloc_zeros::<f32>(shape.elems())

@@ -13,15 +13,15 @@ use crate::ternary_matmul::{PackedTernary, TernaryShape, KERNEL};
 
 /// Packed weights on a device: the same bytes as [`PackedTernary`], never unpacked.
 #[derive(Debug)]
-pub struct DeviceTernary {
-    pub bytes: CudaSlice<u8>,
+pub struct DeviceTernary<B = CudaSlice<u8>> {
+    pub bytes: B,
     pub n: usize,
     pub k: usize,
     pub k_padded: usize,
     pub scale: f32,
 }
 
-impl DeviceTernary {
+impl DeviceTernary<CudaSlice<u8>> {
     pub fn upload(stream: &Arc<CudaStream>, w: &PackedTernary) -> Result<Self> {
         Ok(DeviceTernary {
             bytes: stream
@@ -38,13 +38,13 @@ impl DeviceTernary {
 /// `y [m, n]` for `x [m, k]` on the device: quantisation, then the GEMV or the GEMM.
 pub fn ternary_matmul_gpu(
     stream: &Arc<CudaStream>,
-    x: &CudaSlice<f32>,
+    x: &impl DevicePtr<f32>,
     m: usize,
-    w: &DeviceTernary,
+    w: &DeviceTernary<impl DevicePtr<u8>>,
 ) -> Result<CudaSlice<f32>> {
     let ctx = stream.context();
-    same_device(KERNEL, "x", x.context(), ctx)?;
-    same_device(KERNEL, "weights", w.bytes.context(), ctx)?;
+    same_device(KERNEL, "x", x.stream().context(), ctx)?;
+    same_device(KERNEL, "weights", w.bytes.stream().context(), ctx)?;
     let shape = TernaryShape {
         m,
         n: w.n,

@@ -15,9 +15,9 @@ use crate::window_attention::{WindowShape, KERNEL};
 pub fn window_attention_gpu(
     stream: &Arc<CudaStream>,
     shape: WindowShape,
-    q: &CudaSlice<f32>,
-    k: &CudaSlice<f32>,
-    v: &CudaSlice<f32>,
+    q: &impl DevicePtr<f32>,
+    k: &impl DevicePtr<f32>,
+    v: &impl DevicePtr<f32>,
     scale: f32,
 ) -> Result<CudaSlice<f32>> {
     let l = plan(shape)?;

@@ -20,10 +20,12 @@
 //! row), fast CPU paths (threaded; `select_nth_unstable` for top-K), and
 //! `kernels/cuda/sparse_attention.cu` with [`plan`].
 mod fast;
+mod op;
 pub mod plan;
 mod reference;
 
 pub use fast::{sketch_topk_cpu, sparse_attention_cpu};
+pub use op::{sketch_topk, sparse_attention, Selection};
 pub use reference::{sketch_topk_reference, sparse_attention_reference};
 
 use crate::error::{check_dims, check_len, KernelError, Result};

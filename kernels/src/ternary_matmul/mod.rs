@@ -24,11 +24,13 @@
 //! token and a GEMM reusing each unpacked block across tokens), and `kernels/cuda/ternary_matmul.cu`
 //! (activation quantisation, a `__dp4a` GEMV and a tiled GEMM) with [`plan::plan`].
 mod fast;
+mod op;
 mod pack;
 pub mod plan;
 mod reference;
 
 pub use fast::{quantize_activations, ternary_matmul_cpu, ternary_matmul_quantized};
+pub use op::{ternary_matmul, ternary_matmul_shared, TernaryWeights};
 pub use reference::ternary_matmul_reference;
 
 use crate::error::{check_dims, check_len, KernelError, Result};

@@ -18,6 +18,7 @@
 //! [`positional_attention_cpu`] is the same attention with an explicit position per key and query
 //! (ring buffers, padded batches), with its reference [`positional_attention_reference`].
 mod fast;
+mod op;
 pub mod plan;
 mod positional;
 mod reference;
@@ -25,6 +26,7 @@ mod reference;
 mod tiled;
 
 pub use fast::window_attention_cpu;
+pub use op::{positional_attention, positional_attention_tensors, window_attention, WindowSpec};
 pub use positional::{positional_attention_cpu, positional_attention_reference, PositionalInput};
 pub use reference::window_attention_reference;
 

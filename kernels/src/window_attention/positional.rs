@@ -34,6 +34,27 @@ pub struct PositionalInput<'a> {
 
 impl PositionalInput<'_> {
     pub fn validate(&self) -> Result<()> {
+        self.validate_shape()?;
+        let (b, h, hk, d) = (self.batch, self.heads, self.kv_heads, self.head_dim);
+        for (arg, len, want) in [
+            ("q", self.q.len(), b * self.q_len * h * d),
+            ("k", self.k.len(), b * self.k_len * hk * d),
+            ("v", self.v.len(), b * self.k_len * hk * d),
+        ] {
+            if len != want {
+                return Err(KernelError::Invalid {
+                    kernel: "positional_attention",
+                    arg,
+                    message: format!("has {len} elements, expected {want}"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The checks that need no data: positive sizes, grouped heads, one position per query and
+    /// key.
+    pub fn validate_shape(&self) -> Result<()> {
         let bad = |arg: &'static str, message: String| {
             Err(KernelError::Invalid {
                 kernel: "positional_attention",
@@ -52,9 +73,6 @@ impl PositionalInput<'_> {
             return bad("kv_heads", format!("{hk} does not divide heads {h}"));
         }
         for (arg, len, want) in [
-            ("q", self.q.len(), b * self.q_len * h * d),
-            ("k", self.k.len(), b * self.k_len * hk * d),
-            ("v", self.v.len(), b * self.k_len * hk * d),
             ("q_pos", self.q_pos.len(), b * self.q_len),
             ("k_pos", self.k_pos.len(), b * self.k_len),
         ] {

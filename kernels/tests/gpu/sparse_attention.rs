@@ -42,7 +42,7 @@ fn gpu_sparse_attention_and_selection_match_reference() {
             &stream,
             shape,
             &stream.clone_htod(&lp).unwrap(),
-            Some(&stream.clone_htod(&mask).unwrap()),
+            Some(&stream.clone_htod(&mask).unwrap().as_view()),
             Some(11),
             true,
         )

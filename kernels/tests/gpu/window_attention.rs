@@ -116,7 +116,7 @@ fn gpu_gated_retention_matches_reference() {
             &up(&k),
             &up(&v),
             &up(&g),
-            Some(&up(&s0)),
+            Some(&up(&s0).as_view()),
         )
         .unwrap();
         close("o", &stream.clone_dtoh(&o).unwrap(), &want.o, 1e-3);

@@ -10,6 +10,7 @@ mod gated_retention;
 mod linear_scan_cpu;
 mod linear_scan_emulated;
 mod linear_scan_op;
+mod ops;
 mod positional_attention;
 mod rg_lru;
 mod sparse_attention;

@@ -568,7 +568,8 @@ fn compare_measures_every_architecture_and_writes_the_plot() {
     for (args, needle) in [
         (vec!["compare", "--size", "huge"], "invalid value 'huge'"),
         (vec!["compare", "--archs", "gpt2"], "invalid value 'gpt2'"),
-        (vec!["compare", "--device", "cuda"], "bench-gpu"),
+        (vec!["compare", "--device", "cuda"], "--features cuda"),
+        (vec!["compare", "--device", "tpu"], "`tpu` is not a device"),
         (vec!["compare", "--contexts", "12,x"], "`x` is not a length"),
     ] {
         let (ok, _, err) = frugal(&args);
@@ -628,7 +629,7 @@ fn choices_are_listed_and_checked_by_the_parser() {
         "--device",
         "cuda",
     ]);
-    assert!(!ok && err.contains("--device cuda"), "{err}");
+    assert!(!ok && err.contains("--device cuda:0"), "{err}");
 }
 
 /// `--dtype bf16` runs Griffin and BitNet in bf16. bf16 keeps 8 significant bits, so every

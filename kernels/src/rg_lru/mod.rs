@@ -13,6 +13,10 @@
 //! over `[B, T, W]` and a scan; here it is one read of each input and one write of `y`, channels
 //! vectorised and (batch, channel block) tasks threaded. On a GPU the model keeps the tensor ops
 //! and the [`crate::linear_scan`] kernel.
+mod op;
+
+pub use op::{rg_lru, rg_lru_tensors, RgLruParams, RgLruSteps};
+
 use rayon::prelude::*;
 
 use crate::cpu::SharedMut;
