@@ -1,6 +1,6 @@
 //! GPU kernel benchmark (`cargo xtask bench-gpu`): every kernel at realistic shapes, on raw cudarc
-//! buffers (driver loaded at run time: the binary needs no CUDA toolkit, and `--no-run` builds it
-//! here for a GPU host). Per kernel and shape: time per call, effective bandwidth (the bytes the
+//! buffers (in the default build the driver is loaded at run time; `cargo xtask gpu-bundle` builds
+//! it in the `cuda` build for a GPU host). Per kernel and shape: time per call, effective bandwidth (the bytes the
 //! computation must move, over the time), and that as a fraction of the device's peak memory
 //! bandwidth (from the device's memory clock and bus width, or a table for known GPUs). Results
 //! also go to `bench-gpu.json` (or `$FRUGAL_BENCH_JSON`).
@@ -90,7 +90,9 @@ struct Row {
 fn cublas_bf16(stream: &Arc<CudaStream>, m: usize, n: usize, k: usize) -> Option<f64> {
     use cudarc::cublas::{sys::cublasOperation_t, CudaBlas, Gemm, GemmConfig};
     use half::bf16;
-    // SAFETY: only tries to dlopen the library under its known names.
+    // SAFETY: only tries to dlopen the library under its known names. (The `cuda` build links
+    // cuBLAS instead: it is always there.)
+    #[cfg(not(feature = "cuda"))]
     if !unsafe { cudarc::cublas::sys::is_culib_present() } {
         return None;
     }

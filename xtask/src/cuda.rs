@@ -1,9 +1,16 @@
-//! The pinned CUDA compiler, installed from PyPI into `.cuda/` (git-ignored).
+//! The pinned CUDA compilers, installed from PyPI into `.cuda/` (git-ignored).
 //!
-//! The shipped PTX must load on drivers for CUDA 12.4 and newer, and a driver loads PTX of an ISA
-//! no newer than its own: CUDA 12.4 NVRTC emits ISA 8.4, so that is the compiler (nvcc 13 emits
-//! ISA 9.0, which needs a CUDA 13 driver). The CUDA 12 wheels carry NVRTC, ptxas and the headers
-//! but no nvcc, which is fine: NVRTC compiles, ptxas assembles as a check.
+//! Two releases, for two jobs:
+//! - **Our kernels' PTX** must load on drivers for CUDA 12.4 and newer, and a driver loads PTX of
+//!   an ISA no newer than its own: CUDA 12.4 NVRTC emits ISA 8.4, so that is the compiler. The
+//!   CUDA 12 wheels carry NVRTC, ptxas and the headers but no nvcc, which is fine: NVRTC compiles,
+//!   ptxas assembles as a check.
+//! - **The `cuda` build** (candle's CUDA backend) compiles candle's own kernels with nvcc when it
+//!   builds. The GPU host's driver is CUDA 13.0 (580) and a newer nvcc emits PTX that driver
+//!   refuses, so nvcc is pinned to 13.0.x, with its front end (crt, nvvm), the runtime headers and
+//!   CCCL. The libraries the binaries link (cuBLAS, cuRAND, NVRTC, the driver) are not
+//!   downloaded: `cargo xtask gpu-bundle` links against stubs of them (see `stubs.rs`) and the GPU
+//!   host brings the real ones.
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -14,7 +21,16 @@ pub const WHEELS: &[(&str, &str)] = &[
     ("nvidia-cuda-nvrtc-cu12", "12.4.127"),   // NVRTC: .cu -> PTX
     ("nvidia-cuda-runtime-cu12", "12.4.127"), // headers: cuda_bf16.h, cuda_fp16.h
     ("nvidia-cuda-nvcc-cu12", "12.4.131"),    // ptxas: PTX -> SASS, the assembly check
+    // The `cuda` build: nvcc 13.0 for candle's kernels (into nvidia/cu13/).
+    ("nvidia-cuda-nvcc", "13.0.88"),
+    ("nvidia-cuda-crt", "13.0.88"), // nvcc's headers (crt/host_config.h)
+    ("nvidia-nvvm", "13.0.88"),     // cicc, libdevice
+    ("nvidia-cuda-runtime", "13.0.96"), // cuda_runtime.h, libcudart.so.13
+    ("nvidia-cuda-cccl", "13.0.85"), // <nv/target>, which cuda_fp16.h includes
 ];
+
+/// The GPU candle's kernels are compiled for when `CUDA_COMPUTE_CAP` is not set: the H200's.
+pub const DEFAULT_COMPUTE_CAP: &str = "90";
 
 pub fn install_dir(root: &Path) -> PathBuf {
     root.join(".cuda")
@@ -76,6 +92,8 @@ pub struct Toolchain {
     pub nvrtc: PathBuf,
     pub ptxas: PathBuf,
     pub include: PathBuf,
+    /// The CUDA 13.0 tree (`bin/nvcc`, `include`, `lib/libcudart.so.13`).
+    pub cuda13: PathBuf,
 }
 
 impl Toolchain {
@@ -85,8 +103,10 @@ impl Toolchain {
             nvrtc: nv.join("cuda_nvrtc/lib/libnvrtc.so.12"),
             ptxas: nv.join("cuda_nvcc/bin/ptxas"),
             include: nv.join("cuda_runtime/include"),
+            cuda13: nv.join("cu13"),
         };
-        for p in [&tools.nvrtc, &tools.ptxas, &tools.include] {
+        let nvcc = tools.cuda13.join("bin/nvcc");
+        for p in [&tools.nvrtc, &tools.ptxas, &tools.include, &nvcc] {
             if !p.exists() {
                 bail!(
                     "{} is missing: run `cargo xtask setup-cuda` first",
@@ -98,38 +118,57 @@ impl Toolchain {
     }
 }
 
-/// `cargo check` of the kernels crate with candle's `cuda` feature, which builds candle's own
-/// CUDA kernels with nvcc: it needs a full CUDA toolkit (nvcc on PATH or in $CUDA_HOME/bin) and
-/// takes over 12 minutes on two cores, so CI never runs it.
-pub fn check_candle_cuda(root: &Path) -> Result<()> {
-    let nvcc_on_path = Command::new("nvcc")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    let cuda_home = std::env::var_os("CUDA_HOME").map(PathBuf::from);
-    if !nvcc_on_path
-        && !cuda_home
-            .as_ref()
-            .is_some_and(|h| h.join("bin/nvcc").exists())
-    {
-        bail!(
-            "check-cuda needs a CUDA toolkit (nvcc on PATH or in $CUDA_HOME/bin): candle's `cuda` \
-             feature compiles its kernels with nvcc. The NVRTC toolchain of `setup-cuda` is not enough."
-        );
+/// The environment of a `cuda` build: nvcc 13.0 first on PATH, its tree as CUDA_HOME (candle's
+/// kernel build finds the headers there), `link` (the stubs' folder, when given) as CUDA_PATH,
+/// where cudarc's build script looks for the libraries to link, and the compute capability
+/// candle's kernels are compiled for.
+pub fn build_env(tools: &Toolchain, link: Option<&Path>) -> Result<Vec<(String, String)>> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    let mut env = vec![
+        (
+            "PATH".to_string(),
+            format!("{}:{path}", tools.cuda13.join("bin").display()),
+        ),
+        ("CUDA_HOME".into(), tools.cuda13.display().to_string()),
+        (
+            "CUDA_COMPUTE_CAP".into(),
+            std::env::var("CUDA_COMPUTE_CAP").unwrap_or_else(|_| DEFAULT_COMPUTE_CAP.into()),
+        ),
+    ];
+    if let Some(link) = link {
+        env.push(("CUDA_PATH".into(), link.display().to_string()));
     }
+    Ok(env)
+}
+
+/// Where `cuda` builds put their artifacts: apart from the default build, whose cudarc links
+/// differently.
+pub fn target_dir(root: &Path) -> PathBuf {
+    root.join("target/cuda")
+}
+
+/// `cargo clippy` of the whole workspace in the `cuda` build (candle's CUDA backend, the kernels'
+/// `cuda_fwd`), warnings denied, with the pinned nvcc 13.0: CI runs it. The first run compiles
+/// candle's CUDA kernels (about 8 minutes on two cores).
+pub fn check_cuda(root: &Path) -> Result<()> {
+    let tools = Toolchain::find(root)?;
     let status = Command::new(env!("CARGO"))
         .current_dir(root)
+        .envs(build_env(&tools, None)?)
         .args([
-            "check",
-            "-p",
-            "kernels",
+            "clippy",
+            "--workspace",
+            "--all-targets",
             "--no-default-features",
             "--features",
-            "candle-cuda",
+            "cuda",
+            "--target-dir",
         ])
+        .arg(target_dir(root))
+        .args(["--", "-D", "warnings"])
         .status()?;
     if !status.success() {
-        bail!("cargo check with candle-cuda failed");
+        bail!("clippy of the `cuda` build failed");
     }
     Ok(())
 }

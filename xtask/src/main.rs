@@ -4,6 +4,7 @@ mod cuda;
 mod gguf;
 mod gpu_bundle;
 mod ptx;
+mod stubs;
 mod vs_llamacpp;
 
 use std::path::PathBuf;
@@ -20,7 +21,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Install the pinned CUDA compiler (NVRTC 12.4, ptxas, headers) from PyPI into .cuda/.
+    /// Install the pinned CUDA compilers from PyPI into .cuda/: NVRTC 12.4 (our PTX) and nvcc 13.0
+    /// (the `cuda` build's candle kernels).
     SetupCuda,
     /// Compile every kernels/cuda/*.cu to PTX in kernels/ptx/ and assemble it for sm_80 and sm_90.
     Ptx {
@@ -34,20 +36,15 @@ enum Task {
         #[arg(long)]
         check: bool,
     },
-    /// Run the GPU tests (fails without a GPU), or build them into gpu-bundle/ for a GPU host.
-    TestGpu {
-        /// Build the self-contained test binaries and a run script into gpu-bundle/, run nothing.
-        #[arg(long)]
-        no_run: bool,
-    },
-    /// Run the GPU kernel benchmark (fails without a GPU), or build it into gpu-bundle/.
-    BenchGpu {
-        /// Build the self-contained benchmark binary and bench-gpu.sh into gpu-bundle/, run nothing.
-        #[arg(long)]
-        no_run: bool,
-    },
-    /// Type-check the candle custom ops' CUDA path (candle's `cuda` feature; needs a CUDA toolkit).
+    /// Run the kernels' GPU tests here (fails without a GPU).
+    TestGpu,
+    /// Run the GPU kernel benchmark here (fails without a GPU).
+    BenchGpu,
+    /// Clippy of the `cuda` build (candle's CUDA backend, the ops' cuda_fwd) with the pinned nvcc.
     CheckCuda,
+    /// Build gpu-bundle/: frugal, the GPU tests and the GPU benchmark in the `cuda` build, the
+    /// fixtures and run.sh, for a GPU host with no Rust toolchain (see README, "On a GPU").
+    GpuBundle,
     /// Check that the hand-kept lists follow the CUDA sources: each `kernels/cuda/*.cu` has its
     /// PTX and its `kernels::ptx` module, and each kernel an entry in the emulator's table (the
     /// `tidy` tests, which the README's test command also runs).
@@ -78,9 +75,10 @@ fn main() -> Result<()> {
         Task::SetupCuda => cuda::setup(&root),
         Task::Ptx { check } => ptx::run(&root, check),
         Task::Bindings { check } => bindings::run(&root, check),
-        Task::TestGpu { no_run } => gpu_bundle::test(&root, no_run),
-        Task::BenchGpu { no_run } => gpu_bundle::bench(&root, no_run),
-        Task::CheckCuda => cuda::check_candle_cuda(&root),
+        Task::TestGpu => gpu_bundle::test(&root),
+        Task::BenchGpu => gpu_bundle::bench(&root),
+        Task::CheckCuda => cuda::check_cuda(&root),
+        Task::GpuBundle => gpu_bundle::bundle(&root),
         Task::Tidy => tidy(&root),
         Task::VsLlamacpp {
             llama_bench,

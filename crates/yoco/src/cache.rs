@@ -42,12 +42,12 @@ pub(crate) fn retention_state(
     device: &Device,
 ) -> Result<Tensor> {
     let what = format!("the gated-retention state for batch {batch}");
-    Ok(layers::alloc::zeros(
+    layers::alloc::zeros(
         &what,
         &[batch, heads, d, d],
         candle_core::DType::F32,
         device,
-    )?)
+    )
 }
 
 #[derive(Debug, Clone)]

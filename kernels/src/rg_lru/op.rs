@@ -130,7 +130,7 @@ pub fn rg_lru_tensors(
     let input_gate =
         candle_nn::ops::sigmoid(&gate_x.broadcast_add(&gate_x_bias.to_dtype(dtype)?)?)?;
     let rec_gate = candle_nn::ops::sigmoid(&gate_a.broadcast_add(&gate_a_bias.to_dtype(dtype)?)?)?;
-    let log_a = (rec_gate.to_dtype(DType::F32)?.broadcast_mul(&softplus_a)? * -8.0)?;
+    let log_a = (rec_gate.to_dtype(DType::F32)?.broadcast_mul(softplus_a)? * -8.0)?;
     let a = log_a.exp()?;
     let a_sq = (log_a * 2.0)?.exp()?;
     // sqrt(1 − a²), except 1 at a sequence start, where the state resets (the scan's reset).

@@ -1,6 +1,6 @@
 //! The additive-attention PTX on a real GPU against the CPU reference. Prints `SKIPPED: no CUDA
 //! device` where there is none (and fails instead under `cargo xtask test-gpu`).
-#![cfg(feature = "cuda-dynamic")]
+#![cfg(any(feature = "cuda-dynamic", feature = "candle-cuda"))]
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
 use crate::common::Rng;

@@ -1,6 +1,6 @@
 //! GPU discovery never panics: on a machine without a driver or device it says so, and asking for
 //! a context is a typed error. (Not a `gpu_*` test: it must pass everywhere.)
-#![cfg(feature = "cuda-dynamic")]
+#![cfg(any(feature = "cuda-dynamic", feature = "candle-cuda"))]
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
 use kernels::gpu::{context, status, GpuStatus};

@@ -1,7 +1,7 @@
 //! The scan's PTX on a real GPU against the CPU reference. Prints `SKIPPED: no CUDA device` where
 //! there is none (and fails instead under `cargo xtask test-gpu`, which sets FRUGAL_REQUIRE_GPU).
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
-#![cfg(feature = "cuda-dynamic")]
+#![cfg(any(feature = "cuda-dynamic", feature = "candle-cuda"))]
 
 use std::time::Instant;
 

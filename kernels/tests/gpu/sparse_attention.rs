@@ -1,6 +1,6 @@
 //! Smart Bird's kernels on a real GPU against the CPU references. Prints `SKIPPED: no CUDA
 //! device` where there is none (and fails instead under `cargo xtask test-gpu`).
-#![cfg(feature = "cuda-dynamic")]
+#![cfg(any(feature = "cuda-dynamic", feature = "candle-cuda"))]
 #![allow(clippy::unwrap_used)]
 
 use crate::common::Rng;

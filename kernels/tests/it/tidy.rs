@@ -77,3 +77,52 @@ fn every_kernel_is_launchable_on_the_emulator() {
         );
     }
 }
+
+/// Every `.rs` file under `dir`, recursively.
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).expect("read dir") {
+        let p = e.expect("entry").path();
+        if p.is_dir() {
+            rust_files(&p, out);
+        } else if p.extension().and_then(|x| x.to_str()) == Some("rs") {
+            out.push(p);
+        }
+    }
+}
+
+/// The models call the kernels' candle ops on tensors, never a `*_cpu` host path or the raw
+/// `kernels::gpu` launchers, and keep no device branches of their own: that is what lets one
+/// model run on every device the ops support.
+#[test]
+fn models_call_ops_not_host_paths_or_device_branches() {
+    let crates = root().join("../crates");
+    let mut files = Vec::new();
+    for model in [
+        "bitnet",
+        "fastformer",
+        "griffin",
+        "smartbird",
+        "transformer",
+        "yoco",
+    ] {
+        rust_files(&crates.join(model).join("src"), &mut files);
+    }
+    assert!(files.len() > 20, "found the model crates' sources");
+    let mut offenders = Vec::new();
+    for f in &files {
+        let text = std::fs::read_to_string(f).expect("read source");
+        for (i, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            let host_kernel =
+                code.contains("_cpu(") || code.contains("_cpu,") || code.contains("_cpu}");
+            if host_kernel || code.contains("is_cpu()") || code.contains("kernels::gpu") {
+                offenders.push(format!("{}:{}: {}", f.display(), i + 1, line.trim()));
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "model code must call the kernels' ops (see kernels/src/op.rs):\n{}",
+        offenders.join("\n")
+    );
+}

@@ -747,3 +747,94 @@ fn generate_json_reports_tokens_and_rates_apart() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The GPU bundle's fixture checker (`xtask/bundle/check.py`, which `run.sh` runs on a GPU host)
+/// passes on this machine's CPU with this build, so a failure there is the GPU's, not the
+/// checker's. Skipped, visibly, without python3.
+#[test]
+fn the_gpu_bundles_fixture_checker_passes_on_the_cpu() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    if Command::new("python3").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: no python3 to run xtask/bundle/check.py");
+        return;
+    }
+    // The bundle's layout: one folder per fixture, under the names check.py uses.
+    let dir = std::env::temp_dir().join(format!("frugal-check-py-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, from) in [
+        ("griffin", "crates/griffin/tests/fixtures"),
+        (
+            "bitnet_packed",
+            "crates/bitnet/tests/fixtures/bitnet_packed",
+        ),
+        (
+            "bitnet_master",
+            "crates/bitnet/tests/fixtures/bitnet_master",
+        ),
+        (
+            "yoco_gate_retention",
+            "crates/yoco/tests/fixtures/yoco_gate_retention",
+        ),
+        (
+            "yoco_sliding_window",
+            "crates/yoco/tests/fixtures/yoco_sliding_window",
+        ),
+        ("fastformer", "crates/fastformer/tests/fixtures"),
+    ] {
+        let link = dir.join(name);
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(format!("{root}/{from}"), &link).unwrap();
+    }
+    let out = Command::new("python3")
+        .arg(format!("{root}/xtask/bundle/check.py"))
+        .arg(env!("CARGO_BIN_EXE_frugal"))
+        .arg(&dir)
+        .arg("cpu")
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(text.matches("ok   ").count(), 8, "{text}");
+}
+
+/// `run.sh` of the GPU bundle stops at once where there is no driver, saying so (the bundle's
+/// binaries are not needed for that). Skipped, visibly, on a machine with an NVIDIA driver.
+#[test]
+fn the_gpu_bundles_run_script_says_no_cuda_device_without_a_driver() {
+    let has_driver = Command::new("sh")
+        .args(["-c", "ldconfig -p 2>/dev/null | grep -q 'libcuda\\.so\\.1'"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if has_driver {
+        eprintln!("SKIPPED: this machine has an NVIDIA driver; run.sh would run the GPU checks");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("frugal-run-sh-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = dir.join("run.sh");
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../../xtask/bundle/run.sh"),
+        &script,
+    )
+    .unwrap();
+    let out = Command::new("bash").arg(&script).output().unwrap();
+    // run.sh tees into run.log: the tee may finish a moment after the script.
+    let mut log = String::new();
+    for _ in 0..50 {
+        log = std::fs::read_to_string(dir.join("run.log")).unwrap_or_default();
+        if log.contains("no CUDA device") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.contains("no CUDA device"), "{text}");
+    assert!(log.contains("no CUDA device"), "run.log: {log}");
+}
