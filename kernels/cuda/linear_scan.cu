@@ -51,29 +51,68 @@ struct Segment {
     float x[kSegLen];
 };
 
-template <typename T>
-__device__ __forceinline__ void load_segment(const FrugalLinearScanParams &p, Segment &s) {
+// Loads this thread's segment; `step(off, bt, reset, a, x)` gives the map of one real step (the
+// element at `off`, the (batch, step) index `bt`).
+template <typename Step>
+__device__ __forceinline__ void load_segment_with(const FrugalLinearScanParams &p, Segment &s,
+                                                  Step step) {
     const int lane = threadIdx.x;
     const int seg = threadIdx.y;
     s.b = blockIdx.z;
     s.c = blockIdx.x * kLanes + lane;
     s.t0 = blockIdx.y * kChunkLen + seg * kSegLen;
     s.channel_ok = s.c < p.channels;
-    const T *a = static_cast<const T *>(p.a);
-    const T *x = static_cast<const T *>(p.x);
 #pragma unroll
     for (int i = 0; i < kSegLen; ++i) {
         const int t = s.t0 + i;
         float av = 1.0f, xv = 0.0f;
         if (s.channel_ok && t < p.seq_len) {
-            const long long off = ((long long)s.b * p.seq_len + t) * p.channels + s.c;
-            av = frugal::to_f32(a[off]);
-            xv = frugal::to_f32(x[off]);
-            if (p.reset != nullptr && p.reset[(long long)s.b * p.seq_len + t] != 0) av = 0.0f;
+            const long long bt = (long long)s.b * p.seq_len + t;
+            const long long off = bt * p.channels + s.c;
+            const bool reset = p.reset != nullptr && p.reset[bt] != 0;
+            step(off, bt, reset, av, xv);
         }
         s.a[i] = av;
         s.x[i] = xv;
     }
+}
+
+template <typename T>
+__device__ __forceinline__ void load_segment(const FrugalLinearScanParams &p, Segment &s) {
+    const T *a = static_cast<const T *>(p.a);
+    const T *x = static_cast<const T *>(p.x);
+    load_segment_with(p, s, [&](long long off, long long, bool reset, float &av, float &xv) {
+        av = reset ? 0.0f : frugal::to_f32(a[off]);
+        xv = frugal::to_f32(x[off]);
+    });
+}
+
+// One RG-LRU step's map: i = σ(gx + bx), r = σ(ga + ba), a = exp(−8 r softplus(Λ)),
+// x = sqrt(1 − a²) · i · x_in (1 − a² as −expm1(2 log a), exact near a = 1), and at a sequence
+// start a = 0, x = i · x_in. Padding is the identity (a = 1, x = 0), even where a reset falls.
+__device__ __forceinline__ void rg_lru_load(const FrugalRgLruParams &q, Segment &s) {
+    const float *x = static_cast<const float *>(q.scan.x);
+    const int c = blockIdx.x * kLanes + threadIdx.x;
+    load_segment_with(q.scan, s, [&](long long off, long long bt, bool reset, float &av, float &xv) {
+        if (q.real != nullptr && q.real[bt] == 0) return;
+        const float i = 1.0f / (1.0f + expf(-(q.gate_x[off] + q.gate_x_bias[c])));
+        const float r = 1.0f / (1.0f + expf(-(q.gate_a[off] + q.gate_a_bias[c])));
+        const float log_a = -8.0f * r * q.softplus_a[c];
+        const float xn = i * x[off];
+        if (reset) {
+            av = 0.0f;
+            xv = xn;
+        } else {
+            av = expf(log_a);
+            xv = sqrtf(-expm1f(2.0f * log_a)) * xn;
+        }
+    });
+}
+
+// gelu with the tanh approximation, as x · σ(2u) (u = sqrt(2/π)(x + 0.044715 x³)).
+__device__ __forceinline__ float gelu_tanh(float v) {
+    const float u = 0.7978845608f * v * (1.0f + 0.044715f * v * v);
+    return v / (1.0f + expf(-2.0f * u));
 }
 
 // Inclusive scan of every segment's map across the chunk's segments (per lane). Returns the
@@ -108,10 +147,11 @@ __device__ __forceinline__ long long chunk_index(const FrugalLinearScanParams &p
     return ((long long)b * p.num_chunks + chunk) * p.channels + c;
 }
 
-// Pass 1: each chunk's map, written to the workspace.
-template <typename T> __device__ void chunk_summary(const FrugalLinearScanParams &p) {
+// Pass 1: each chunk's map, written to the workspace. `load(s)` fills the segment.
+template <typename Load>
+__device__ void chunk_summary_with(const FrugalLinearScanParams &p, Load load) {
     Segment s;
-    load_segment<T>(p, s);
+    load(s);
     Affine total;
     block_scan_segments(segment_map(s), total);
     if (threadIdx.y == kSegments - 1 && s.channel_ok) {
@@ -121,10 +161,11 @@ template <typename T> __device__ void chunk_summary(const FrugalLinearScanParams
     }
 }
 
-// Pass 3: the scan itself, from the chunk's carry-in.
-template <typename T> __device__ void chunk_apply(const FrugalLinearScanParams &p) {
+// Pass 3: the scan itself, from the chunk's carry-in; `store(off, h)` writes step `off`'s state.
+template <typename Load, typename Store>
+__device__ void chunk_apply_with(const FrugalLinearScanParams &p, Load load, Store store) {
     Segment s;
-    load_segment<T>(p, s);
+    load(s);
     Affine total;
     const Affine before = block_scan_segments(segment_map(s), total);
     if (!s.channel_ok) return;  // after the last barrier
@@ -135,16 +176,26 @@ template <typename T> __device__ void chunk_apply(const FrugalLinearScanParams &
         carry = p.h0[(long long)s.b * p.channels + s.c];
     }
     float h = fmaf(before.a, carry, before.h);
-    T *out = static_cast<T *>(p.h);
 #pragma unroll
     for (int i = 0; i < kSegLen; ++i) {
         const int t = s.t0 + i;
         h = fmaf(s.a[i], h, s.x[i]);
         if (t < p.seq_len) {
-            out[((long long)s.b * p.seq_len + t) * p.channels + s.c] = frugal::from_f32<T>(h);
+            store(((long long)s.b * p.seq_len + t) * p.channels + s.c, h);
             if (t == p.seq_len - 1) p.h_last[(long long)s.b * p.channels + s.c] = h;
         }
     }
+}
+
+template <typename T> __device__ void chunk_summary(const FrugalLinearScanParams &p) {
+    chunk_summary_with(p, [&](Segment &s) { load_segment<T>(p, s); });
+}
+
+template <typename T> __device__ void chunk_apply(const FrugalLinearScanParams &p) {
+    T *out = static_cast<T *>(p.h);
+    chunk_apply_with(
+        p, [&](Segment &s) { load_segment<T>(p, s); },
+        [&](long long off, float h) { out[off] = frugal::from_f32<T>(h); });
 }
 
 }  // namespace
@@ -185,4 +236,18 @@ extern "C" __global__ void __launch_bounds__(kLanes *kSegments)
 extern "C" __global__ void __launch_bounds__(kLanes *kSegments)
     linear_scan_chunk_apply_bf16(FrugalLinearScanParams p) {
     chunk_apply<__nv_bfloat16>(p);
+}
+
+// The RG-LRU's passes 1 and 3 (pass 2 is linear_scan_chunk_carry on `q.scan`).
+extern "C" __global__ void __launch_bounds__(kLanes *kSegments)
+    rg_lru_chunk_summary_f32(FrugalRgLruParams q) {
+    chunk_summary_with(q.scan, [&](Segment &s) { rg_lru_load(q, s); });
+}
+
+extern "C" __global__ void __launch_bounds__(kLanes *kSegments)
+    rg_lru_chunk_apply_f32(FrugalRgLruParams q) {
+    float *y = static_cast<float *>(q.scan.h);
+    chunk_apply_with(
+        q.scan, [&](Segment &s) { rg_lru_load(q, s); },
+        [&](long long off, float h) { y[off] = q.branch != nullptr ? h * gelu_tanh(q.branch[off]) : h; });
 }

@@ -167,6 +167,24 @@ pub(crate) mod cuda {
         Ok(s.as_cuda_slice::<T>()?.slice(start..end))
     }
 
+    /// The device view of an auxiliary tensor's storage (from its `storage_and_layout()`).
+    pub(crate) fn aux_view<'a, T: CudaDType>(
+        storage: &'a Storage,
+        layout: &Layout,
+        kernel: &'static str,
+        arg: &'static str,
+    ) -> candle_core::Result<CudaView<'a, T>> {
+        match storage {
+            Storage::Cuda(s) => view::<T>(s, layout, kernel, arg),
+            _ => Err(wrap(KernelError::Device {
+                kernel,
+                arg,
+                expected: "cuda".into(),
+                found: "cpu".into(),
+            })),
+        }
+    }
+
     /// Runs `f` on the device view of an auxiliary tensor.
     pub(crate) fn with_aux<T: CudaDType, R>(
         t: &Tensor,

@@ -90,6 +90,48 @@ impl Default for FrugalLinearScanParams {
 }
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
+pub struct FrugalRgLruParams {
+    pub scan: FrugalLinearScanParams,
+    pub gate_x: *const f32,
+    pub gate_a: *const f32,
+    pub branch: *const f32,
+    pub gate_x_bias: *const f32,
+    pub gate_a_bias: *const f32,
+    pub softplus_a: *const f32,
+    pub real: *const u8,
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of FrugalRgLruParams"][::core::mem::size_of::<FrugalRgLruParams>() - 136usize];
+    ["Alignment of FrugalRgLruParams"][::core::mem::align_of::<FrugalRgLruParams>() - 8usize];
+    ["Offset of field: FrugalRgLruParams::scan"]
+        [::core::mem::offset_of!(FrugalRgLruParams, scan) - 0usize];
+    ["Offset of field: FrugalRgLruParams::gate_x"]
+        [::core::mem::offset_of!(FrugalRgLruParams, gate_x) - 80usize];
+    ["Offset of field: FrugalRgLruParams::gate_a"]
+        [::core::mem::offset_of!(FrugalRgLruParams, gate_a) - 88usize];
+    ["Offset of field: FrugalRgLruParams::branch"]
+        [::core::mem::offset_of!(FrugalRgLruParams, branch) - 96usize];
+    ["Offset of field: FrugalRgLruParams::gate_x_bias"]
+        [::core::mem::offset_of!(FrugalRgLruParams, gate_x_bias) - 104usize];
+    ["Offset of field: FrugalRgLruParams::gate_a_bias"]
+        [::core::mem::offset_of!(FrugalRgLruParams, gate_a_bias) - 112usize];
+    ["Offset of field: FrugalRgLruParams::softplus_a"]
+        [::core::mem::offset_of!(FrugalRgLruParams, softplus_a) - 120usize];
+    ["Offset of field: FrugalRgLruParams::real"]
+        [::core::mem::offset_of!(FrugalRgLruParams, real) - 128usize];
+};
+impl Default for FrugalRgLruParams {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
 pub struct FrugalAdditiveAttentionParams {
     pub q: *const f32,
     pub k: *const f32,

@@ -16,7 +16,16 @@ exec > >(tee run.log) 2>&1
 echo "frugal GPU check, $(date -u +%Y-%m-%dT%H:%M:%SZ), $(uname -srm)"
 
 # The driver: libcuda.so.1 is what every binary here links against.
-if ! { ldconfig -p 2>/dev/null | grep -q 'libcuda\.so\.1'; } && ! ls /usr/lib*/x86_64-linux-gnu/libcuda.so.1 /usr/lib64/libcuda.so.1 >/dev/null 2>&1; then
+has_driver() {
+    ldconfig -p 2>/dev/null | grep -q 'libcuda\.so\.1' && return 0
+    local d
+    for d in /usr/lib/x86_64-linux-gnu /usr/lib64 /usr/lib /usr/local/nvidia/lib64 \
+        /usr/local/nvidia/lib ${LD_LIBRARY_PATH:+${LD_LIBRARY_PATH//:/ }}; do
+        [ -e "$d/libcuda.so.1" ] && return 0
+    done
+    return 1
+}
+if ! has_driver; then
     echo "no CUDA device: this machine has no NVIDIA driver (libcuda.so.1 not found); nothing to run"
     exit 2
 fi
@@ -49,8 +58,21 @@ fi
 echo "CUDA 13 libraries: $libs"
 export LD_LIBRARY_PATH="$libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 
-./bin/frugal info || { echo "frugal info failed"; exit 2; }
-if ./bin/frugal info | grep -q '^GPU: none'; then
+# The binaries travel xz-compressed (candle's PTX in each makes them large).
+for packed in bin/*.xz; do
+    exe=${packed%.xz}
+    [ -x "$exe" ] && continue
+    if command -v xz >/dev/null; then
+        xz -dc "$packed" > "$exe"
+    else
+        python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' "$packed" "$exe"
+    fi || { echo "unpacking $packed failed"; exit 2; }
+    chmod +x "$exe"
+done
+
+info=$(./bin/frugal info) || { echo "frugal info failed"; exit 2; }
+echo "$info"
+if grep -q '^GPU: none' <<<"$info"; then
     echo "no CUDA device: the driver reports none"
     exit 2
 fi

@@ -50,6 +50,26 @@ typedef struct FrugalLinearScanParams {
     int32_t num_chunks;
 } FrugalLinearScanParams;
 
+/* ---- RG-LRU (Griffin): the scan with its gates computed as it loads -------------------------
+ * The scan's tiling and passes (rg_lru_chunk_summary_f32 -> linear_scan_chunk_carry ->
+ * rg_lru_chunk_apply_f32, see kernels/cuda/linear_scan.cu). `scan` holds the geometry, h0, reset,
+ * the workspace and h_last; its `x` is the recurrence's input, its `h` the output y, its `a`
+ * unused. All f32. */
+typedef struct FrugalRgLruParams {
+    FrugalLinearScanParams scan;
+    /* [batch, seq_len, channels]: the gates' pre-activations, without their biases. */
+    const float *gate_x;
+    const float *gate_a;
+    /* [batch, seq_len, channels]: the GeLU branch that multiplies the output, or NULL (y = h). */
+    const float *branch;
+    /* [channels] each: the gates' biases and softplus(Lambda). */
+    const float *gate_x_bias;
+    const float *gate_a_bias;
+    const float *softplus_a;
+    /* [batch, seq_len]: 0 at padding (the state passes through), or NULL when all are tokens. */
+    const uint8_t *real;
+} FrugalRgLruParams;
+
 /* ---- additive attention (Fastformer): two pooled vectors per head ----------------------------
  * One block per sequence (see kernels/cuda/additive_attention.cu). */
 #define FRUGAL_ADDITIVE_THREADS 256

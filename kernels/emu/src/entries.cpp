@@ -34,6 +34,8 @@ const Entry kEntries[] = {
     FRUGAL_EMU_KERNEL(linear_scan_chunk_carry, FrugalLinearScanParams),
     FRUGAL_EMU_KERNEL(linear_scan_chunk_apply_f32, FrugalLinearScanParams),
     FRUGAL_EMU_KERNEL(linear_scan_chunk_apply_bf16, FrugalLinearScanParams),
+    FRUGAL_EMU_KERNEL(rg_lru_chunk_summary_f32, FrugalRgLruParams),
+    FRUGAL_EMU_KERNEL(rg_lru_chunk_apply_f32, FrugalRgLruParams),
     FRUGAL_EMU_KERNEL(additive_attention_f32, FrugalAdditiveAttentionParams),
     FRUGAL_EMU_KERNEL(ternary_quantize_f32, FrugalTernaryQuantizeParams),
     FRUGAL_EMU_KERNEL(ternary_gemv, FrugalTernaryMatmulParams),

@@ -20,6 +20,7 @@ use crate::ptx::PtxModule;
 pub mod additive_attention;
 pub mod gated_retention;
 pub mod linear_scan;
+pub mod rg_lru;
 pub mod sparse_attention;
 pub mod ternary_matmul;
 pub mod window_attention;

@@ -1,5 +1,5 @@
 //! Griffin's RG-LRU from its gate pre-activations to its output, fused into one pass over time
-//! (Griffin §2.4; docs/griffin.md §3; HF `RecurrentGemmaRglru`), CPU only:
+//! (Griffin §2.4; docs/griffin.md §3; HF `RecurrentGemmaRglru`):
 //!
 //! ```text
 //! i_t = σ(gx_t + bx),  r_t = σ(ga_t + ba)
@@ -11,9 +11,11 @@
 //! `gx`, `ga` are the block-diagonal gate products (a matmul, done before). At padding the step is
 //! the identity: the state passes through unchanged. Done as tensor ops this is a dozen passes
 //! over `[B, T, W]` and a scan; here it is one read of each input and one write of `y`, channels
-//! vectorised and (batch, channel block) tasks threaded. On a GPU the model keeps the tensor ops
-//! and the [`crate::linear_scan`] kernel.
+//! vectorised and (batch, channel block) tasks threaded. On a GPU the same single pass is the
+//! scan kernel with the RG-LRU's loads and stores (`rg_lru_chunk_*` in
+//! `kernels/cuda/linear_scan.cu`, plan [`plan::plan`]).
 mod op;
+pub mod plan;
 
 pub use op::{rg_lru, rg_lru_tensors, RgLruParams, RgLruSteps};
 

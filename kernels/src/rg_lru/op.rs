@@ -1,6 +1,7 @@
-//! The RG-LRU as one op on tensors. On the CPU in f32 its `cpu_fwd` is the fused pass
-//! ([`rg_lru_cpu`]); on other devices and dtypes it runs as tensor ops around the
-//! [`crate::linear_scan`] op (whose `cuda_fwd` is the scan kernel), the form HF computes.
+//! The RG-LRU as one op on tensors. In f32 it is one fused pass: `cpu_fwd` is [`rg_lru_cpu`],
+//! `cuda_fwd` (feature `candle-cuda`) the scan kernel with the RG-LRU's loads and stores. In bf16
+//! (and on devices without a `*_fwd`) it runs as tensor ops around the [`crate::linear_scan`] op,
+//! the form HF computes, in the model's dtype.
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor, D};
 
 use super::{rg_lru_cpu, RgLruInput};
@@ -67,7 +68,7 @@ pub fn rg_lru(
         .real
         .map(|r| checked(KERNEL, "real", r, Some(&[b, t]), &[DType::U8], dev))
         .transpose()?;
-    if dev.is_cpu() && dtype == DType::F32 {
+    if (dev.is_cpu() || dev.is_cuda()) && dtype == DType::F32 {
         let op = FusedRgLru {
             dims,
             branch,
@@ -224,5 +225,122 @@ impl CustomOp3 for FusedRgLru {
             Tensor::from_vec(out.h_last, (batch, width), &candle_core::Device::Cpu)?,
         );
         Ok((CpuStorage::F32(out.y), Shape::from((batch, seq_len, width))))
+    }
+    #[cfg(feature = "candle-cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        use candle_core::backend::BackendStorage;
+        use candle_core::op::BackpropOp;
+        use candle_core::{CudaStorage, Storage};
+        use cudarc::driver::DevicePtr;
+
+        use crate::op::cuda::{aux_view, view};
+        let [batch, seq_len, width] = self.dims;
+        let shape = crate::linear_scan::ScanShape::new(batch, seq_len, width).map_err(wrap)?;
+        let dev = s1.device().clone();
+        let stream = dev.cuda_stream();
+        let (x, gx, ga) = (
+            view::<f32>(s1, l1, KERNEL, "x")?,
+            view::<f32>(s2, l2, KERNEL, "gate_x")?,
+            view::<f32>(s3, l3, KERNEL, "gate_a")?,
+        );
+        let alloc = |n: usize| {
+            stream
+                .alloc_zeros::<f32>(n)
+                .map_err(candle_core::Error::wrap)
+        };
+        let (y, h_last) = (alloc(batch * seq_len * width)?, alloc(batch * width)?);
+        // The auxiliary tensors' storages, held for the launch.
+        let (bx, ba, sp, h0, reset) = (
+            self.gate_x_bias.storage_and_layout(),
+            self.gate_a_bias.storage_and_layout(),
+            self.softplus_a.storage_and_layout(),
+            self.h0.storage_and_layout(),
+            self.reset.storage_and_layout(),
+        );
+        let branch = self.branch.as_ref().map(|t| t.storage_and_layout());
+        let real = self.real.as_ref().map(|t| t.storage_and_layout());
+        let f32s = [
+            aux_view::<f32>(&bx.0, bx.1, KERNEL, "gate_x_bias")?,
+            aux_view::<f32>(&ba.0, ba.1, KERNEL, "gate_a_bias")?,
+            aux_view::<f32>(&sp.0, sp.1, KERNEL, "softplus_a")?,
+            aux_view::<f32>(&h0.0, h0.1, KERNEL, "h0")?,
+        ];
+        let branch = branch
+            .as_ref()
+            .map(|g| aux_view::<f32>(&g.0, g.1, KERNEL, "branch"))
+            .transpose()?;
+        let reset = aux_view::<u8>(&reset.0, reset.1, KERNEL, "reset")?;
+        let real = real
+            .as_ref()
+            .map(|g| aux_view::<u8>(&g.0, g.1, KERNEL, "real"))
+            .transpose()?;
+        {
+            let [bx, ba, sp, h0] = [
+                f32s[0].device_ptr(&stream),
+                f32s[1].device_ptr(&stream),
+                f32s[2].device_ptr(&stream),
+                f32s[3].device_ptr(&stream),
+            ];
+            let branch = branch.as_ref().map(|v| v.device_ptr(&stream));
+            let reset = reset.device_ptr(&stream);
+            let real = real.as_ref().map(|v| v.device_ptr(&stream));
+            let (xp, _gx0) = x.device_ptr(&stream);
+            let (gxp, _gx1) = gx.device_ptr(&stream);
+            let (gap, _gx2) = ga.device_ptr(&stream);
+            let (yp, _gy) = y.device_ptr(&stream);
+            let (hp, _gh) = h_last.device_ptr(&stream);
+            let params = crate::params::FrugalRgLruParams {
+                scan: crate::params::FrugalLinearScanParams {
+                    a: std::ptr::null(),
+                    x: xp as *const std::ffi::c_void,
+                    h0: h0.0 as *const f32,
+                    reset: reset.0 as *const u8,
+                    h: yp as *mut std::ffi::c_void,
+                    h_last: hp as *mut f32,
+                    chunk_a: std::ptr::null_mut(),
+                    chunk_h: std::ptr::null_mut(),
+                    batch: 0,
+                    seq_len: 0,
+                    channels: 0,
+                    num_chunks: 0,
+                },
+                gate_x: gxp as *const f32,
+                gate_a: gap as *const f32,
+                branch: branch
+                    .as_ref()
+                    .map_or(std::ptr::null(), |(b, _)| *b as *const f32),
+                gate_x_bias: bx.0 as *const f32,
+                gate_a_bias: ba.0 as *const f32,
+                softplus_a: sp.0 as *const f32,
+                real: real
+                    .as_ref()
+                    .map_or(std::ptr::null(), |(r, _)| *r as *const u8),
+            };
+            // SAFETY: every pointer is a live buffer on this stream's device, of the sizes `shape`
+            // implies (checked when the op was built), held by the guards of this block.
+            unsafe { crate::gpu::rg_lru::launch_rg_lru(&stream, shape, params) }.map_err(wrap)?;
+        }
+        *self
+            .h_last
+            .lock()
+            .map_err(|_| candle_core::Error::Msg(format!("{KERNEL}: poisoned state")))? =
+            Some(Tensor::from_storage(
+                Storage::Cuda(CudaStorage::wrap_cuda_slice(h_last, dev.clone())),
+                (batch, width),
+                BackpropOp::none(),
+                false,
+            ));
+        Ok((
+            CudaStorage::wrap_cuda_slice(y, dev),
+            Shape::from((batch, seq_len, width)),
+        ))
     }
 }
