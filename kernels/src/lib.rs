@@ -18,15 +18,18 @@
 //! - [`gated_retention`]: YOCO's gated retention, chunkwise, with its recurrent step.
 //! - [`sparse_attention`]: Smart Bird's per-head (Gumbel-)top-K key selection and attention over
 //!   the gathered keys.
-//! - [`rg_lru`]: Griffin's RG-LRU from gate pre-activations to output in one pass (CPU only: on
-//!   a GPU the model runs [`linear_scan`] between tensor ops).
-//! - [`cpu_math`]: vectorisable `exp`, sigmoid, GeLU and RMSNorm rows for the fast CPU paths.
+//! - [`rg_lru`]: Griffin's RG-LRU from gate pre-activations to output in one pass (on the CPU and,
+//!   as the scan kernel with its own loads and stores, on a GPU).
+//! - [`cpu_math`]: vectorisable `exp`, sigmoid, GeLU and RMSNorm rows for the fast CPU paths;
+//!   [`fused`]: Gemma's RMSNorm, soft cap, RoPE and conv on tensors (those passes on the CPU,
+//!   tensor ops elsewhere).
 //! - [`ternary_matmul`]: BitNet's 2-bit packed ternary (or binary) weights times int8 activations.
 pub mod additive_attention;
 pub mod cpu;
 pub mod cpu_linear;
 pub mod cpu_math;
 pub mod error;
+pub mod fused;
 pub mod gated_retention;
 #[cfg(any(feature = "cuda-dynamic", feature = "candle-cuda"))]
 pub mod gpu;

@@ -100,7 +100,7 @@ enum Command {
         /// Architectures, comma-separated (default: all); the baseline always runs.
         #[arg(long, value_enum, value_delimiter = ',')]
         archs: Vec<Arch>,
-        /// Where the models run.
+        /// Where the models run: cpu, cuda (device 0) or cuda:N (CUDA needs the `cuda` build).
         #[arg(long, default_value = "cpu")]
         device: DeviceArg,
         /// Where to write the SVG plot.
@@ -140,7 +140,7 @@ enum Command {
         /// The dtype the model computes in.
         #[arg(long, value_enum, default_value_t = DTypeArg::F32)]
         dtype: DTypeArg,
-        /// Where the model runs.
+        /// Where the model runs: cpu, cuda (device 0) or cuda:N (CUDA needs the `cuda` build).
         #[arg(long, default_value = "cpu")]
         device: DeviceArg,
         /// Print one JSON object at the end (text, tokens, load time, prompt and decode rates)
@@ -170,7 +170,7 @@ enum Command {
         /// The dtype the model computes in (the logits are printed as f32).
         #[arg(long, value_enum, default_value_t = DTypeArg::F32)]
         dtype: DTypeArg,
-        /// Where the model runs.
+        /// Where the model runs: cpu, cuda (device 0) or cuda:N (CUDA needs the `cuda` build).
         #[arg(long, default_value = "cpu")]
         device: DeviceArg,
         /// Print load time, run time and peak memory to stderr.
@@ -191,7 +191,7 @@ enum Command {
         /// Architecture, where config.json does not say.
         #[arg(long, value_enum)]
         arch: Option<ModelArch>,
-        /// Where the model runs.
+        /// Where the model runs: cpu, cuda (device 0) or cuda:N (CUDA needs the `cuda` build).
         #[arg(long, default_value = "cpu")]
         device: DeviceArg,
     },

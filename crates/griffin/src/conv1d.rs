@@ -2,8 +2,8 @@
 //! `out_t = b + Σ_{s=0..K-1} w[K-1-s] ⊙ x_{t-s}`, the last tap on the current token.
 //!
 //! The whole sequence is convolved at once (K shifted multiply-adds over `[B, T, W]`), continuing
-//! from the state: the last K-1 inputs of the sequence so far (zeros at its start). f32 on the CPU
-//! is one pass (`kernels::cpu_math::causal_conv1d`).
+//! from the state: the last K-1 inputs of the sequence so far (zeros at its start), by
+//! `kernels::fused::causal_conv1d` (one pass over f32 on the CPU).
 use candle_core::{Tensor, D};
 use candle_nn::VarBuilder;
 
@@ -14,8 +14,6 @@ pub struct Conv1d {
     /// `[K, W]`: tap k multiplies `x_{t-(K-1-k)}`.
     taps: Tensor,
     bias: Tensor,
-    /// The same in f32 on the host, for the fused CPU pass.
-    host: (Vec<f32>, Vec<f32>),
     width: usize,
 }
 
@@ -25,13 +23,7 @@ impl Conv1d {
         let w = vb.get((channels, 1, width), "weight")?;
         let taps = w.squeeze(1)?.t()?.contiguous()?;
         let bias = vb.get(channels, "bias")?;
-        let f32_host = |t: &Tensor| {
-            t.flatten_all()?
-                .to_dtype(candle_core::DType::F32)?
-                .to_vec1()
-        };
         Ok(Conv1d {
-            host: (f32_host(&taps)?, f32_host(&bias)?),
             taps,
             bias,
             width,
@@ -51,40 +43,10 @@ impl Conv1d {
         state: &Tensor,
         step: &Step,
     ) -> candle_core::Result<(Tensor, Tensor)> {
-        let (b, t, channels) = x.dims3()?;
+        let t = x.dim(1)?;
         let k = self.width;
-        if step.all_real() {
-            let x = x.contiguous()?;
-            let fused = kernels::cpu::with_cpu_f32s(&[&x, state], |s| {
-                kernels::cpu_math::causal_conv1d(
-                    s[0],
-                    s[1],
-                    &self.host.0,
-                    &self.host.1,
-                    (b, t, channels),
-                )
-            });
-            if let Some(out) = fused {
-                let out = Tensor::from_vec(
-                    out.map_err(candle_core::Error::wrap)?,
-                    x.shape(),
-                    x.device(),
-                )?;
-                // The new state: the last K-1 rows of [state; x].
-                let new_state = if t >= k - 1 {
-                    x.narrow(1, t - (k - 1), k - 1)?
-                } else {
-                    Tensor::cat(&[state, &x], 1)?.narrow(1, t, k - 1)?
-                };
-                return Ok((out, new_state.contiguous()?));
-            }
-        }
+        let out = kernels::fused::causal_conv1d(x, state, &self.taps, &self.bias)?;
         let xs = Tensor::cat(&[state, x], 1)?;
-        let mut out = self.bias.broadcast_as(x.shape())?.contiguous()?;
-        for tap in 0..k {
-            let w = self.taps.get(tap)?;
-            out = (out + xs.narrow(1, tap, t)?.broadcast_mul(&w)?)?;
-        }
         let new_state = if step.all_real() {
             xs.narrow(1, t, k - 1)?
         } else {

@@ -102,34 +102,7 @@ impl LocalAttention {
 
     /// Rotates the first `rotary_dim` dims of `x` `[B, T, heads, head_dim]` (rotate-half).
     fn rope(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> candle_core::Result<Tensor> {
-        let half = self.rotary_dim / 2;
-        let dtype = x.dtype();
-        let heads = x.dims4()?.2;
-        // f32 on the CPU: one pass over the heads (the same roundings as the tensor ops below).
-        let fused = kernels::cpu::with_cpu_f32s(&[x, cos, sin], |s| {
-            kernels::cpu_math::rope_rotate_half(
-                s[0],
-                s[1],
-                s[2],
-                (heads, self.head_dim, self.rotary_dim),
-            )
-        });
-        if let Some(out) = fused {
-            return Tensor::from_vec(
-                out.map_err(candle_core::Error::wrap)?,
-                x.shape(),
-                x.device(),
-            );
-        }
-        let x1 = x.narrow(D::Minus1, 0, half)?.to_dtype(DType::F32)?;
-        let x2 = x.narrow(D::Minus1, half, half)?.to_dtype(DType::F32)?;
-        let r1 = (x1.broadcast_mul(cos)? - x2.broadcast_mul(sin)?)?;
-        let r2 = (x2.broadcast_mul(cos)? + x1.broadcast_mul(sin)?)?;
-        let mut parts = vec![r1.to_dtype(dtype)?, r2.to_dtype(dtype)?];
-        if self.rotary_dim < self.head_dim {
-            parts.push(x.narrow(D::Minus1, self.rotary_dim, self.head_dim - self.rotary_dim)?);
-        }
-        Tensor::cat(&parts, D::Minus1)
+        kernels::fused::rope_rotate_half(x, cos, sin, self.rotary_dim)
     }
 
     pub fn forward(

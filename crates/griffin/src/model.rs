@@ -183,12 +183,7 @@ impl Model {
         };
         // cap · tanh(logits / cap): one vectorised pass on the CPU (a vocabulary-sized row per
         // decoded token), tensor ops elsewhere.
-        let fused =
-            kernels::cpu::with_cpu_f32(&logits, |v| kernels::cpu_math::soft_cap(v, cap as f32));
-        Ok(match fused {
-            Some(v) => Tensor::from_vec(v, logits.shape(), logits.device())?,
-            None => ((logits / cap)?.tanh()? * cap)?,
-        })
+        Ok(kernels::fused::soft_cap(&logits, cap)?)
     }
 
     fn forward_chunk(

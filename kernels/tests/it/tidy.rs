@@ -115,7 +115,8 @@ fn models_call_ops_not_host_paths_or_device_branches() {
             let code = line.split("//").next().unwrap_or("");
             let host_kernel =
                 code.contains("_cpu(") || code.contains("_cpu,") || code.contains("_cpu}");
-            if host_kernel || code.contains("is_cpu()") || code.contains("kernels::gpu") {
+            let device_branch = code.contains("is_cpu()") || code.contains("with_cpu_f32");
+            if host_kernel || device_branch || code.contains("kernels::gpu") {
                 offenders.push(format!("{}:{}: {}", f.display(), i + 1, line.trim()));
             }
         }
