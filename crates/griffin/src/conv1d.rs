@@ -23,11 +23,7 @@ impl Conv1d {
         let w = vb.get((channels, 1, width), "weight")?;
         let taps = w.squeeze(1)?.t()?.contiguous()?;
         let bias = vb.get(channels, "bias")?;
-        Ok(Conv1d {
-            taps,
-            bias,
-            width,
-        })
+        Ok(Conv1d { taps, bias, width })
     }
 
     /// Width of the state: the last K-1 inputs.
