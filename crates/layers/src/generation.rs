@@ -159,12 +159,21 @@ pub fn generate<E: From<Error>>(
     let mut stopped_at_eos = false;
     let mut decode_steps = 0;
     while tokens.len() < max_tokens {
-        let values: Vec<f32> = logits
-            .to_dtype(DType::F32)
-            .and_then(|l| l.flatten_all())
-            .and_then(|l| l.to_vec1())
-            .map_err(Error::from)?;
-        let next = sample(&values, sampling, &mut rng)?;
+        let next = if sampling.temperature == 0.0 && !logits.device().is_cpu() {
+            // Greedy on a GPU: the arg-max there, and only the token comes back.
+            logits
+                .flatten_all()
+                .and_then(|l| l.argmax(0))
+                .and_then(|i| i.to_scalar::<u32>())
+                .map_err(Error::from)?
+        } else {
+            let values: Vec<f32> = logits
+                .to_dtype(DType::F32)
+                .and_then(|l| l.flatten_all())
+                .and_then(|l| l.to_vec1())
+                .map_err(Error::from)?;
+            sample(&values, sampling, &mut rng)?
+        };
         if eos.contains(&next) {
             stopped_at_eos = true;
             break;
