@@ -127,6 +127,64 @@ unsafe fn dot_fma(a: &[f32], b: &[f32]) -> f32 {
     total
 }
 
+/// `Σ w_i x_i` for bf16 `w` widened to f32 (exactly: a bf16 is the top half of an f32), with the
+/// same accumulation as [`dot`], so a bf16 matrix gives the products its f32 widening would.
+pub(crate) fn dot_bf16(fma: bool, w: &[half::bf16], x: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if fma {
+        // SAFETY: AVX2 and FMA are present (checked at run time by the caller's flag).
+        return unsafe { dot_bf16_fma(w, x) };
+    }
+    let _ = fma;
+    let mut acc = [0.0f32; 8];
+    let (cw, cx) = (w.chunks_exact(8), x.chunks_exact(8));
+    let tail: f32 = cw
+        .remainder()
+        .iter()
+        .zip(cx.remainder())
+        .map(|(a, b)| a.to_f32() * b)
+        .sum();
+    for (a, b) in cw.zip(cx) {
+        for l in 0..8 {
+            acc[l] += a[l].to_f32() * b[l];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot_bf16_fma(w: &[half::bf16], x: &[f32]) -> f32 {
+    use std::arch::x86_64::*;
+    let n = w.len().min(x.len());
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut i = 0;
+    while i + 32 <= n {
+        for (j, s) in acc.iter_mut().enumerate() {
+            // SAFETY: i + 8j + 8 <= n, inside both slices; bf16 is 16 bits, 8 of them are 128.
+            let (a, b) = unsafe {
+                (
+                    _mm_loadu_si128(w.as_ptr().add(i + 8 * j) as *const __m128i),
+                    _mm256_loadu_ps(x.as_ptr().add(i + 8 * j)),
+                )
+            };
+            // bf16 -> f32: zero-extend to 32 bits and shift into the top half.
+            let wide = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(a), 16));
+            *s = _mm256_fmadd_ps(wide, b, *s);
+        }
+        i += 32;
+    }
+    let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+    // SAFETY: `__m256` and `[f32; 8]` have the same size, and every bit pattern is a valid f32.
+    let lanes: [f32; 8] = unsafe { std::mem::transmute(sum) };
+    let mut total: f32 = lanes.iter().sum();
+    while i < n {
+        total += w[i].to_f32() * x[i];
+        i += 1;
+    }
+    total
+}
+
 /// A raw pointer that worker threads may share, each writing a disjoint part of the buffer.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct SharedMut<T>(pub(crate) *mut T);

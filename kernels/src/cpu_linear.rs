@@ -10,7 +10,7 @@
 use candle_core::{DType, Device, Tensor};
 use rayon::prelude::*;
 
-use crate::cpu::{dot, fma_available, with_cpu_f32};
+use crate::cpu::{dot, dot_bf16, fma_available, with_cpu_f32};
 use crate::error::{check_len, Result};
 
 /// Input rows up to which [`linear`] takes the GEMV path.
@@ -26,6 +26,26 @@ pub const PARALLEL_MIN_WEIGHTS: usize = 1 << 16;
 /// `y [m, n] = x [m, k] · w [n, k]ᵀ`, threaded over output rows; an error if the lengths
 /// disagree with the shape.
 pub fn gemv(x: &[f32], m: usize, w: &[f32], n: usize, k: usize) -> Result<Vec<f32>> {
+    let fma = fma_available();
+    gemv_with(x, m, w, n, k, |row, xs| dot(fma, row, xs))
+}
+
+/// [`gemv`] with bf16 weights, widened to f32 as they are read (exactly): half the bytes of the
+/// f32 matrix for the same products. A bf16 checkpoint's output embedding stays bf16 in an f32
+/// model and its decode GEMV reads half as much.
+pub fn gemv_bf16(x: &[f32], m: usize, w: &[half::bf16], n: usize, k: usize) -> Result<Vec<f32>> {
+    let fma = fma_available();
+    gemv_with(x, m, w, n, k, |row, xs| dot_bf16(fma, row, xs))
+}
+
+fn gemv_with<W: Sync>(
+    x: &[f32],
+    m: usize,
+    w: &[W],
+    n: usize,
+    k: usize,
+    dot_row: impl Fn(&[W], &[f32]) -> f32 + Sync,
+) -> Result<Vec<f32>> {
     let shape = format!("[m {m}, n {n}, k {k}]");
     check_len("gemv", "x", x.len(), m * k, &shape)?;
     check_len("gemv", "w", w.len(), n * k, &shape)?;
@@ -33,12 +53,11 @@ pub fn gemv(x: &[f32], m: usize, w: &[f32], n: usize, k: usize) -> Result<Vec<f3
         return Ok(Vec::new());
     }
     let mut yt = vec![0.0f32; n * m]; // [n, m]: each task writes whole rows
-    let fma = fma_available();
     let block = |(task, out): (usize, &mut [f32])| {
         for (r, slot) in out.chunks_mut(m).enumerate() {
             let row = &w[(task * ROWS_PER_TASK + r) * k..][..k];
             for (t, y) in slot.iter_mut().enumerate() {
-                *y = dot(fma, row, &x[t * k..(t + 1) * k]);
+                *y = dot_row(row, &x[t * k..(t + 1) * k]);
             }
         }
     };
@@ -71,10 +90,14 @@ pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> candle_core::Result
     let fast = rows <= GEMV_MAX_ROWS
         && matches!(x.device(), Device::Cpu)
         && x.dtype() == DType::F32
-        && w.dtype() == DType::F32;
+        && matches!(w.dtype(), DType::F32 | DType::BF16);
     let y = if fast {
         let x = x.contiguous()?;
-        let out = with_cpu_f32(&x, |xs| with_cpu_f32(w, |ws| gemv(xs, rows, ws, n, k))).flatten();
+        let out = with_cpu_f32(&x, |xs| match w.dtype() {
+            DType::BF16 => with_cpu_bf16(w, |ws| gemv_bf16(xs, rows, ws, n, k)),
+            _ => with_cpu_f32(w, |ws| gemv(xs, rows, ws, n, k)),
+        })
+        .flatten();
         match out {
             Some(y) => {
                 let y = y.map_err(candle_core::Error::wrap)?;
@@ -84,13 +107,40 @@ pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> candle_core::Result
                 }
                 Tensor::from_vec(y, shape, &Device::Cpu)?
             }
-            None => x.broadcast_matmul(&w.t()?)?,
+            None => x.broadcast_matmul(&w.to_dtype(x.dtype())?.t()?)?,
         }
     } else {
-        x.broadcast_matmul(&w.t()?)?
+        // candle's matmul takes one dtype: bf16 weights under f32 activations are widened
+        // (exactly) first.
+        x.broadcast_matmul(&w.to_dtype(x.dtype())?.t()?)?
     };
     match b {
         Some(b) => y.broadcast_add(b),
         None => Ok(y),
+    }
+}
+
+/// An f32 matrix on the CPU whose every value is a bf16 (a bf16 checkpoint's weights loaded in
+/// f32) returned in bf16: it loses nothing, takes half the memory, and [`linear`]'s decode GEMV
+/// over it reads half the bytes, widening each value exactly ([`gemv_bf16`]). Anything else (other
+/// values, dtypes, devices) comes back as it is.
+pub fn bf16_if_exact(w: Tensor) -> candle_core::Result<Tensor> {
+    let exact = with_cpu_f32(&w, |v| v.iter().all(|x| x.to_bits() & 0xffff == 0));
+    if exact == Some(true) {
+        w.to_dtype(DType::BF16)
+    } else {
+        Ok(w)
+    }
+}
+
+/// Calls `f` with the bf16 elements of a contiguous CPU tensor, without copying.
+fn with_cpu_bf16<R>(t: &Tensor, f: impl FnOnce(&[half::bf16]) -> R) -> Option<R> {
+    let (storage, layout) = t.storage_and_layout();
+    let (start, end) = layout.contiguous_offsets()?;
+    match &*storage {
+        candle_core::Storage::Cpu(candle_core::CpuStorage::BF16(data)) => {
+            Some(f(&data[start..end]))
+        }
+        _ => None,
     }
 }

@@ -35,14 +35,19 @@ impl Model {
         let embed = m
             .get((cfg.vocab_size, cfg.hidden_size), "embed_tokens.weight")
             .map_err(weights)?;
+        // 2B4T's embedding is bf16: kept so, exactly (half the bytes for the decode GEMV over the
+        // tied output embedding, most of a decode step).
+        let embed = kernels::cpu_linear::bf16_if_exact(embed)?;
         let layers = (0..cfg.num_hidden_layers)
             .map(|i| DecoderLayer::new(cfg, m.pp(format!("layers.{i}"))))
             .collect::<Result<Vec<_>>>()?;
         let lm_head = if cfg.tie_word_embeddings {
             embed.clone()
         } else {
-            vb.get((cfg.vocab_size, cfg.hidden_size), "lm_head.weight")
-                .map_err(weights)?
+            kernels::cpu_linear::bf16_if_exact(
+                vb.get((cfg.vocab_size, cfg.hidden_size), "lm_head.weight")
+                    .map_err(weights)?,
+            )?
         };
         Ok(Model {
             cfg: cfg.clone(),

@@ -3,7 +3,7 @@
 
 use crate::common::Rng;
 use candle_core::{DType, Device, Tensor};
-use kernels::cpu_linear::{gemv, linear};
+use kernels::cpu_linear::{bf16_if_exact, gemv, gemv_bf16, linear};
 use proptest::prelude::*;
 
 fn naive(x: &[f32], m: usize, w: &[f32], n: usize, k: usize) -> Vec<f32> {
@@ -34,6 +34,19 @@ proptest! {
         let w: Vec<f32> = (0..n * k).map(|_| rng.uniform(-1.0, 1.0)).collect();
         close(&gemv(&x, m, &w, n, k).unwrap(), &naive(&x, m, &w, n, k));
     }
+
+    /// bf16 weights are widened exactly: the products of their f32 widening.
+    #[test]
+    fn bf16_gemv_matches_the_plain_loop_on_the_widened_weights(
+        m in 1usize..6, n in 1usize..200, k in 1usize..300, seed in 0u64..1000,
+    ) {
+        let mut rng = Rng::new(seed);
+        let x: Vec<f32> = (0..m * k).map(|_| rng.uniform(-1.0, 1.0)).collect();
+        let wb: Vec<half::bf16> =
+            (0..n * k).map(|_| half::bf16::from_f32(rng.uniform(-1.0, 1.0))).collect();
+        let wide: Vec<f32> = wb.iter().map(|v| v.to_f32()).collect();
+        close(&gemv_bf16(&x, m, &wb, n, k).unwrap(), &naive(&x, m, &wide, n, k));
+    }
 }
 
 #[test]
@@ -61,6 +74,22 @@ fn linear_agrees_with_candle_on_every_path() {
         let want = x.broadcast_matmul(&w.t().unwrap()).unwrap();
         close(&flat(&linear(&x, &w, None).unwrap()), &flat(&want));
     }
+    // bf16 weights under f32 activations: the bf16 GEMV for a few rows, candle's matmul on the
+    // widened weights for more; f32 out either way, equal to the f32 widening's products.
+    let wb = w.to_dtype(DType::BF16).unwrap();
+    let wide = wb.to_dtype(DType::F32).unwrap();
+    for rows in [1, 3, 9] {
+        let x = Tensor::randn(0f32, 1.0, (rows, 33), &dev).unwrap();
+        let got = linear(&x, &wb, Some(&b)).unwrap();
+        assert_eq!(got.dtype(), DType::F32);
+        let want = x
+            .matmul(&wide.t().unwrap())
+            .unwrap()
+            .broadcast_add(&b)
+            .unwrap();
+        let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        close(&flat(&got), &flat(&want));
+    }
     // Other dtypes take candle's path.
     let xb = Tensor::ones((1, 33), DType::BF16, &dev).unwrap();
     let wb = w.to_dtype(DType::BF16).unwrap();
@@ -75,4 +104,22 @@ fn linear_agrees_with_candle_on_every_path() {
         &flat(&linear(&xt, &w, None).unwrap()),
         &flat(&xt.matmul(&w.t().unwrap()).unwrap()),
     );
+}
+
+#[test]
+fn only_values_bf16_holds_exactly_are_kept_in_bf16() {
+    let dev = Device::Cpu;
+    let exact = Tensor::new(&[[1.0f32, -0.5, 3.0], [0.0, 2.5, -1.0]], &dev).unwrap();
+    let kept = bf16_if_exact(exact.clone()).unwrap();
+    assert_eq!(kept.dtype(), DType::BF16);
+    let back: Vec<f32> = kept
+        .to_dtype(DType::F32)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    assert_eq!(back, exact.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+    let inexact = Tensor::new(&[[1.0f32, 0.1]], &dev).unwrap();
+    assert_eq!(bf16_if_exact(inexact).unwrap().dtype(), DType::F32);
 }
