@@ -144,6 +144,29 @@ pub(crate) fn with_cpu_aux<T: candle_core::WithDType, R>(
     }
 }
 
+/// An op's second output (a final state): a custom op returns one tensor, so `*_fwd` leaves the
+/// other here for the op function to take.
+#[derive(Default)]
+pub(crate) struct SideOutput(std::sync::Mutex<Option<Tensor>>);
+
+impl SideOutput {
+    pub(crate) fn set(&self, kernel: &'static str, t: Tensor) -> candle_core::Result<()> {
+        *self
+            .0
+            .lock()
+            .map_err(|_| candle_core::Error::Msg(format!("{kernel}: poisoned state")))? = Some(t);
+        Ok(())
+    }
+
+    pub(crate) fn take(&self, kernel: &'static str) -> candle_core::Result<Tensor> {
+        self.0
+            .lock()
+            .map_err(|_| candle_core::Error::Msg(format!("{kernel}: poisoned state")))?
+            .take()
+            .ok_or_else(|| candle_core::Error::Msg(format!("{kernel}: the op produced no state")))
+    }
+}
+
 /// Device views of candle's CUDA storage for `cuda_fwd`.
 #[cfg(feature = "candle-cuda")]
 pub(crate) mod cuda {
@@ -183,6 +206,20 @@ pub(crate) mod cuda {
                 found: "cpu".into(),
             })),
         }
+    }
+
+    /// A tensor over a device buffer `cuda_fwd` allocated (an op's side output).
+    pub(crate) fn tensor(
+        slice: cudarc::driver::CudaSlice<f32>,
+        dev: &candle_core::CudaDevice,
+        shape: impl Into<candle_core::Shape>,
+    ) -> Tensor {
+        Tensor::from_storage(
+            Storage::Cuda(CudaStorage::wrap_cuda_slice(slice, dev.clone())),
+            shape,
+            candle_core::op::BackpropOp::none(),
+            false,
+        )
     }
 
     /// Runs `f` on the device view of an auxiliary tensor.

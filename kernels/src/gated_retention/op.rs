@@ -1,12 +1,10 @@
 //! Gated retention as a candle op: `cpu_fwd` is the chunkwise CPU path
 //! ([`gated_retention_cpu`]), `cuda_fwd` (feature `candle-cuda`) the PTX kernel. The decay and
 //! the carried state ride along in the op; the new state comes back beside `o`.
-use std::sync::Mutex;
-
 use candle_core::{CpuStorage, CustomOp3, DType, Device, Layout, Shape, Tensor};
 
 use super::{gated_retention_cpu, RetentionInput, RetentionShape, KERNEL};
-use crate::op::{checked, cpu_f32, with_cpu_aux, wrap};
+use crate::op::{checked, cpu_f32, with_cpu_aux, wrap, SideOutput};
 
 const FLOATS: &[DType] = &[DType::F32, DType::BF16, DType::F16];
 
@@ -54,16 +52,10 @@ pub fn gated_retention(
         shape,
         log_decay: f32s(&log_decay)?,
         state,
-        state_out: Mutex::new(None),
+        state_out: SideOutput::default(),
     };
     let o = f32s(&q)?.apply_op3_no_bwd(&f32s(&k)?, &f32s(&v)?, &op)?;
-    let state_out = op
-        .state_out
-        .lock()
-        .map_err(|_| candle_core::Error::Msg(format!("{KERNEL}: poisoned state")))?
-        .take()
-        .ok_or_else(|| candle_core::Error::Msg(format!("{KERNEL}: the op produced no state")))?;
-    Ok((o.to_dtype(q.dtype())?, state_out))
+    Ok((o.to_dtype(q.dtype())?, op.state_out.take(KERNEL)?))
 }
 
 struct GatedRetention {
@@ -71,18 +63,10 @@ struct GatedRetention {
     log_decay: Tensor,
     state: Option<Tensor>,
     /// The state after the last token (a custom op has a single output).
-    state_out: Mutex<Option<Tensor>>,
+    state_out: SideOutput,
 }
 
 impl GatedRetention {
-    fn keep_state(&self, t: Tensor) -> candle_core::Result<()> {
-        *self
-            .state_out
-            .lock()
-            .map_err(|_| candle_core::Error::Msg(format!("{KERNEL}: poisoned state")))? = Some(t);
-        Ok(())
-    }
-
     fn state_shape(&self) -> (usize, usize, usize, usize) {
         let s = self.shape;
         (s.batch, s.heads, s.dk, s.dv)
@@ -121,11 +105,10 @@ impl CustomOp3 for GatedRetention {
                 None => run(None),
             }
         })?;
-        self.keep_state(Tensor::from_vec(
-            out.state,
-            self.state_shape(),
-            &Device::Cpu,
-        )?)?;
+        self.state_out.set(
+            KERNEL,
+            Tensor::from_vec(out.state, self.state_shape(), &Device::Cpu)?,
+        )?;
         Ok((
             CpuStorage::F32(out.o),
             Shape::from((s.batch, s.seq_len, s.heads, s.dv)),
@@ -143,8 +126,7 @@ impl CustomOp3 for GatedRetention {
         l3: &Layout,
     ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
         use candle_core::backend::BackendStorage;
-        use candle_core::op::BackpropOp;
-        use candle_core::{CudaStorage, Storage};
+        use candle_core::CudaStorage;
 
         use crate::op::cuda::{view, with_aux};
         let s = self.shape;
@@ -165,12 +147,10 @@ impl CustomOp3 for GatedRetention {
                 None => run(None),
             }
         })?;
-        self.keep_state(Tensor::from_storage(
-            Storage::Cuda(CudaStorage::wrap_cuda_slice(state, dev.clone())),
-            self.state_shape(),
-            BackpropOp::none(),
-            false,
-        ))?;
+        self.state_out.set(
+            KERNEL,
+            crate::op::cuda::tensor(state, &dev, self.state_shape()),
+        )?;
         Ok((
             CudaStorage::wrap_cuda_slice(o, dev),
             Shape::from((s.batch, s.seq_len, s.heads, s.dv)),

@@ -5,7 +5,7 @@
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor, D};
 
 use super::{rg_lru_cpu, RgLruInput};
-use crate::op::{checked, cpu_f32, with_cpu_aux, wrap};
+use crate::op::{checked, cpu_f32, with_cpu_aux, wrap, SideOutput};
 
 const KERNEL: &str = "rg_lru";
 const FLOATS: &[DType] = &[DType::F32, DType::BF16, DType::F16];
@@ -78,16 +78,10 @@ pub fn rg_lru(
             h0,
             reset,
             real,
-            h_last: std::sync::Mutex::new(None),
+            h_last: SideOutput::default(),
         };
         let y = x.apply_op3_no_bwd(&gate_x, &gate_a, &op)?;
-        let h_last = op
-            .h_last
-            .lock()
-            .map_err(|_| candle_core::Error::Msg(format!("{KERNEL}: poisoned state")))?
-            .take()
-            .ok_or_else(|| candle_core::Error::Msg(format!("{KERNEL}: no final state")))?;
-        return Ok((y, h_last));
+        return Ok((y, op.h_last.take(KERNEL)?));
     }
     rg_lru_tensors(
         &x,
@@ -166,7 +160,7 @@ struct FusedRgLru {
     h0: Tensor,
     reset: Tensor,
     real: Option<Tensor>,
-    h_last: std::sync::Mutex<Option<Tensor>>,
+    h_last: SideOutput,
 }
 
 impl CustomOp3 for FusedRgLru {
@@ -218,12 +212,10 @@ impl CustomOp3 for FusedRgLru {
             Some(br) => with_cpu_aux::<f32, _>(br, KERNEL, "branch", |s| run(Some(s)))?,
             None => run(None)?,
         };
-        *self
-            .h_last
-            .lock()
-            .map_err(|_| candle_core::Error::Msg(format!("{KERNEL}: poisoned state")))? = Some(
+        self.h_last.set(
+            KERNEL,
             Tensor::from_vec(out.h_last, (batch, width), &candle_core::Device::Cpu)?,
-        );
+        )?;
         Ok((CpuStorage::F32(out.y), Shape::from((batch, seq_len, width))))
     }
     #[cfg(feature = "candle-cuda")]
@@ -237,8 +229,7 @@ impl CustomOp3 for FusedRgLru {
         l3: &Layout,
     ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
         use candle_core::backend::BackendStorage;
-        use candle_core::op::BackpropOp;
-        use candle_core::{CudaStorage, Storage};
+        use candle_core::CudaStorage;
         use cudarc::driver::DevicePtr;
 
         use crate::op::cuda::{aux_view, view};
@@ -328,16 +319,10 @@ impl CustomOp3 for FusedRgLru {
             // implies (checked when the op was built), held by the guards of this block.
             unsafe { crate::gpu::rg_lru::launch_rg_lru(&stream, shape, params) }.map_err(wrap)?;
         }
-        *self
-            .h_last
-            .lock()
-            .map_err(|_| candle_core::Error::Msg(format!("{KERNEL}: poisoned state")))? =
-            Some(Tensor::from_storage(
-                Storage::Cuda(CudaStorage::wrap_cuda_slice(h_last, dev.clone())),
-                (batch, width),
-                BackpropOp::none(),
-                false,
-            ));
+        self.h_last.set(
+            KERNEL,
+            crate::op::cuda::tensor(h_last, &dev, (batch, width)),
+        )?;
         Ok((
             CudaStorage::wrap_cuda_slice(y, dev),
             Shape::from((batch, seq_len, width)),
