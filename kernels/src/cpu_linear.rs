@@ -78,7 +78,8 @@ fn gemv_with<W: Sync>(
 }
 
 /// `x [.., in] · wᵀ (+ b)` for `w [out, in]`: the threaded GEMV for up to [`GEMV_MAX_ROWS`] rows of
-/// f32 on the CPU, candle's matmul otherwise.
+/// f32 on the CPU, candle's matmul otherwise. bf16 weights under f32 rows on the CPU are widened
+/// inside the GEMV, or per block for candle's matmul: the products are those of the f32 values.
 pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> candle_core::Result<Tensor> {
     let (n, k) = w.dims2()?;
     let dims = x.dims().to_vec();
@@ -109,6 +110,17 @@ pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> candle_core::Result
             }
             None => x.broadcast_matmul(&w.to_dtype(x.dtype())?.t()?)?,
         }
+    } else if x.dtype() == DType::F32
+        && w.dtype() == DType::BF16
+        && x.device().is_cpu()
+        && rows != usize::MAX
+        && n * k > 0
+    {
+        let x = x.contiguous()?;
+        match with_cpu_bf16(w, |ws| matmul_widening(&x, ws, n, k)) {
+            Some(y) => y?,
+            None => x.broadcast_matmul(&w.to_dtype(DType::F32)?.t()?)?,
+        }
     } else {
         // candle's matmul takes one dtype: bf16 weights under f32 activations are widened
         // (exactly) first.
@@ -120,16 +132,82 @@ pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> candle_core::Result
     }
 }
 
+/// bf16 weights widened per block of output rows for a product of many rows (prefill).
+const WIDEN_BLOCK_VALUES: usize = 1 << 19;
+
+/// `x [.., k] · wᵀ` for bf16 `w [n, k]` and f32 `x` on the CPU, with more rows than a GEMV
+/// takes: `w` is widened (exactly) [`WIDEN_BLOCK_VALUES`] values at a time, about 2 MiB of f32
+/// that stay in cache for candle's matmul of that block, instead of an f32 copy of the whole
+/// matrix per call.
+fn matmul_widening(
+    x: &Tensor,
+    w: &[half::bf16],
+    n: usize,
+    k: usize,
+) -> candle_core::Result<Tensor> {
+    let dims = x.dims().to_vec();
+    let rows = x.elem_count() / k.max(1);
+    let x2 = x.reshape((rows, k))?;
+    let block_rows = (WIDEN_BLOCK_VALUES / k.max(1)).max(16).min(n.max(1));
+    let mut parts = Vec::with_capacity(n.div_ceil(block_rows));
+    for block in w.chunks(block_rows * k) {
+        let mut wide = vec![0.0f32; block.len()];
+        let widen = |(o, i): (&mut [f32], &[half::bf16])| {
+            for (o, i) in o.iter_mut().zip(i) {
+                // A bf16 is the top half of the f32 it widens to.
+                *o = f32::from_bits(u32::from(i.to_bits()) << 16);
+            }
+        };
+        if block.len() >= PARALLEL_MIN_WEIGHTS {
+            wide.par_chunks_mut(1 << 14)
+                .zip(block.par_chunks(1 << 14))
+                .for_each(widen);
+        } else {
+            widen((&mut wide, block));
+        }
+        let wt = Tensor::from_vec(wide, (block.len() / k, k), &Device::Cpu)?;
+        parts.push(x2.matmul(&wt.t()?)?);
+    }
+    let y = if parts.len() == 1 {
+        parts.remove(0)
+    } else {
+        Tensor::cat(&parts, 1)?
+    };
+    let mut shape = dims;
+    if let Some(last) = shape.last_mut() {
+        *last = n;
+    }
+    y.reshape(shape)
+}
+
 /// An f32 matrix on the CPU whose every value is a bf16 (a bf16 checkpoint's weights loaded in
 /// f32) returned in bf16: it loses nothing, takes half the memory, and [`linear`]'s decode GEMV
 /// over it reads half the bytes, widening each value exactly ([`gemv_bf16`]). Anything else (other
 /// values, dtypes, devices) comes back as it is.
 pub fn bf16_if_exact(w: Tensor) -> candle_core::Result<Tensor> {
-    let exact = with_cpu_f32(&w, |v| v.iter().all(|x| x.to_bits() & 0xffff == 0));
-    if exact == Some(true) {
-        w.to_dtype(DType::BF16)
-    } else {
-        Ok(w)
+    // One threaded pass that checks and narrows at once (loading a bf16 checkpoint in f32 passes
+    // over every weight here), stopping at the first value that is not a bf16.
+    let narrowed = with_cpu_f32(&w, |values| {
+        let mut out = vec![half::bf16::ZERO; values.len()];
+        let exact = out
+            .par_chunks_mut(1 << 16)
+            .zip(values.par_chunks(1 << 16))
+            .all(|(out, values)| {
+                for (o, x) in out.iter_mut().zip(values) {
+                    let bits = x.to_bits();
+                    if bits & 0xffff != 0 {
+                        return false;
+                    }
+                    *o = half::bf16::from_bits((bits >> 16) as u16);
+                }
+                true
+            });
+        exact.then_some(out)
+    })
+    .flatten();
+    match narrowed {
+        Some(values) => Tensor::from_vec(values, w.shape(), &Device::Cpu),
+        None => Ok(w),
     }
 }
 

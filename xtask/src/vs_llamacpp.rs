@@ -4,13 +4,14 @@
 //! Both sides run the Llama-style model of `frugal compare --size small` (hidden 256, 4 layers,
 //! 4 heads / 2 KV heads, SwiGLU 768, vocabulary 4096) with random weights:
 //! - frugal: `frugal compare --archs transformer --json` (prefill of 256/1024/2048 tokens, then
-//!   16 decode steps after each, medians of at least three runs);
+//!   16 decode steps after each, medians of at least three runs), with f32 weights and with bf16
+//!   weights (`--weights bf16`: kept in bf16, widened to f32 inside the kernels);
 //! - llama.cpp: `llama-bench` on GGUFs written here (`gguf.rs`) with f32 and with f16 matrices:
 //!   prefill `-p 256,1024,2048`, and decode `-n 16 -d 256,1024,2048` (16 tokens generated after
 //!   that many in the cache). llama-bench's defaults otherwise (its KV cache is f16).
 //!
-//! It prints one table with each figure's ratio to llama.cpp f32 and f16, and writes the raw
-//! results beside the models.
+//! It prints one table: frugal f32 against llama.cpp f32, and frugal bf16 against llama.cpp f16
+//! (the same bytes per weight), and writes the raw results beside the models.
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -58,29 +59,37 @@ pub fn run(
     ensure!(status.success(), "cargo build --release -p frugal failed");
 
     let contexts = CONTEXTS.map(|c| c.to_string()).join(",");
-    eprintln!("frugal: the dense baseline, {threads} threads");
-    let out = Command::new(root.join("target/release/frugal"))
-        .args([
-            "compare",
-            "--size",
-            "small",
-            "--archs",
-            "transformer",
-            "--json",
-        ])
-        .args(["--contexts", &contexts])
-        .arg("--plot")
-        .arg(dir.join("frugal-baseline.svg"))
-        .env("RAYON_NUM_THREADS", threads.to_string())
-        .output()
-        .context("running frugal compare")?;
-    ensure!(
-        out.status.success(),
-        "frugal compare failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let frugal: Value = serde_json::from_slice(&out.stdout).context("frugal compare's JSON")?;
-    std::fs::write(dir.join("frugal.json"), &out.stdout)?;
+    // frugal's side twice: f32 weights (against llama.cpp's f32 GGUF) and bf16 weights, kept in
+    // bf16 and widened inside the kernels (against its f16 GGUF: two bytes a weight on both sides).
+    let frugal_run = |weights: &str| -> Result<Value> {
+        eprintln!("frugal: the dense baseline, {weights} weights, {threads} threads");
+        let out = Command::new(root.join("target/release/frugal"))
+            .args([
+                "compare",
+                "--size",
+                "small",
+                "--archs",
+                "transformer",
+                "--json",
+                "--weights",
+                weights,
+            ])
+            .args(["--contexts", &contexts])
+            .arg("--plot")
+            .arg(dir.join(format!("frugal-baseline-{weights}.svg")))
+            .env("RAYON_NUM_THREADS", threads.to_string())
+            .output()
+            .context("running frugal compare")?;
+        ensure!(
+            out.status.success(),
+            "frugal compare failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::write(dir.join(format!("frugal-{weights}.json")), &out.stdout)?;
+        serde_json::from_slice(&out.stdout).context("frugal compare's JSON")
+    };
+    let frugal_f32 = frugal_run("f32")?;
+    let frugal_bf16 = frugal_run("bf16")?;
 
     let models = format!("{},{}", f32_model.display(), f16_model.display());
     let bench = |what: &str, args: &[&str]| -> Result<Vec<Value>> {
@@ -132,7 +141,7 @@ pub fn run(
             })
             .and_then(|r| r["avg_ts"].as_f64())
     };
-    let ours = |context: usize, key: &str| {
+    let ours = |frugal: &Value, context: usize, key: &str| {
         frugal
             .as_array()
             .and_then(|rs| {
@@ -150,8 +159,8 @@ pub fn run(
         "dense baseline (hidden 256, 4 layers, 4/2 heads, FFN 768, vocab 4096), {threads} threads; llama.cpp {build}"
     );
     println!(
-        "{:<24} {:>9} {:>13} {:>13} {:>9} {:>9}",
-        "tokens/s", "frugal", "llama.cpp f32", "llama.cpp f16", "vs f32", "vs f16"
+        "{:<18} {:>11} {:>13} {:>7} {:>12} {:>13} {:>7}",
+        "tokens/s", "frugal f32", "llama.cpp f32", "ratio", "frugal bf16", "llama.cpp f16", "ratio"
     );
     // (label, our key, llama.cpp's rows and their (prompt, generated, depth)) per table row.
     let rows = CONTEXTS
@@ -175,17 +184,19 @@ pub fn run(
         }));
     for (label, key, runs, (prompt, generated, depth)) in rows {
         // Prefill rows are keyed by the prompt, decode rows by the depth before them.
-        let us = ours(prompt.max(depth), key);
+        let at = prompt.max(depth);
+        let (us32, us16) = (ours(&frugal_f32, at, key), ours(&frugal_bf16, at, key));
         let f32s = llama(runs, &f32_model, prompt, generated, depth);
         let f16s = llama(runs, &f16_model, prompt, generated, depth);
         println!(
-            "{:<24} {:>9} {:>13} {:>13} {:>9} {:>9}",
+            "{:<18} {:>11} {:>13} {:>7} {:>12} {:>13} {:>7}",
             label,
-            fmt(us),
+            fmt(us32),
             fmt(f32s),
+            ratio(us32, f32s),
+            fmt(us16),
             fmt(f16s),
-            ratio(us, f32s),
-            ratio(us, f16s)
+            ratio(us16, f16s)
         );
     }
     println!("raw results: {}", dir.display());

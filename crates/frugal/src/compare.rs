@@ -68,6 +68,34 @@ impl Arch {
 }
 
 /// `--size`: one of [`SIZES`].
+/// The dtype the random checkpoint ships its weights in. The models compute in f32 either way;
+/// bf16 weights are kept in bf16 and widened inside the kernels (`layers::linear::as_shipped`),
+/// as a bf16 checkpoint's are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Weights {
+    /// f32 values.
+    #[default]
+    F32,
+    /// Values that are all bf16 (most published checkpoints), loaded in f32.
+    Bf16,
+}
+
+impl Weights {
+    pub fn name(self) -> &'static str {
+        match self {
+            Weights::F32 => "f32",
+            Weights::Bf16 => "bf16",
+        }
+    }
+
+    fn bytes(self) -> usize {
+        match self {
+            Weights::F32 => 4,
+            Weights::Bf16 => 2,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum SizeName {
     /// Hidden 128, 4 layers, contexts 128 and 512: a few seconds.
@@ -159,7 +187,10 @@ pub struct Record {
     /// Cache or recurrent state of one sequence after the prompt and the decode steps; `None` for
     /// encoders (they keep nothing).
     pub cache_bytes: Option<usize>,
+    /// The random checkpoint's bytes (in `weights`' dtype).
     pub weight_bytes: usize,
+    /// The checkpoint's dtype: "f32" or "bf16".
+    pub weights: String,
 }
 
 enum Built {
@@ -174,14 +205,22 @@ enum Built {
 /// Builds a model twice over one `VarMap`: the first build creates its variables, which are then
 /// filled with N(0, 0.02) noise; the second reads them (so loaders that transform weights at load,
 /// such as BitNet's ternarisation, see random values). Returns the model and the weights' bytes.
-fn random<M>(device: &Device, build: impl Fn(VarBuilder) -> Result<M>) -> Result<(M, usize)> {
+fn random<M>(
+    device: &Device,
+    weights: Weights,
+    build: impl Fn(VarBuilder) -> Result<M>,
+) -> Result<(M, usize)> {
     let map = VarMap::new();
     build(VarBuilder::from_varmap(&map, DType::F32, device))?;
     let mut bytes = 0;
     for var in map.all_vars() {
-        let noise = Tensor::randn(0f32, 0.02, var.shape(), device)?;
+        let mut noise = Tensor::randn(0f32, 0.02, var.shape(), device)?;
+        if weights == Weights::Bf16 {
+            noise = noise.to_dtype(DType::BF16)?.to_dtype(DType::F32)?;
+        }
         var.set(&noise)?;
-        bytes += var.elem_count() * 4;
+        // The checkpoint's bytes.
+        bytes += var.elem_count() * weights.bytes();
     }
     Ok((
         build(VarBuilder::from_varmap(&map, DType::F32, device))?,
@@ -300,38 +339,46 @@ fn smartbird_config(s: &Size, max_len: usize) -> smartbird::Config {
 }
 
 /// `arch` at the shared size with random weights, and its weights' bytes.
-fn build(arch: Arch, s: &Size, max_len: usize, device: &Device) -> Result<(Built, usize)> {
+fn build(
+    arch: Arch,
+    s: &Size,
+    max_len: usize,
+    weights: Weights,
+    device: &Device,
+) -> Result<(Built, usize)> {
     Ok(match arch {
         Arch::YocoGret | Arch::YocoSwa => {
             let window = (arch == Arch::YocoSwa).then_some(s.window);
             let cfg = yoco_config(s, window, max_len);
-            let (m, b) = random(device, |vb| Ok(yoco::Model::new(&cfg, vb)?))?;
+            let (m, b) = random(device, weights, |vb| Ok(yoco::Model::new(&cfg, vb)?))?;
             (Built::Yoco(Box::new(m)), b)
         }
         Arch::Transformer => {
             let cfg = transformer_config(s);
-            let (m, b) = random(device, |vb| Ok(transformer::Transformer::new(&cfg, vb)?))?;
+            let (m, b) = random(device, weights, |vb| {
+                Ok(transformer::Transformer::new(&cfg, vb)?)
+            })?;
             (Built::Dense(Box::new(m)), b)
         }
         Arch::Griffin | Arch::Hawk => {
             let cfg = griffin_config(s, arch == Arch::Hawk);
-            let (m, b) = random(device, |vb| Ok(griffin::Model::new(&cfg, vb)?))?;
+            let (m, b) = random(device, weights, |vb| Ok(griffin::Model::new(&cfg, vb)?))?;
             (Built::Griffin(Box::new(m)), b)
         }
         Arch::Bitnet => {
             let cfg = bitnet_config(s, max_len);
-            let (m, _) = random(device, |vb| Ok(bitnet::Model::new(&cfg, vb)?))?;
+            let (m, _) = random(device, weights, |vb| Ok(bitnet::Model::new(&cfg, vb)?))?;
             let w = m.weight_bytes();
             (Built::BitNet(Box::new(m)), w.packed + w.float)
         }
         Arch::Fastformer => {
             let cfg = fastformer_config(s, max_len);
-            let (m, b) = random(device, |vb| Ok(fastformer::Model::new(&cfg, vb)?))?;
+            let (m, b) = random(device, weights, |vb| Ok(fastformer::Model::new(&cfg, vb)?))?;
             (Built::Fastformer(Box::new(m)), b)
         }
         Arch::Smartbird => {
             let cfg = smartbird_config(s, max_len);
-            let (m, b) = random(device, |vb| Ok(smartbird::Model::new(&cfg, vb)?))?;
+            let (m, b) = random(device, weights, |vb| Ok(smartbird::Model::new(&cfg, vb)?))?;
             (Built::SmartBird(Box::new(m)), b)
         }
     })
@@ -410,6 +457,7 @@ pub fn run(
     s: &Size,
     contexts: &[usize],
     archs: &[Arch],
+    weights: Weights,
     device: &Device,
     mut progress: impl FnMut(usize, usize, &str),
 ) -> Result<Vec<Record>> {
@@ -423,7 +471,7 @@ pub fn run(
     for &arch in archs {
         let name = arch.name();
         progress(done, total, &format!("building {name}"));
-        let (model, weight_bytes) = build(arch, s, max_len, device)?;
+        let (model, weight_bytes) = build(arch, s, max_len, weights, device)?;
         // A short warm-up run, so first-call costs stay out of the figures.
         measure(&model, &prompt(16, s.vocab), 1, device)?;
         done += 1;
@@ -451,6 +499,7 @@ pub fn run(
                 decode_tokens_per_s: d.map(|d| s.decode_steps as f64 / d),
                 cache_bytes: cache,
                 weight_bytes,
+                weights: weights.name().to_string(),
             });
             done += 1;
         }

@@ -26,7 +26,7 @@ use anyhow::Result;
 use candle_core::Device;
 use clap::{Parser, Subcommand, ValueEnum};
 
-use compare::{Arch, SizeName};
+use compare::{Arch, SizeName, Weights};
 use model_dir::ModelArch;
 
 #[derive(Parser)]
@@ -103,6 +103,10 @@ enum Command {
         /// Where the models run: cpu, cuda (device 0) or cuda:N (CUDA needs the `cuda` build).
         #[arg(long, default_value = "cpu")]
         device: DeviceArg,
+        /// The dtype of the random checkpoint's weights: f32, or bf16 values (kept in bf16 and
+        /// widened to f32 inside the kernels, as a bf16 checkpoint's are).
+        #[arg(long, value_enum, default_value_t = Weights::F32)]
+        weights: Weights,
         /// Where to write the SVG plot.
         #[arg(long, default_value = "frugal-compare.svg")]
         plot: PathBuf,
@@ -272,6 +276,7 @@ fn run_compare(
     contexts: Option<&str>,
     archs: &[Arch],
     device_arg: DeviceArg,
+    weights: Weights,
     plot: &std::path::Path,
     json: bool,
 ) -> Result<()> {
@@ -290,14 +295,15 @@ fn run_compare(
     archs.dedup();
     archs.push(Arch::Transformer);
     eprintln!(
-        "frugal compare: size {} (hidden {}, {} layers, {} heads / {} KV, FFN {}, vocab {}), contexts {:?}, {}, random weights",
-        s.name, s.hidden, s.layers, s.heads, s.kv_heads, s.ffn, s.vocab, contexts, device_label(&dev)
+        "frugal compare: size {} (hidden {}, {} layers, {} heads / {} KV, FFN {}, vocab {}), contexts {:?}, {}, random {} weights",
+        s.name, s.hidden, s.layers, s.heads, s.kv_heads, s.ffn, s.vocab, contexts, device_label(&dev), weights.name()
     );
     let bar = progress_bar();
     let records = compare::run(
         &s,
         &contexts,
         &archs,
+        weights,
         &dev,
         |done, total, what| match &bar {
             Some(bar) => {
@@ -319,8 +325,8 @@ fn run_compare(
     }
     let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "?".into());
     let title = format!(
-        "frugal compare: {} size (hidden {}, {} layers), {}, f32, {threads} threads, batch 1, random weights",
-        s.name, s.hidden, s.layers, device_label(&dev)
+        "frugal compare: {} size (hidden {}, {} layers), {}, f32 math, {} weights, {threads} threads, batch 1, random weights",
+        s.name, s.hidden, s.layers, device_label(&dev), weights.name()
     );
     plot::write_svg(plot, &records, &title)?;
     eprintln!("plot: {}", plot.display());
@@ -349,6 +355,7 @@ fn run(cli: Cli) -> Result<()> {
         contexts: None,
         archs: Vec::new(),
         device: DeviceArg::Cpu,
+        weights: Weights::F32,
         plot: PathBuf::from("frugal-compare.svg"),
         json: false,
     });
@@ -358,9 +365,18 @@ fn run(cli: Cli) -> Result<()> {
             contexts,
             archs,
             device,
+            weights,
             plot,
             json,
-        } => run_compare(size, contexts.as_deref(), &archs, device, &plot, json),
+        } => run_compare(
+            size,
+            contexts.as_deref(),
+            &archs,
+            device,
+            weights,
+            &plot,
+            json,
+        ),
         Command::Generate {
             model,
             offline,

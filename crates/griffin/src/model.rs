@@ -35,8 +35,10 @@ impl Model {
         cfg.validate()?;
         let vb = vb.pp("model");
         let build = || -> candle_core::Result<_> {
-            let embed_tokens =
-                candle_nn::embedding(cfg.vocab_size, cfg.hidden_size, vb.pp("embed_tokens"))?;
+            // Kept as shipped (bf16 values stay bf16 under f32), widened after the lookup; the
+            // tied output embedding reads the same copy.
+            let table = vb.get((cfg.vocab_size, cfg.hidden_size), "embed_tokens.weight")?;
+            let embed_tokens = Embedding::new(layers::linear::as_shipped(table), cfg.hidden_size);
             let layers = (0..cfg.num_hidden_layers)
                 .map(|i| ResidualBlock::new(cfg, cfg.block_type(i), vb.pp(format!("layers.{i}"))))
                 .collect::<candle_core::Result<Vec<_>>>()?;
@@ -207,7 +209,8 @@ impl Model {
         let step = Step::new(b, t, pos, &self.device)?;
         let ids: Vec<u32> = tokens.iter().flat_map(|s| s.iter()).copied().collect();
         let ids = Tensor::from_vec(ids, (b, t), &self.device)?;
-        let mut x = (self.embed_tokens.forward(&ids)? * self.embed_scale)?;
+        // Widened to the run dtype before the scale, as the reference scales in its dtype.
+        let mut x = (self.embed_tokens.forward(&ids)?.to_dtype(self.dtype)? * self.embed_scale)?;
         let n = self.layers.len();
         for (i, (layer, layer_state)) in self.layers.iter().zip(state.layers.iter_mut()).enumerate()
         {

@@ -9,9 +9,21 @@ pub struct Linear {
     bias: Option<Tensor>,
 }
 
+/// A weight as the checkpoint shipped it: an f32 matrix on the CPU whose values are all bf16 (a
+/// bf16 checkpoint loaded in f32) is kept in bf16, half the memory and half the bytes per decoded
+/// token, and [`kernels::cpu_linear::linear`] widens it exactly inside its kernels. Anything else
+/// stays as it is.
+pub fn as_shipped(weight: Tensor) -> Tensor {
+    kernels::cpu_linear::bf16_if_exact(weight.clone()).unwrap_or(weight)
+}
+
 impl Linear {
+    /// The layer over `weight` (kept in bf16 when its f32 values all are: [`as_shipped`]).
     pub fn new(weight: Tensor, bias: Option<Tensor>) -> Self {
-        Linear { weight, bias }
+        Linear {
+            weight: as_shipped(weight),
+            bias,
+        }
     }
 
     pub fn weight(&self) -> &Tensor {
@@ -31,10 +43,10 @@ impl Linear {
         if biases.is_none() && layers.iter().any(|l| l.bias().is_some()) {
             candle_core::bail!("Linear::stacked: some layers have a bias and some do not");
         }
-        Ok(Linear {
-            weight: Tensor::cat(&weights, 0)?,
-            bias: biases.map(|b| Tensor::cat(&b, 0)).transpose()?,
-        })
+        Ok(Linear::new(
+            Tensor::cat(&weights, 0)?,
+            biases.map(|b| Tensor::cat(&b, 0)).transpose()?,
+        ))
     }
 }
 
@@ -62,10 +74,10 @@ impl Linear {
         };
         let weight = stacked("weight");
         if vb.contains_tensor(&weight) && (!bias || vb.contains_tensor(&stacked("bias"))) {
-            return Ok(Linear {
-                weight: vb.get((rows, in_dim), &weight)?,
-                bias: bias.then(|| vb.get(rows, &stacked("bias"))).transpose()?,
-            });
+            return Ok(Linear::new(
+                vb.get((rows, in_dim), &weight)?,
+                bias.then(|| vb.get(rows, &stacked("bias"))).transpose()?,
+            ));
         }
         let layers = parts
             .iter()
@@ -89,10 +101,7 @@ impl Module for Linear {
 
 impl From<candle_nn::Linear> for Linear {
     fn from(l: candle_nn::Linear) -> Self {
-        Linear {
-            weight: l.weight().clone(),
-            bias: l.bias().cloned(),
-        }
+        Linear::new(l.weight().clone(), l.bias().cloned())
     }
 }
 
@@ -133,6 +142,46 @@ mod tests {
             close(&flat(&both.forward(&x).unwrap()), &flat(&want));
         }
         assert!(Linear::stacked(&[a, lin(4, false)]).is_err());
+    }
+
+    /// f32 weights whose values are all bf16 are kept in bf16 (any other values stay f32), and
+    /// the layer's products over them, GEMV (1 to 4 rows) and widened matmul (more rows, in one
+    /// block or several), are candle's f32 products of the same values.
+    #[test]
+    fn bf16_valued_weights_are_kept_in_bf16_with_the_f32_products() {
+        use candle_core::DType;
+        let dev = Device::Cpu;
+        for (out, inner) in [(7, 33), (300, 64), (1100, 600)] {
+            let w = Tensor::randn(0f32, 1.0, (out, inner), &dev).unwrap();
+            let w16 = w
+                .to_dtype(DType::BF16)
+                .unwrap()
+                .to_dtype(DType::F32)
+                .unwrap();
+            let b = Tensor::randn(0f32, 1.0, out, &dev).unwrap();
+            assert_eq!(Linear::new(w.clone(), None).weight().dtype(), DType::F32);
+            let lin = Linear::new(w16.clone(), Some(b.clone()));
+            assert_eq!(lin.weight().dtype(), DType::BF16);
+            let want_layer = candle_nn::Linear::new(w16.clone(), Some(b.clone()));
+            for dims in [
+                vec![1, inner],
+                vec![3, inner],
+                vec![2, 9, inner],
+                vec![40, inner],
+            ] {
+                let x = Tensor::randn(0f32, 1.0, dims.as_slice(), &dev).unwrap();
+                let got = lin.forward(&x).unwrap();
+                let want = want_layer.forward(&x).unwrap();
+                assert_eq!(got.dims(), want.dims());
+                let scale = (inner as f32).sqrt();
+                for (g, w) in flat(&got).iter().zip(flat(&want)) {
+                    assert!(
+                        (g - w).abs() <= 1e-5 * scale * (1.0 + w.abs()),
+                        "{g} vs {w}"
+                    );
+                }
+            }
+        }
     }
 
     /// A stacked layer loaded from a checkpoint (converted in place) is exactly the loaded
@@ -177,7 +226,13 @@ mod tests {
                         })
                         .collect();
                     let want = Linear::stacked(&want).unwrap();
-                    assert_eq!(got.weight().dtype(), dtype);
+                    // A bf16 checkpoint loaded in f32 keeps its bf16 (as_shipped), exactly.
+                    let kept = if (stored, dtype) == (DType::BF16, DType::F32) {
+                        DType::BF16
+                    } else {
+                        dtype
+                    };
+                    assert_eq!(got.weight().dtype(), kept, "{stored:?} -> {dtype:?}");
                     let bits = |t: &Tensor| flat(&t.to_dtype(DType::F32).unwrap());
                     assert_eq!(
                         bits(got.weight()),

@@ -1,6 +1,6 @@
 //! The model: token embedding, `num_hidden_layers` pre-norm blocks (attention, SwiGLU), final
 //! RMSNorm, output projection (tied to the embedding when the config says so).
-use candle_core::{Device, Module, Tensor};
+use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Embedding, RmsNorm, VarBuilder};
 use kernels::cpu_math::add_tensors;
 use layers::Linear;
@@ -26,6 +26,8 @@ pub struct Transformer {
     layers: Vec<Block>,
     norm: RmsNorm,
     lm_head: Linear,
+    /// The run dtype (the embedding may be kept in bf16 under f32: `layers::linear::as_shipped`).
+    dtype: DType,
     device: Device,
 }
 
@@ -59,6 +61,8 @@ impl Transformer {
         let embed = m
             .get((cfg.vocab_size, dim), "embed_tokens.weight")
             .map_err(|e| TransformerError::Weights(e.to_string()))?;
+        // One copy, as shipped, for the lookup and the tied output projection.
+        let embed = layers::linear::as_shipped(embed);
         let lm_head = if cfg.tie_word_embeddings {
             candle_nn::Linear::new(embed.clone(), None).into()
         } else {
@@ -70,6 +74,7 @@ impl Transformer {
             layers,
             norm: rms_norm(dim, eps, m.pp("norm"))?,
             lm_head,
+            dtype: vb.dtype(),
             device: vb.device().clone(),
         })
     }
@@ -102,7 +107,8 @@ impl Transformer {
         let ids: Vec<u32> = tokens.iter().flat_map(|s| s.iter().copied()).collect();
         let mut x = self
             .embed_tokens
-            .forward(&Tensor::from_vec(ids, (b, t), &self.device)?)?;
+            .forward(&Tensor::from_vec(ids, (b, t), &self.device)?)?
+            .to_dtype(self.dtype)?;
         let rope = rope_tables(&self.cfg, start, t, &self.device)?;
         let n = self.layers.len();
         for (i, (block, kv)) in self.layers.iter().zip(cache.layers.iter_mut()).enumerate() {

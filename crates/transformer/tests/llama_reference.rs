@@ -18,8 +18,9 @@ fn config_json(kv_heads: usize, tied: bool) -> serde_json::Value {
 }
 
 /// Our model and the peer's, on one set of random weights (norm weights randomised too, so a
-/// swapped norm would show).
-fn pair(json: &serde_json::Value) -> (Transformer, peer::Llama, peer::Config) {
+/// swapped norm would show). `bf16`: every value a bf16 (a bf16 checkpoint loaded in f32), which
+/// our model keeps in bf16 and the peer holds in f32.
+fn pair(json: &serde_json::Value, bf16: bool) -> (Transformer, peer::Llama, peer::Config) {
     let cfg = Config::from_json(&json.to_string()).expect("config");
     let map = VarMap::new();
     Transformer::new(
@@ -49,6 +50,12 @@ fn pair(json: &serde_json::Value) -> (Transformer, peer::Llama, peer::Config) {
         let noise = Tensor::from_vec(noise, var.shape(), &Device::Cpu).expect("noise");
         let noise = if var.dims().len() == 1 {
             (noise + 1.0).expect("shift")
+        } else {
+            noise
+        };
+        let noise = if bf16 {
+            let rounded = noise.to_dtype(DType::BF16).expect("bf16");
+            rounded.to_dtype(DType::F32).expect("f32")
         } else {
             noise
         };
@@ -88,8 +95,8 @@ fn prompt(n: usize, seed: u32) -> Vec<u32> {
         .collect()
 }
 
-fn check_against_peer(kv_heads: usize, tied: bool) {
-    let (ours, theirs, peer_cfg) = pair(&config_json(kv_heads, tied));
+fn check_against_peer(kv_heads: usize, tied: bool, bf16: bool) {
+    let (ours, theirs, peer_cfg) = pair(&config_json(kv_heads, tied), bf16);
     let mut cache = ours.new_cache(1, 40).expect("cache");
     let mut peer_cache =
         peer::Cache::new(true, DType::F32, &peer_cfg, &Device::Cpu).expect("peer cache");
@@ -116,18 +123,26 @@ fn check_against_peer(kv_heads: usize, tied: bool) {
 
 #[test]
 fn matches_candle_llama_multi_head() {
-    check_against_peer(4, false);
+    check_against_peer(4, false, false);
+}
+
+/// bf16 weights stay bf16 in our model and are widened inside its kernels (the prompt's widened
+/// matmul, the decode steps' GEMV): the logits are the peer's on the f32 values.
+#[test]
+fn a_bf16_checkpoint_kept_in_bf16_matches_candle_llama_in_f32() {
+    check_against_peer(4, false, true);
+    check_against_peer(2, true, true);
 }
 
 #[test]
 fn matches_candle_llama_grouped_query_and_tied_embedding() {
-    check_against_peer(2, true);
-    check_against_peer(1, false);
+    check_against_peer(2, true, false);
+    check_against_peer(1, false, false);
 }
 
 #[test]
 fn chunked_prefill_and_batches_equal_one_pass() {
-    let (ours, _, _) = pair(&config_json(2, false));
+    let (ours, _, _) = pair(&config_json(2, false), false);
     let p = prompt(17, 3);
     let whole = ours
         .forward_last(&[&p], &mut ours.new_cache(1, 32).expect("cache"))
@@ -159,7 +174,7 @@ fn chunked_prefill_and_batches_equal_one_pass() {
 
 #[test]
 fn cache_grows_with_every_layer_and_position() {
-    let (ours, _, _) = pair(&config_json(2, false));
+    let (ours, _, _) = pair(&config_json(2, false), false);
     let mut cache = ours.new_cache(2, 1000).expect("cache");
     // 3 layers × keys and values × 2 sequences × 1000 positions × 2 KV heads × 16 dims × 4 bytes.
     assert_eq!(cache.bytes(), 3 * 2 * 2 * 1000 * 2 * 16 * 4);
@@ -171,7 +186,7 @@ fn cache_grows_with_every_layer_and_position() {
 
 #[test]
 fn bad_input_is_an_error_that_leaves_the_cache_alone() {
-    let (ours, _, _) = pair(&config_json(2, false));
+    let (ours, _, _) = pair(&config_json(2, false), false);
     let mut cache = ours.new_cache(1, 8).expect("cache");
     ours.forward_last(&[prompt(5, 0)], &mut cache)
         .expect("prefill");

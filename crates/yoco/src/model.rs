@@ -38,6 +38,8 @@ impl Model {
         let embed = vb
             .get((cfg.vocab_size, cfg.dim), "embed_tokens.weight")
             .map_err(|e| YocoError::Weights(e.to_string()))?;
+        // Kept as shipped (bf16 values stay bf16), widened after the lookup.
+        let embed = layers::linear::as_shipped(embed);
         Ok(Model {
             cfg: cfg.clone(),
             embed_tokens: Embedding::new(embed, cfg.dim),
@@ -132,7 +134,8 @@ impl Model {
             .flat_map(|s| s.as_ref().iter().copied())
             .collect();
         let ids = Tensor::from_vec(ids, (b, t), &self.device)?;
-        Ok((self.embed_tokens.forward(&ids)? * (self.cfg.dim as f64).sqrt())?)
+        let x = self.embed_tokens.forward(&ids)?.to_dtype(DType::F32)?;
+        Ok((x * (self.cfg.dim as f64).sqrt())?)
     }
 
     /// Self-decoder, shared K/V, and (unless exiting early) the cross-decoder; advances the cache.
