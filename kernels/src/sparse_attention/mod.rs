@@ -33,6 +33,7 @@ use crate::error::{check_dims, check_len, KernelError, Result};
 pub(crate) const KERNEL: &str = "sparse_attention";
 
 /// The hash behind the noise (splitmix64).
+#[inline(always)]
 pub fn splitmix64(mut x: u64) -> u64 {
     x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
     x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -42,8 +43,18 @@ pub fn splitmix64(mut x: u64) -> u64 {
 
 /// Gumbel(0, 1) noise for a counter: `u ∈ (0, 1)` from 24 hash bits (exact in f32), `−ln(−ln u)`.
 pub fn gumbel(seed: u64, counter: u64) -> f32 {
-    let h = splitmix64(seed ^ splitmix64(counter));
-    let u = ((h >> 40) as f32 + 0.5) / 16_777_216.0;
+    gumbel_of_bits(noise_bits(seed, counter))
+}
+
+/// The 24 hash bits behind [`gumbel`]'s noise for a counter.
+#[inline(always)]
+pub(crate) fn noise_bits(seed: u64, counter: u64) -> u32 {
+    (splitmix64(seed ^ splitmix64(counter)) >> 40) as u32
+}
+
+/// The noise of 24 hash bits: increasing in them (`u` is).
+pub(crate) fn gumbel_of_bits(bits: u32) -> f32 {
+    let u = (bits as f32 + 0.5) / 16_777_216.0;
     -(-u.ln()).ln()
 }
 
@@ -186,13 +197,22 @@ impl SketchTopk<'_> {
         if self.include_self && j == i && self.is_token(b, i) {
             return Some(f32::INFINITY);
         }
-        let n = self.seq_len;
-        let mut s = self.log_probs[(b * n + i) * n + j];
+        let mut s = self.log_prob(b, i, j);
         if let Some(seed) = self.gumbel_seed {
-            let counter = (((b * self.heads + h) * n + i) * n + j) as u64;
-            s += gumbel(seed, counter);
+            s += gumbel(seed, self.counter(b, h, i, j));
         }
         (s != f32::NEG_INFINITY).then_some(s)
+    }
+
+    pub(crate) fn log_prob(&self, b: usize, i: usize, j: usize) -> f32 {
+        let n = self.seq_len;
+        self.log_probs[(b * n + i) * n + j]
+    }
+
+    /// The noise counter of (b, h, i, j): each head of each query draws its own.
+    pub(crate) fn counter(&self, b: usize, h: usize, i: usize, j: usize) -> u64 {
+        let n = self.seq_len;
+        (((b * self.heads + h) * n + i) * n + j) as u64
     }
 }
 

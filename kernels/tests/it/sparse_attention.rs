@@ -121,6 +121,52 @@ fn selection_forms_agree_in_both_modes() {
     }
 }
 
+/// The fast Gumbel-top-K bounds each key's noise from a table and scores exactly only the keys
+/// that can be among the K best: its picks must be the reference's exactly, also where scores
+/// differ by the noise alone (a flat sketch), with ties in the sketch, keys of probability zero
+/// (`-inf`), and K from 1 to most of the row.
+#[test]
+fn bounded_gumbel_selection_is_the_references_exactly() {
+    let (batch, n, heads) = (2, 300, 2);
+    let mut rng = Rng::new(99);
+    let sketches: [(&str, Vec<f32>); 3] = [
+        ("flat", vec![-(n as f32).ln(); batch * n * n]),
+        (
+            "ties and zeros",
+            (0..batch * n * n)
+                .map(|e| match e % 7 {
+                    0 => f32::NEG_INFINITY,
+                    1 | 2 => -3.0,
+                    _ => -(((e * 31) % 11) as f32) * 0.25 - 4.0,
+                })
+                .collect(),
+        ),
+        ("random", log_probs(batch, n, &mut rng)),
+    ];
+    let mask = padding_mask(batch, n);
+    for (what, lp) in &sketches {
+        for keys in [1, 5, 64, 250] {
+            for (include_self, masked) in [(false, false), (true, true)] {
+                let sel = SketchTopk {
+                    batch,
+                    seq_len: n,
+                    heads,
+                    keys,
+                    log_probs: lp,
+                    mask: masked.then_some(&mask[..]),
+                    gumbel_seed: Some(keys as u64),
+                    include_self,
+                };
+                assert_eq!(
+                    sketch_topk_cpu(&sel).unwrap(),
+                    sketch_topk_reference(&sel).unwrap(),
+                    "{what}, K {keys}, self {include_self}, masked {masked}"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn selection_respects_padding_self_and_heads() {
     let (batch, n, heads, keys) = (2, 12, 4, 5);
