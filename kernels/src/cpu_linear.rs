@@ -188,7 +188,7 @@ pub fn bf16_if_exact(w: Tensor) -> candle_core::Result<Tensor> {
     // One threaded pass that checks and narrows at once (loading a bf16 checkpoint in f32 passes
     // over every weight here), stopping at the first value that is not a bf16.
     let narrowed = with_cpu_f32(&w, |values| {
-        let mut out = vec![half::bf16::ZERO; values.len()];
+        let mut out = crate::cpu::huge_pages(vec![half::bf16::ZERO; values.len()]);
         let exact = out
             .par_chunks_mut(1 << 16)
             .zip(values.par_chunks(1 << 16))

@@ -282,10 +282,10 @@ impl Buffer {
         }
         let buffer = match (stored, dtype) {
             (DType::BF16 | DType::F16 | DType::F32, DType::F32) => {
-                Buffer::F32(stored, huge_pages(vec![0f32; len]))
+                Buffer::F32(stored, kernels::cpu::huge_pages(vec![0f32; len]))
             }
-            (DType::BF16, DType::BF16) => Buffer::BF16(huge_pages(vec![0; len])),
-            (DType::F16, DType::F16) => Buffer::F16(huge_pages(vec![0; len])),
+            (DType::BF16, DType::BF16) => Buffer::BF16(kernels::cpu::huge_pages(vec![0; len])),
+            (DType::F16, DType::F16) => Buffer::F16(kernels::cpu::huge_pages(vec![0; len])),
             _ => return None,
         };
         Some(buffer)
@@ -318,34 +318,6 @@ impl Buffer {
             Buffer::F16(v) => Tensor::from_vec::<_, half::f16>(v.reinterpret_into(), shape, dev),
         }
     }
-}
-
-/// `v` with transparent huge pages asked for its (untouched, freshly mapped) memory: filling a
-/// large buffer then takes one page fault per 2 MiB instead of per 4 KiB, and the matmuls that
-/// stream it later miss the TLB less. Only a hint (Linux's `madvise` mode of THP); elsewhere, or
-/// for buffers under a few huge pages, nothing is done.
-fn huge_pages<T>(v: Vec<T>) -> Vec<T> {
-    #[cfg(target_os = "linux")]
-    {
-        const HUGE: usize = 2 << 20;
-        let bytes = std::mem::size_of_val(v.as_slice());
-        let start = v.as_ptr() as usize;
-        let (first, last) = (start.next_multiple_of(HUGE), (start + bytes) / HUGE * HUGE);
-        if bytes >= 4 * HUGE && last > first {
-            // SAFETY: `first..last` lies inside `v`'s allocation (rounded inwards to huge-page
-            // boundaries); MADV_HUGEPAGE only changes how the kernel backs those pages, never
-            // their contents, and `v` is not touched concurrently. The result is a hint's: a
-            // kernel without THP refuses it, and the buffer works the same.
-            unsafe {
-                libc::madvise(
-                    first as *mut libc::c_void,
-                    last - first,
-                    libc::MADV_HUGEPAGE,
-                );
-            }
-        }
-    }
-    v
 }
 
 /// Elements per task of the threaded conversion.
