@@ -6,6 +6,7 @@ mod gpu_bundle;
 mod ptx;
 mod stubs;
 mod vs_llamacpp;
+mod vs_llamacpp_bitnet;
 
 use std::path::PathBuf;
 
@@ -65,6 +66,13 @@ enum Task {
         /// llama-bench repetitions (frugal takes the median of at least three runs).
         #[arg(long, default_value_t = 3)]
         reps: usize,
+        /// Also BitNet b1.58 at 2B4T widths against llama.cpp TQ2_0: the folder of the anchor
+        /// scripts' GGUFs (`bitnet-L{N}-tq2_0.gguf`, `bitnet-L{N}-tq2_0-embf16.gguf`).
+        #[arg(long)]
+        bitnet_models: Option<PathBuf>,
+        /// BitNet's layer counts (comma-separated), each with its GGUFs in --bitnet-models.
+        #[arg(long, value_delimiter = ',', default_value = "4")]
+        bitnet_layers: Vec<usize>,
     },
 }
 
@@ -85,7 +93,25 @@ fn main() -> Result<()> {
             models,
             threads,
             reps,
-        } => vs_llamacpp::run(&root, &llama_bench, models, threads, reps),
+            bitnet_models,
+            bitnet_layers,
+        } => {
+            let dir = vs_llamacpp::run(&root, &llama_bench, models, threads, reps)?;
+            if let Some(bitnet) = bitnet_models {
+                for layers in bitnet_layers {
+                    vs_llamacpp_bitnet::run(
+                        &root,
+                        &llama_bench,
+                        &bitnet,
+                        layers,
+                        threads,
+                        reps,
+                        &dir,
+                    )?;
+                }
+            }
+            Ok(())
+        }
     }
 }
 

@@ -29,7 +29,7 @@ pub fn run(
     models: Option<PathBuf>,
     threads: usize,
     reps: usize,
-) -> Result<()> {
+) -> Result<PathBuf> {
     ensure!(
         llama_bench.is_file(),
         "--llama-bench {}: not a file (build llama.cpp's llama-bench first; README says how)",
@@ -200,5 +200,5 @@ pub fn run(
         );
     }
     println!("raw results: {}", dir.display());
-    Ok(())
+    Ok(dir)
 }

@@ -104,6 +104,10 @@ pub enum SizeName {
     Small,
     /// Hidden 512, 8 layers, contexts 512 to 8192: minutes.
     Base,
+    /// BitNet b1.58 2B4T's widths (hidden 2560, FFN 6912, 20 / 5 heads, vocabulary 128256), 4
+    /// layers (`--layers` for more), context 128: for `--archs bitnet`.
+    #[value(name = "2b4t")]
+    Widths2b4t,
 }
 
 impl SizeName {
@@ -112,6 +116,7 @@ impl SizeName {
             SizeName::Tiny => "tiny",
             SizeName::Small => "small",
             SizeName::Base => "base",
+            SizeName::Widths2b4t => "2b4t",
         };
         SIZES
             .iter()
@@ -173,6 +178,18 @@ pub const SIZES: &[Size] = &[
         window: 1024,
         decode_steps: 8,
         contexts: &[512, 2048, 8192],
+    },
+    Size {
+        name: "2b4t",
+        hidden: 2560,
+        layers: 4,
+        heads: 20,
+        kv_heads: 5,
+        ffn: 6912,
+        vocab: 128_256,
+        window: 1024,
+        decode_steps: 16,
+        contexts: &[128],
     },
 ];
 

@@ -94,6 +94,9 @@ enum Command {
         /// Model size.
         #[arg(long, value_enum, default_value_t = SizeName::Small)]
         size: SizeName,
+        /// Layers, instead of the size's.
+        #[arg(long)]
+        layers: Option<usize>,
         /// Context lengths, comma-separated, each in 1..=65536 (default: the size's).
         #[arg(long)]
         contexts: Option<String>,
@@ -113,6 +116,10 @@ enum Command {
         /// Print the records as JSON instead of the table.
         #[arg(long)]
         json: bool,
+        /// Skip the dense baseline (no ratios): for one architecture at a size where the
+        /// baseline's f32 weights would cost minutes or gigabytes.
+        #[arg(long)]
+        no_baseline: bool,
     },
     /// Generate text from a decoder checkpoint (RecurrentGemma / Griffin / Hawk, BitNet b1.58,
     /// YOCO), streaming it as it comes.
@@ -271,17 +278,27 @@ fn progress_bar() -> Option<indicatif::ProgressBar> {
     Some(bar)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_compare(
     size: SizeName,
+    layers: Option<usize>,
     contexts: Option<&str>,
     archs: &[Arch],
     device_arg: DeviceArg,
     weights: Weights,
     plot: &std::path::Path,
     json: bool,
+    no_baseline: bool,
 ) -> Result<()> {
     let dev = device(device_arg)?;
-    let s = size.size();
+    let mut s = size.size();
+    if let Some(layers) = layers {
+        anyhow::ensure!(
+            (1..=256).contains(&layers),
+            "--layers: {layers} is outside 1..=256"
+        );
+        s.layers = layers;
+    }
     let contexts = parse_contexts(contexts, s.contexts)?;
     // The plot is written after minutes of measuring: a path that cannot be written is found now.
     plot::check_writable(plot)?;
@@ -293,7 +310,13 @@ fn run_compare(
     // The baseline every ratio is taken against, once, last.
     archs.retain(|&a| a != Arch::Transformer);
     archs.dedup();
-    archs.push(Arch::Transformer);
+    if !no_baseline {
+        archs.push(Arch::Transformer);
+    }
+    anyhow::ensure!(
+        !archs.is_empty(),
+        "--no-baseline with only the baseline in --archs leaves nothing to measure"
+    );
     eprintln!(
         "frugal compare: size {} (hidden {}, {} layers, {} heads / {} KV, FFN {}, vocab {}), contexts {:?}, {}, random {} weights",
         s.name, s.hidden, s.layers, s.heads, s.kv_heads, s.ffn, s.vocab, contexts, device_label(&dev), weights.name()
@@ -352,30 +375,36 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<()> {
     let command = cli.command.unwrap_or(Command::Compare {
         size: SizeName::Small,
+        layers: None,
         contexts: None,
         archs: Vec::new(),
         device: DeviceArg::Cpu,
         weights: Weights::F32,
         plot: PathBuf::from("frugal-compare.svg"),
         json: false,
+        no_baseline: false,
     });
     match command {
         Command::Compare {
             size,
+            layers,
             contexts,
             archs,
             device,
             weights,
             plot,
             json,
+            no_baseline,
         } => run_compare(
             size,
+            layers,
             contexts.as_deref(),
             &archs,
             device,
             weights,
             &plot,
             json,
+            no_baseline,
         ),
         Command::Generate {
             model,

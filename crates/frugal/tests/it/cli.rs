@@ -577,6 +577,59 @@ fn compare_measures_every_architecture_and_writes_the_plot() {
     }
 }
 
+/// `--weights bf16` ships the random checkpoint in bf16 (half the bytes, the same model),
+/// `--layers` overrides the size's, `--no-baseline` measures only the architectures asked for.
+#[test]
+fn compare_takes_the_weights_dtype_layers_and_no_baseline() {
+    let plot = std::env::temp_dir().join(format!("frugal-compare-w-{}.svg", std::process::id()));
+    let run = |weights: &str, layers: &str| -> Vec<serde_json::Value> {
+        let (ok, out, err) = frugal(&[
+            "compare",
+            "--size",
+            "tiny",
+            "--archs",
+            "hawk",
+            "--no-baseline",
+            "--weights",
+            weights,
+            "--layers",
+            layers,
+            "--contexts",
+            "16",
+            "--json",
+            "--plot",
+            plot.to_str().unwrap(),
+        ]);
+        assert!(ok, "{err}");
+        serde_json::from_str(&out).unwrap()
+    };
+    let (f32s, bf16s, one_layer) = (run("f32", "2"), run("bf16", "2"), run("f32", "1"));
+    for records in [&f32s, &bf16s, &one_layer] {
+        assert_eq!(records.len(), 1, "only hawk: {records:?}");
+        assert_eq!(records[0]["arch"], "hawk");
+        assert!(records[0]["decode_tokens_per_s"].as_f64().unwrap() > 0.0);
+    }
+    let bytes = |r: &[serde_json::Value]| r[0]["weight_bytes"].as_u64().unwrap();
+    assert_eq!(
+        (f32s[0]["weights"].clone(), bf16s[0]["weights"].clone()),
+        ("f32".into(), "bf16".into())
+    );
+    assert_eq!(bytes(&f32s), 2 * bytes(&bf16s));
+    assert!(bytes(&one_layer) < bytes(&f32s));
+    std::fs::remove_file(&plot).unwrap();
+    for (args, needle) in [
+        (vec!["compare", "--layers", "0"], "--layers: 0 is outside"),
+        (
+            vec!["compare", "--archs", "transformer", "--no-baseline"],
+            "leaves nothing to measure",
+        ),
+        (vec!["compare", "--weights", "f8"], "invalid value 'f8'"),
+    ] {
+        let (ok, _, err) = frugal(&args);
+        assert!(!ok && err.contains(needle), "{args:?}: {err}");
+    }
+}
+
 #[test]
 fn choices_are_listed_and_checked_by_the_parser() {
     let (ok, out, _) = frugal(&["compare", "--help"]);

@@ -1,0 +1,152 @@
+//! `cargo xtask vs-llamacpp --bitnet-models DIR`: BitNet b1.58 at 2B4T's widths against
+//! llama.cpp's TQ2_0 on the same machine and threads, back to back in one run.
+//!
+//! - frugal: `frugal compare --size 2b4t --layers L --archs bitnet --weights bf16 --no-baseline`
+//!   (random master weights ternarised and packed at load, the tied embedding bf16 as 2B4T's
+//!   is): prefill of 128 tokens, then 16 decode steps.
+//! - llama.cpp: `llama-bench` on the GGUFs the anchor scripts write (`bitnet-L{L}-tq2_0.gguf`,
+//!   whose tied embedding llama-quantize makes Q6_K, and `bitnet-L{L}-tq2_0-embf16.gguf`, the
+//!   embedding kept f16): `-p 128 -n 0` and `-p 0 -n 16 -d 128`.
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{bail, ensure, Context, Result};
+use serde_json::Value;
+
+const PROMPT: usize = 128;
+const DECODE_TOKENS: usize = 16;
+
+pub fn run(
+    root: &Path,
+    llama_bench: &Path,
+    models: &Path,
+    layers: usize,
+    threads: usize,
+    reps: usize,
+    out_dir: &Path,
+) -> Result<()> {
+    let q6k = models.join(format!("bitnet-L{layers}-tq2_0.gguf"));
+    let f16 = models.join(format!("bitnet-L{layers}-tq2_0-embf16.gguf"));
+    for m in [&q6k, &f16] {
+        ensure!(
+            m.is_file(),
+            "{} is missing: write it with the anchor scripts' gen_models.sh {layers}",
+            m.display()
+        );
+    }
+    eprintln!("frugal: BitNet at 2B4T widths, {layers} layers, {threads} threads");
+    let out = Command::new(root.join("target/release/frugal"))
+        .args([
+            "compare",
+            "--size",
+            "2b4t",
+            "--archs",
+            "bitnet",
+            "--no-baseline",
+        ])
+        .args([
+            "--layers",
+            &layers.to_string(),
+            "--weights",
+            "bf16",
+            "--json",
+        ])
+        .args(["--contexts", &PROMPT.to_string()])
+        .arg("--plot")
+        .arg(out_dir.join("frugal-bitnet.svg"))
+        .env("RAYON_NUM_THREADS", threads.to_string())
+        .output()
+        .context("running frugal compare")?;
+    ensure!(
+        out.status.success(),
+        "frugal compare failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(out_dir.join("frugal-bitnet.json"), &out.stdout)?;
+    let frugal: Value = serde_json::from_slice(&out.stdout).context("frugal compare's JSON")?;
+    let ours = |key: &str| {
+        frugal
+            .as_array()
+            .and_then(|rs| rs.iter().find(|r| r["arch"] == "bitnet"))
+            .and_then(|r| r[key].as_f64())
+    };
+
+    let models = format!("{},{}", q6k.display(), f16.display());
+    let bench = |what: &str, args: &[&str]| -> Result<Vec<Value>> {
+        eprintln!("llama.cpp: BitNet {what}, {threads} threads");
+        let out = Command::new(llama_bench)
+            .args(["-m", &models])
+            .args(args)
+            .args(["-t", &threads.to_string(), "-r", &reps.to_string()])
+            .args(["-o", "json"])
+            .output()
+            .with_context(|| format!("running {}", llama_bench.display()))?;
+        ensure!(
+            out.status.success(),
+            "llama-bench failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::write(
+            out_dir.join(format!("llama-bench-bitnet-{what}.json")),
+            &out.stdout,
+        )?;
+        match serde_json::from_slice(&out.stdout).context("llama-bench's JSON")? {
+            Value::Array(rows) => Ok(rows),
+            _ => bail!("llama-bench's JSON is not an array"),
+        }
+    };
+    let prefill = bench("prefill", &["-p", &PROMPT.to_string(), "-n", "0"])?;
+    let decode = bench(
+        "decode",
+        &[
+            "-p",
+            "0",
+            "-n",
+            &DECODE_TOKENS.to_string(),
+            "-d",
+            &PROMPT.to_string(),
+        ],
+    )?;
+    let llama = |rows: &[Value], model: &Path| {
+        rows.iter()
+            .find(|r| r["model_filename"].as_str() == model.to_str())
+            .and_then(|r| r["avg_ts"].as_f64())
+    };
+    let fmt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
+    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}x", a / b),
+        _ => "-".to_string(),
+    };
+    println!(
+        "BitNet b1.58 at 2B4T widths, {layers} layers, {threads} threads (frugal: bf16 tied embedding, exact)"
+    );
+    println!(
+        "{:<18} {:>9} {:>16} {:>7} {:>16} {:>7}",
+        "tokens/s", "frugal", "TQ2_0, Q6_K head", "ratio", "TQ2_0, f16 head", "ratio"
+    );
+    for (label, key, rows) in [
+        (
+            format!("prefill {PROMPT}"),
+            "prefill_tokens_per_s",
+            &prefill,
+        ),
+        (
+            format!("decode after {PROMPT}"),
+            "decode_tokens_per_s",
+            &decode,
+        ),
+    ] {
+        let us = ours(key);
+        let (a, b) = (llama(rows, &q6k), llama(rows, &f16));
+        println!(
+            "{:<18} {:>9} {:>16} {:>7} {:>16} {:>7}",
+            label,
+            fmt(us),
+            fmt(a),
+            ratio(us, a),
+            fmt(b),
+            ratio(us, b)
+        );
+    }
+    Ok(())
+}
