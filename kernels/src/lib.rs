@@ -41,6 +41,7 @@ pub(crate) mod op;
 pub mod params;
 pub mod plan;
 pub mod ptx;
+pub mod quant_head;
 pub mod rg_lru;
 pub mod sparse_attention;
 pub mod ternary_matmul;

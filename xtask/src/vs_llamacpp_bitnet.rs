@@ -3,7 +3,8 @@
 //!
 //! - frugal: `frugal compare --size 2b4t --layers L --archs bitnet --weights bf16 --no-baseline`
 //!   (random master weights ternarised and packed at load, the tied embedding bf16 as 2B4T's
-//!   is): prefill of 128 tokens, then 16 decode steps.
+//!   is): prefill of 128 tokens, then 16 decode steps; again with `--quantized-head` (the
+//!   opt-in, lossy 4-bit head).
 //! - llama.cpp: `llama-bench` on the GGUFs the anchor scripts write (`bitnet-L{L}-tq2_0.gguf`,
 //!   whose tied embedding llama-quantize makes Q6_K, and `bitnet-L{L}-tq2_0-embf16.gguf`, the
 //!   embedding kept f16): `-p 128 -n 0` and `-p 0 -n 16 -d 128`.
@@ -34,9 +35,12 @@ pub fn run(
             m.display()
         );
     }
-    eprintln!("frugal: BitNet at 2B4T widths, {layers} layers, {threads} threads");
-    let out = Command::new(root.join("target/release/frugal"))
-        .args([
+    // frugal twice: the exact bf16 head, and the opt-in 4-bit one.
+    let frugal_run = |quantized: bool| -> Result<Value> {
+        let head = if quantized { "4-bit" } else { "bf16" };
+        eprintln!("frugal: BitNet at 2B4T widths, {layers} layers, {head} head, {threads} threads");
+        let mut cmd = Command::new(root.join("target/release/frugal"));
+        cmd.args([
             "compare",
             "--size",
             "2b4t",
@@ -53,18 +57,26 @@ pub fn run(
         ])
         .args(["--contexts", &PROMPT.to_string()])
         .arg("--plot")
-        .arg(out_dir.join("frugal-bitnet.svg"))
-        .env("RAYON_NUM_THREADS", threads.to_string())
-        .output()
-        .context("running frugal compare")?;
-    ensure!(
-        out.status.success(),
-        "frugal compare failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::fs::write(out_dir.join("frugal-bitnet.json"), &out.stdout)?;
-    let frugal: Value = serde_json::from_slice(&out.stdout).context("frugal compare's JSON")?;
-    let ours = |key: &str| {
+        .arg(out_dir.join(format!("frugal-bitnet-{head}.svg")))
+        .env("RAYON_NUM_THREADS", threads.to_string());
+        if quantized {
+            cmd.arg("--quantized-head");
+        }
+        let out = cmd.output().context("running frugal compare")?;
+        ensure!(
+            out.status.success(),
+            "frugal compare failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::write(
+            out_dir.join(format!("frugal-bitnet-L{layers}-{head}.json")),
+            &out.stdout,
+        )?;
+        serde_json::from_slice(&out.stdout).context("frugal compare's JSON")
+    };
+    let exact = frugal_run(false)?;
+    let quantized = frugal_run(true)?;
+    let ours = |frugal: &Value, key: &str| {
         frugal
             .as_array()
             .and_then(|rs| rs.iter().find(|r| r["arch"] == "bitnet"))
@@ -118,11 +130,19 @@ pub fn run(
         _ => "-".to_string(),
     };
     println!(
-        "BitNet b1.58 at 2B4T widths, {layers} layers, {threads} threads (frugal: bf16 tied embedding, exact)"
+        "BitNet b1.58 at 2B4T widths, {layers} layers, {threads} threads; llama.cpp's head is Q6_K (TQ2_0) or f16"
     );
     println!(
-        "{:<18} {:>9} {:>16} {:>7} {:>16} {:>7}",
-        "tokens/s", "frugal", "TQ2_0, Q6_K head", "ratio", "TQ2_0, f16 head", "ratio"
+        "{:<18} {:>11} {:>7} {:>7} {:>11} {:>7} {:>7} {:>9} {:>9}",
+        "tokens/s",
+        "frugal bf16",
+        "/Q6_K",
+        "/f16",
+        "frugal 4b",
+        "/Q6_K",
+        "/f16",
+        "TQ2_0",
+        "TQ2_0 f16"
     );
     for (label, key, rows) in [
         (
@@ -136,16 +156,19 @@ pub fn run(
             &decode,
         ),
     ] {
-        let us = ours(key);
+        let (e, q) = (ours(&exact, key), ours(&quantized, key));
         let (a, b) = (llama(rows, &q6k), llama(rows, &f16));
         println!(
-            "{:<18} {:>9} {:>16} {:>7} {:>16} {:>7}",
+            "{:<18} {:>11} {:>7} {:>7} {:>11} {:>7} {:>7} {:>9} {:>9}",
             label,
-            fmt(us),
+            fmt(e),
+            ratio(e, a),
+            ratio(e, b),
+            fmt(q),
+            ratio(q, a),
+            ratio(q, b),
             fmt(a),
-            ratio(us, a),
-            fmt(b),
-            ratio(us, b)
+            fmt(b)
         );
     }
     Ok(())

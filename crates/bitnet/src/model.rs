@@ -17,6 +17,8 @@ pub struct Model {
     norm: RmsNorm,
     /// `[vocab, hidden]`: the embedding itself when tied.
     lm_head: Tensor,
+    /// The opt-in 4-bit copy of `lm_head` the logits take instead ([`Model::quantize_head`]).
+    q4_head: Option<std::sync::Arc<kernels::quant_head::Q4Matrix>>,
     dtype: DType,
     device: Device,
 }
@@ -55,6 +57,7 @@ impl Model {
             layers,
             norm: crate::rms_norm(cfg.hidden_size, cfg.rms_norm_eps, m.pp("norm"))?,
             lm_head,
+            q4_head: None,
             dtype: vb.dtype(),
             device: vb.device().clone(),
         })
@@ -153,8 +156,46 @@ impl Model {
         Ok(self.norm.forward(&x)?)
     }
 
+    /// Opt-in and lossy: the logits come from a 4-bit copy of the output embedding (groups of
+    /// 32 weights with a scale each, activations quantised to 8 bits per group:
+    /// `kernels::quant_head`), 0.625 bytes per weight read per decoded token instead of 2 (bf16)
+    /// or 4. On the HF fixtures the logits move by up to 1.5% of the largest logit and greedy
+    /// decoding keeps its tokens (`tests/it/fixture.rs`). CPU only; the float head stays for
+    /// the embedding lookups (tied) and is what a GPU run uses.
+    pub fn quantize_head(&mut self) -> Result<()> {
+        if !self.device.is_cpu() {
+            return Err(BitNetError::Input(
+                "the 4-bit head runs on the CPU only (the GPU keeps the float head)".into(),
+            ));
+        }
+        let (rows, cols) = self.lm_head.dims2()?;
+        let w: Vec<f32> = self
+            .lm_head
+            .to_dtype(DType::F32)?
+            .flatten_all()?
+            .to_vec1()?;
+        let q = kernels::quant_head::Q4Matrix::quantize(&w, rows, cols)?;
+        self.q4_head = Some(std::sync::Arc::new(q));
+        Ok(())
+    }
+
+    /// Whether the logits take the 4-bit head.
+    pub fn has_quantized_head(&self) -> bool {
+        self.q4_head.is_some()
+    }
+
     fn logits(&self, x: &Tensor) -> Result<Tensor> {
         let (b, t, h) = x.dims3()?;
+        if let Some(q) = &self.q4_head {
+            let rows = x.reshape((b * t, h))?.to_dtype(DType::F32)?;
+            let xs: Vec<f32> = rows.flatten_all()?.to_vec1()?;
+            let y = q.gemv(&xs, b * t)?;
+            return Ok(Tensor::from_vec(
+                y,
+                (b, t, self.cfg.vocab_size),
+                &self.device,
+            )?);
+        }
         // Decoding (a row or a few) takes the threaded GEMV over the output embedding.
         let logits = kernels::cpu_linear::linear(&x.reshape((b * t, h))?, &self.lm_head, None)?
             .reshape((b, t, self.cfg.vocab_size))?;
@@ -214,6 +255,7 @@ impl Model {
         if !self.cfg.tie_word_embeddings {
             w.float += size(&self.lm_head);
         }
+        w.quantized_head = self.q4_head.as_ref().map_or(0, |q| q.bytes());
         w.float += self.cfg.hidden_size * (1 + 3 * self.layers.len()) * self.dtype.size_in_bytes()
             + self.cfg.intermediate_size * self.layers.len() * self.dtype.size_in_bytes();
         w
@@ -229,4 +271,6 @@ pub struct WeightBytes {
     pub ternary_params: usize,
     /// Embedding, norms (and an untied output embedding).
     pub float: usize,
+    /// The 4-bit copy of the output embedding, when asked for ([`Model::quantize_head`]).
+    pub quantized_head: usize,
 }

@@ -96,6 +96,15 @@ impl Weights {
     }
 }
 
+/// How the models are built beyond their size.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    pub weights: Weights,
+    /// BitNet's logits from a 4-bit copy of its output embedding (opt-in, lossy:
+    /// `bitnet::Model::quantize_head`).
+    pub quantized_head: bool,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum SizeName {
     /// Hidden 128, 4 layers, contexts 128 and 512: a few seconds.
@@ -360,9 +369,10 @@ fn build(
     arch: Arch,
     s: &Size,
     max_len: usize,
-    weights: Weights,
+    opts: Options,
     device: &Device,
 ) -> Result<(Built, usize)> {
+    let weights = opts.weights;
     Ok(match arch {
         Arch::YocoGret | Arch::YocoSwa => {
             let window = (arch == Arch::YocoSwa).then_some(s.window);
@@ -384,9 +394,15 @@ fn build(
         }
         Arch::Bitnet => {
             let cfg = bitnet_config(s, max_len);
-            let (m, _) = random(device, weights, |vb| Ok(bitnet::Model::new(&cfg, vb)?))?;
+            let (mut m, _) = random(device, weights, |vb| Ok(bitnet::Model::new(&cfg, vb)?))?;
+            if opts.quantized_head {
+                m.quantize_head()?;
+            }
             let w = m.weight_bytes();
-            (Built::BitNet(Box::new(m)), w.packed + w.float)
+            (
+                Built::BitNet(Box::new(m)),
+                w.packed + w.float + w.quantized_head,
+            )
         }
         Arch::Fastformer => {
             let cfg = fastformer_config(s, max_len);
@@ -474,7 +490,7 @@ pub fn run(
     s: &Size,
     contexts: &[usize],
     archs: &[Arch],
-    weights: Weights,
+    opts: Options,
     device: &Device,
     mut progress: impl FnMut(usize, usize, &str),
 ) -> Result<Vec<Record>> {
@@ -488,7 +504,7 @@ pub fn run(
     for &arch in archs {
         let name = arch.name();
         progress(done, total, &format!("building {name}"));
-        let (model, weight_bytes) = build(arch, s, max_len, weights, device)?;
+        let (model, weight_bytes) = build(arch, s, max_len, opts, device)?;
         // A short warm-up run, so first-call costs stay out of the figures.
         measure(&model, &prompt(16, s.vocab), 1, device)?;
         done += 1;
@@ -516,7 +532,7 @@ pub fn run(
                 decode_tokens_per_s: d.map(|d| s.decode_steps as f64 / d),
                 cache_bytes: cache,
                 weight_bytes,
-                weights: weights.name().to_string(),
+                weights: opts.weights.name().to_string(),
             });
             done += 1;
         }

@@ -26,7 +26,7 @@ use anyhow::Result;
 use candle_core::Device;
 use clap::{Parser, Subcommand, ValueEnum};
 
-use compare::{Arch, SizeName, Weights};
+use compare::{Arch, Options, SizeName, Weights};
 use model_dir::ModelArch;
 
 #[derive(Parser)]
@@ -110,6 +110,10 @@ enum Command {
         /// widened to f32 inside the kernels, as a bf16 checkpoint's are).
         #[arg(long, value_enum, default_value_t = Weights::F32)]
         weights: Weights,
+        /// BitNet's logits from a 4-bit copy of its output embedding (opt-in and lossy: about
+        /// 10% of the largest logit on the HF fixtures; see README, "BitNet's 4-bit head").
+        #[arg(long)]
+        quantized_head: bool,
         /// Where to write the SVG plot.
         #[arg(long, default_value = "frugal-compare.svg")]
         plot: PathBuf,
@@ -285,7 +289,7 @@ fn run_compare(
     contexts: Option<&str>,
     archs: &[Arch],
     device_arg: DeviceArg,
-    weights: Weights,
+    opts: Options,
     plot: &std::path::Path,
     json: bool,
     no_baseline: bool,
@@ -319,14 +323,14 @@ fn run_compare(
     );
     eprintln!(
         "frugal compare: size {} (hidden {}, {} layers, {} heads / {} KV, FFN {}, vocab {}), contexts {:?}, {}, random {} weights",
-        s.name, s.hidden, s.layers, s.heads, s.kv_heads, s.ffn, s.vocab, contexts, device_label(&dev), weights.name()
+        s.name, s.hidden, s.layers, s.heads, s.kv_heads, s.ffn, s.vocab, contexts, device_label(&dev), opts.weights.name()
     );
     let bar = progress_bar();
     let records = compare::run(
         &s,
         &contexts,
         &archs,
-        weights,
+        opts,
         &dev,
         |done, total, what| match &bar {
             Some(bar) => {
@@ -349,7 +353,7 @@ fn run_compare(
     let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "?".into());
     let title = format!(
         "frugal compare: {} size (hidden {}, {} layers), {}, f32 math, {} weights, {threads} threads, batch 1, random weights",
-        s.name, s.hidden, s.layers, device_label(&dev), weights.name()
+        s.name, s.hidden, s.layers, device_label(&dev), opts.weights.name()
     );
     plot::write_svg(plot, &records, &title)?;
     eprintln!("plot: {}", plot.display());
@@ -380,6 +384,7 @@ fn run(cli: Cli) -> Result<()> {
         archs: Vec::new(),
         device: DeviceArg::Cpu,
         weights: Weights::F32,
+        quantized_head: false,
         plot: PathBuf::from("frugal-compare.svg"),
         json: false,
         no_baseline: false,
@@ -392,6 +397,7 @@ fn run(cli: Cli) -> Result<()> {
             archs,
             device,
             weights,
+            quantized_head,
             plot,
             json,
             no_baseline,
@@ -401,7 +407,10 @@ fn run(cli: Cli) -> Result<()> {
             contexts.as_deref(),
             &archs,
             device,
-            weights,
+            Options {
+                weights,
+                quantized_head,
+            },
             &plot,
             json,
             no_baseline,

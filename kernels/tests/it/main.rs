@@ -12,6 +12,7 @@ mod linear_scan_emulated;
 mod linear_scan_op;
 mod ops;
 mod positional_attention;
+mod quant_head;
 mod rg_lru;
 mod sparse_attention;
 mod ternary_matmul;

@@ -616,6 +616,33 @@ fn compare_takes_the_weights_dtype_layers_and_no_baseline() {
     );
     assert_eq!(bytes(&f32s), 2 * bytes(&bf16s));
     assert!(bytes(&one_layer) < bytes(&f32s));
+    // BitNet's opt-in 4-bit head: a copy of the output embedding at 5 bits a weight.
+    let bitnet = |extra: &[&str]| -> u64 {
+        let mut args = vec![
+            "compare",
+            "--size",
+            "tiny",
+            "--archs",
+            "bitnet",
+            "--no-baseline",
+            "--contexts",
+            "16",
+            "--json",
+            "--plot",
+            plot.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let (ok, out, err) = frugal(&args);
+        assert!(ok, "{err}");
+        let r: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+        assert!(r[0]["decode_tokens_per_s"].as_f64().unwrap() > 0.0);
+        r[0]["weight_bytes"].as_u64().unwrap()
+    };
+    // tiny: vocabulary 2048, hidden 128.
+    assert_eq!(
+        bitnet(&["--quantized-head"]) - bitnet(&[]),
+        2048 * 128 / 2 + 2048 * 128 / 32 * 4
+    );
     std::fs::remove_file(&plot).unwrap();
     for (args, needle) in [
         (vec!["compare", "--layers", "0"], "--layers: 0 is outside"),
