@@ -186,23 +186,28 @@ fn matmul_widening(
 /// values, dtypes, devices) comes back as it is.
 pub fn bf16_if_exact(w: Tensor) -> candle_core::Result<Tensor> {
     // One threaded pass that checks and narrows at once (loading a bf16 checkpoint in f32 passes
-    // over every weight here), stopping at the first value that is not a bf16.
+    // over every weight here), stopping at the first chunk with a value that is not a bf16.
     let narrowed = with_cpu_f32(&w, |values| {
-        let mut out = crate::cpu::huge_pages(vec![half::bf16::ZERO; values.len()]);
+        // Zeroed u16s come from fresh, untouched pages (a bf16 fill would write every page
+        // first), so the huge-page hint takes.
+        let mut bits = crate::cpu::huge_pages(vec![0u16; values.len()]);
+        let out: &mut [half::bf16] =
+            half::slice::HalfBitsSliceExt::reinterpret_cast_mut(&mut bits[..]);
         let exact = out
             .par_chunks_mut(1 << 16)
             .zip(values.par_chunks(1 << 16))
             .all(|(out, values)| {
+                // Branch-free (it vectorises): narrow every value, keep the OR of the dropped
+                // halves, and judge the chunk once.
+                let mut dropped = 0u32;
                 for (o, x) in out.iter_mut().zip(values) {
                     let bits = x.to_bits();
-                    if bits & 0xffff != 0 {
-                        return false;
-                    }
+                    dropped |= bits & 0xffff;
                     *o = half::bf16::from_bits((bits >> 16) as u16);
                 }
-                true
+                dropped == 0
             });
-        exact.then_some(out)
+        exact.then(|| half::vec::HalfBitsVecExt::reinterpret_into::<half::bf16>(bits))
     })
     .flatten();
     match narrowed {

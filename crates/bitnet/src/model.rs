@@ -34,22 +34,22 @@ impl Model {
         }
         let weights = |e: candle_core::Error| BitNetError::Weights(e.to_string());
         let m = vb.pp("model");
-        let embed = m
-            .get((cfg.vocab_size, cfg.hidden_size), "embed_tokens.weight")
-            .map_err(weights)?;
         // 2B4T's embedding is bf16: kept so, exactly (half the bytes for the decode GEMV over the
         // tied output embedding, most of a decode step).
-        let embed = kernels::cpu_linear::bf16_if_exact(embed)?;
+        let embed = layers::linear::get_as_shipped(
+            &m,
+            (cfg.vocab_size, cfg.hidden_size),
+            "embed_tokens.weight",
+        )
+        .map_err(weights)?;
         let layers = (0..cfg.num_hidden_layers)
             .map(|i| DecoderLayer::new(cfg, m.pp(format!("layers.{i}"))))
             .collect::<Result<Vec<_>>>()?;
         let lm_head = if cfg.tie_word_embeddings {
             embed.clone()
         } else {
-            kernels::cpu_linear::bf16_if_exact(
-                vb.get((cfg.vocab_size, cfg.hidden_size), "lm_head.weight")
-                    .map_err(weights)?,
-            )?
+            layers::linear::get_as_shipped(&vb, (cfg.vocab_size, cfg.hidden_size), "lm_head.weight")
+                .map_err(weights)?
         };
         Ok(Model {
             cfg: cfg.clone(),

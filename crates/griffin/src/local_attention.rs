@@ -4,7 +4,7 @@
 //! at positions i − window < j ≤ i, and the cache is a ring of `window` key/value slots per
 //! sequence, so its size never grows with the sequence.
 use candle_core::{DType, Device, Module, Tensor, D};
-use candle_nn::{linear, linear_no_bias, VarBuilder};
+use candle_nn::VarBuilder;
 use layers::Linear;
 
 use crate::config::Config;
@@ -61,10 +61,10 @@ impl LocalAttention {
             cfg.head_dim,
         );
         Ok(LocalAttention {
-            q_proj: linear_no_bias(d, h * hd, vb.pp("q_proj"))?.into(),
-            k_proj: linear_no_bias(d, kv * hd, vb.pp("k_proj"))?.into(),
-            v_proj: linear_no_bias(d, kv * hd, vb.pp("v_proj"))?.into(),
-            o_proj: linear(h * hd, d, vb.pp("o_proj"))?.into(),
+            q_proj: Linear::load(d, h * hd, false, &vb.pp("q_proj"))?,
+            k_proj: Linear::load(d, kv * hd, false, &vb.pp("k_proj"))?,
+            v_proj: Linear::load(d, kv * hd, false, &vb.pp("v_proj"))?,
+            o_proj: Linear::load(h * hd, d, true, &vb.pp("o_proj"))?,
             heads: h,
             kv_heads: kv,
             head_dim: hd,

@@ -1,7 +1,7 @@
 //! The gated-GeLU MLP (docs/griffin.md §1): `down(gelu_tanh(gate(x)) * up(x))`, biases everywhere.
 //! The gate and up projections read the same input, so they are stacked into one product at load.
 use candle_core::{Module, Tensor};
-use candle_nn::{linear, VarBuilder};
+use candle_nn::VarBuilder;
 use layers::Linear;
 
 #[derive(Debug, Clone)]
@@ -20,7 +20,7 @@ impl Mlp {
                 true,
                 &vb,
             )?,
-            down_proj: linear(width, hidden, vb.pp("down_proj"))?.into(),
+            down_proj: Linear::load(width, hidden, true, &vb.pp("down_proj"))?,
         })
     }
 }

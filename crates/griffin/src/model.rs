@@ -37,8 +37,12 @@ impl Model {
         let build = || -> candle_core::Result<_> {
             // Kept as shipped (bf16 values stay bf16 under f32), widened after the lookup; the
             // tied output embedding reads the same copy.
-            let table = vb.get((cfg.vocab_size, cfg.hidden_size), "embed_tokens.weight")?;
-            let embed_tokens = Embedding::new(layers::linear::as_shipped(table), cfg.hidden_size);
+            let table = layers::linear::get_as_shipped(
+                &vb,
+                (cfg.vocab_size, cfg.hidden_size),
+                "embed_tokens.weight",
+            )?;
+            let embed_tokens = Embedding::new(table, cfg.hidden_size);
             let layers = (0..cfg.num_hidden_layers)
                 .map(|i| ResidualBlock::new(cfg, cfg.block_type(i), vb.pp(format!("layers.{i}"))))
                 .collect::<candle_core::Result<Vec<_>>>()?;

@@ -1,6 +1,6 @@
 //! Griffin's recurrent block (docs/griffin.md §2): a GeLU branch times (Linear → Conv1D → RG-LRU).
 use candle_core::{Module, Tensor, D};
-use candle_nn::{linear, VarBuilder};
+use candle_nn::VarBuilder;
 use layers::Linear;
 
 use crate::config::Config;
@@ -33,7 +33,7 @@ impl RecurrentBlock {
         Ok(RecurrentBlock {
             linear_xy: Linear::load_stacked(d, &[("linear_x", w), ("linear_y", w)], true, &vb)?,
             lru_width: w,
-            linear_out: linear(w, d, vb.pp("linear_out"))?.into(),
+            linear_out: Linear::load(w, d, true, &vb.pp("linear_out"))?,
             conv_1d: Conv1d::new(w, cfg.conv1d_width, vb.pp("conv_1d"))?,
             rg_lru: RgLru::new(w, cfg.num_attention_heads, vb.pp("rg_lru"))?,
         })

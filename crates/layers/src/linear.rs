@@ -17,7 +17,39 @@ pub fn as_shipped(weight: Tensor) -> Tensor {
     kernels::cpu_linear::bf16_if_exact(weight.clone()).unwrap_or(weight)
 }
 
+/// `name` from `vb` as the checkpoint ships it: from frugal's loader a bf16 tensor asked for in
+/// f32 comes in bf16 straight from the file (`crate::weights::as_shipped_name`); from any other
+/// backend it is loaded as asked, then [`as_shipped`].
+pub fn get_as_shipped(
+    vb: &candle_nn::VarBuilder,
+    shape: impl Into<candle_core::Shape>,
+    name: &str,
+) -> candle_core::Result<Tensor> {
+    let marked = crate::weights::as_shipped_name(name);
+    let t = if vb.contains_tensor(&marked) {
+        vb.get(shape, &marked)?
+    } else {
+        vb.get(shape, name)?
+    };
+    Ok(as_shipped(t))
+}
+
 impl Linear {
+    /// The layer `weight` `[out_dim, in_dim]` (and `bias` `[out_dim]` when asked for) under
+    /// `vb`'s prefix, as candle_nn::linear loads it, with the weight as shipped
+    /// ([`get_as_shipped`]).
+    pub fn load(
+        in_dim: usize,
+        out_dim: usize,
+        bias: bool,
+        vb: &candle_nn::VarBuilder,
+    ) -> candle_core::Result<Self> {
+        Ok(Linear::new(
+            get_as_shipped(vb, (out_dim, in_dim), "weight")?,
+            bias.then(|| vb.get(out_dim, "bias")).transpose()?,
+        ))
+    }
+
     /// The layer over `weight` (kept in bf16 when its f32 values all are: [`as_shipped`]).
     pub fn new(weight: Tensor, bias: Option<Tensor>) -> Self {
         Linear {
@@ -75,7 +107,7 @@ impl Linear {
         let weight = stacked("weight");
         if vb.contains_tensor(&weight) && (!bias || vb.contains_tensor(&stacked("bias"))) {
             return Ok(Linear::new(
-                vb.get((rows, in_dim), &weight)?,
+                vb.get((rows, in_dim), &crate::weights::as_shipped_name(&weight))?,
                 bias.then(|| vb.get(rows, &stacked("bias"))).transpose()?,
             ));
         }
@@ -182,6 +214,56 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// `Linear::load` and `get_as_shipped`: from a checkpoint, a bf16 weight asked for in f32
+    /// comes in bf16 with its exact values, f32 and f16 ones in f32; from another backend (a
+    /// VarMap) the f32 weight is kept, narrowed only when its values are bf16.
+    #[test]
+    fn plain_loads_keep_the_shipped_dtype() {
+        use candle_core::DType;
+        use std::collections::HashMap;
+        let dev = Device::Cpu;
+        let dir = std::env::temp_dir().join(format!("layers-shipped-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (stored, kept) in [
+            (DType::BF16, DType::BF16),
+            (DType::F16, DType::F32),
+            (DType::F32, DType::F32),
+        ] {
+            let w = Tensor::randn(0f32, 1.0, (6, 5), &dev)
+                .unwrap()
+                .to_dtype(stored)
+                .unwrap();
+            let b = Tensor::randn(0f32, 1.0, 6, &dev).unwrap();
+            let tensors = HashMap::from([
+                ("p.weight".to_string(), w.clone()),
+                ("p.bias".to_string(), b.clone()),
+            ]);
+            let file = dir.join(format!("{stored:?}.safetensors"));
+            candle_core::safetensors::save(&tensors, &file).unwrap();
+            let vb =
+                crate::weights::var_builder(std::slice::from_ref(&file), DType::F32, &dev).unwrap();
+            let lin = Linear::load(5, 6, true, &vb.pp("p")).unwrap();
+            assert_eq!(lin.weight().dtype(), kept, "{stored:?}");
+            let as_f32 = |t: &Tensor| flat(&t.to_dtype(DType::F32).unwrap());
+            assert_eq!(as_f32(lin.weight()), as_f32(&w), "{stored:?}");
+            assert_eq!(flat(lin.bias().unwrap()), flat(&b));
+            let err = Linear::load(4, 6, false, &vb.pp("p"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("p.weight"), "{err}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+        let map = candle_nn::VarMap::new();
+        let vb = candle_nn::VarBuilder::from_varmap(&map, DType::F32, &dev);
+        // A VarMap starts its variables at zero: values that are all bf16.
+        let lin = Linear::load(5, 6, false, &vb.pp("q")).unwrap();
+        assert_eq!(lin.weight().dtype(), DType::BF16);
+        let noise = Tensor::randn(0f32, 1.0, (6, 5), &dev).unwrap();
+        map.data().lock().unwrap()["q.weight"].set(&noise).unwrap();
+        let lin = Linear::load(5, 6, false, &vb.pp("q")).unwrap();
+        assert_eq!(lin.weight().dtype(), DType::F32);
     }
 
     /// A stacked layer loaded from a checkpoint (converted in place) is exactly the loaded

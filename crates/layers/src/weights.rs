@@ -72,6 +72,18 @@ pub fn stacked_name<'a>(parts: impl IntoIterator<Item = (&'a str, usize)>) -> St
     format!("[{}]", parts.join("|"))
 }
 
+/// What [`as_shipped_name`] appends.
+const AS_SHIPPED: &str = "@as-shipped";
+
+/// The name under which [`CheckedSafetensors`] hands out `name` (plain or [`stacked_name`]) in
+/// bf16 when it is stored in bf16 and f32 is asked for: the values an f32 load would narrow back
+/// to bf16 anyway (`crate::linear::as_shipped`), without the f32 copy. Other stored dtypes load
+/// as asked. Other backends do not know the name (`contains_tensor` is false): callers fall back
+/// to the plain name ([`crate::linear::get_as_shipped`]).
+pub fn as_shipped_name(name: &str) -> String {
+    format!("{name}{AS_SHIPPED}")
+}
+
 /// `(prefix, [(name, rows)])` of a [`stacked_name`] under a prefix; `None` for a plain name.
 fn parse_stacked(path: &str) -> Option<(&str, Vec<(&str, usize)>)> {
     let inner = path.strip_suffix(']')?;
@@ -130,6 +142,24 @@ impl CheckedSafetensors {
         Ok((view, stored))
     }
 
+    /// The stored dtype of a plain or stacked name (`None`: missing, mixed or not a candle dtype).
+    fn stored(&self, name: &str) -> Option<DType> {
+        let dtype = |n: &str| {
+            self.files
+                .get(n)
+                .ok()
+                .and_then(|v| DType::try_from(v.dtype()).ok())
+        };
+        match parse_stacked(name) {
+            Some((prefix, parts)) => {
+                let mut dtypes = parts.iter().map(|(p, _)| dtype(&format!("{prefix}{p}")));
+                let first = dtypes.next()??;
+                dtypes.all(|d| d == Some(first)).then_some(first)
+            }
+            None => dtype(name),
+        }
+    }
+
     fn checked(
         &self,
         name: &str,
@@ -137,6 +167,14 @@ impl CheckedSafetensors {
         dtype: DType,
         dev: &Device,
     ) -> candle_core::Result<Tensor> {
+        if let Some(plain) = name.strip_suffix(AS_SHIPPED) {
+            let dtype = if dtype == DType::F32 && self.stored(plain) == Some(DType::BF16) {
+                DType::BF16
+            } else {
+                dtype
+            };
+            return self.checked(plain, shape, dtype, dev);
+        }
         if let Some((prefix, parts)) = parse_stacked(name) {
             let Some(shape) = shape else {
                 candle_core::bail!("a stacked tensor ({name}) is loaded with its shape");
@@ -255,6 +293,7 @@ impl SimpleBackend for CheckedSafetensors {
 
     /// For a [`stacked_name`]: whether every part is there.
     fn contains_tensor(&self, name: &str) -> bool {
+        let name = name.strip_suffix(AS_SHIPPED).unwrap_or(name);
         match parse_stacked(name) {
             Some((prefix, parts)) => parts
                 .iter()

@@ -11,9 +11,8 @@ use layers::kv_cache::KvBuffer;
 
 /// A bias-free linear layer whose decode steps take the threaded GEMV (`kernels::cpu_linear`).
 pub(crate) fn linear(i: usize, o: usize, vb: VarBuilder) -> Result<Linear> {
-    Ok(candle_nn::linear_no_bias(i, o, vb)
-        .map_err(|e| TransformerError::Weights(e.to_string()))?
-        .into())
+    // The weight as shipped (bf16 stays bf16: layers::linear::get_as_shipped).
+    Linear::load(i, o, false, &vb).map_err(|e| TransformerError::Weights(e.to_string()))
 }
 
 /// RoPE's cosines and sines `[t, head_dim / 2]` for positions `start..start + t`:

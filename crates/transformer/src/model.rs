@@ -58,11 +58,10 @@ impl Transformer {
                 })
             })
             .collect::<Result<_>>()?;
-        let embed = m
-            .get((cfg.vocab_size, dim), "embed_tokens.weight")
-            .map_err(|e| TransformerError::Weights(e.to_string()))?;
         // One copy, as shipped, for the lookup and the tied output projection.
-        let embed = layers::linear::as_shipped(embed);
+        let embed =
+            layers::linear::get_as_shipped(&m, (cfg.vocab_size, dim), "embed_tokens.weight")
+                .map_err(|e| TransformerError::Weights(e.to_string()))?;
         let lm_head = if cfg.tie_word_embeddings {
             candle_nn::Linear::new(embed.clone(), None).into()
         } else {

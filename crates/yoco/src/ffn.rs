@@ -1,7 +1,7 @@
 //! The feed-forward network (`feedforward_network.py`): SwiGLU without biases,
 //! `fc2(silu(fc1 x) ⊙ gate x)`.
 use candle_core::{Module, Tensor};
-use candle_nn::{linear_no_bias, VarBuilder};
+use candle_nn::VarBuilder;
 use layers::Linear;
 
 use crate::error::{Result, YocoError};
@@ -15,9 +15,8 @@ pub struct FeedForward {
 
 pub(crate) fn linear(i: usize, o: usize, vb: VarBuilder) -> Result<Linear> {
     // Decode steps take the threaded GEMV (kernels::cpu_linear).
-    Ok(linear_no_bias(i, o, vb)
-        .map_err(|e| YocoError::Weights(e.to_string()))?
-        .into())
+    // The weight as shipped (bf16 stays bf16: layers::linear::get_as_shipped).
+    Linear::load(i, o, false, &vb).map_err(|e| YocoError::Weights(e.to_string()))
 }
 
 impl FeedForward {

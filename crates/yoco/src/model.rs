@@ -35,11 +35,10 @@ impl Model {
                 vb.dtype()
             )));
         }
-        let embed = vb
-            .get((cfg.vocab_size, cfg.dim), "embed_tokens.weight")
-            .map_err(|e| YocoError::Weights(e.to_string()))?;
         // Kept as shipped (bf16 values stay bf16), widened after the lookup.
-        let embed = layers::linear::as_shipped(embed);
+        let embed =
+            layers::linear::get_as_shipped(&vb, (cfg.vocab_size, cfg.dim), "embed_tokens.weight")
+                .map_err(|e| YocoError::Weights(e.to_string()))?;
         Ok(Model {
             cfg: cfg.clone(),
             embed_tokens: Embedding::new(embed, cfg.dim),

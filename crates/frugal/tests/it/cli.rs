@@ -680,7 +680,7 @@ fn choices_are_listed_and_checked_by_the_parser() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
-        err.contains("[possible values: tiny, small, base]"),
+        err.contains("[possible values: tiny, small, base, 2b4t]"),
         "{err}"
     );
     let out = Command::new(env!("CARGO_BIN_EXE_frugal"))

@@ -70,10 +70,10 @@ impl SimpleBackend for Recorder {
         candle_core::bail!("{name}: the recorder needs a shape")
     }
 
-    /// Every tensor but the stacked ones of `layers::weights::stacked_name`, which only a
-    /// checkpoint's backend knows: the model then asks for their parts one by one.
+    /// Every tensor but the names only a checkpoint's backend knows (`layers::weights`'s
+    /// `stacked_name` and `as_shipped_name`): the model then asks for the plain names.
     fn contains_tensor(&self, name: &str) -> bool {
-        !name.ends_with(']')
+        !name.ends_with(']') && !name.contains('@')
     }
 }
 
