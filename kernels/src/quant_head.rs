@@ -5,14 +5,15 @@
 //! It is lossy: the logits move (each crate that offers it states by how much on its fixtures).
 //!
 //! Format, per row of `k` values, in groups of [`GROUP`]:
-//! - weights: `w ≈ (q − 8) · s`, `q ∈ 1..=15` (a 4-bit code), `s = max|w| / 7` per group (f32);
+//! - weights: `w ≈ (q − 8) · s`, `q ∈ 1..=15` (a 4-bit code), `s ≈ max|w| / 7` per group, a bf16
+//!   (widened by a shift, no conversion instruction);
 //! - two groups share 32 bytes: byte `t` holds the first group's `q_t` in its low nibble and the
 //!   second's in its high nibble, so one 32-byte load and two masks give both groups' codes;
 //! - activations: `x ≈ p · r`, `p ∈ −127..=127` (i8), `r = max|x| / 127` per group.
 //!
 //! `y = Σ_groups s · r · Σ_t (q_t − 8) p_t`: the inner sum is exact in integers (on AVX2, one
 //! `maddubs` of the 32 unsigned codes against the 32 signed activations per group; the `− 8`
-//! is taken out once per group as `8 · Σ p`). Bytes per weight: 0.5 + 4/32 = 0.625 (5 bits),
+//! is taken out once per group as `8 · Σ p`). Bytes per weight: 0.5 + 2/32 = 0.5625 (4.5 bits),
 //! against 2 for bf16 and about 0.82 for llama.cpp's Q6_K.
 use rayon::prelude::*;
 
@@ -34,7 +35,7 @@ pub struct Q4Matrix {
     /// `[rows, pairs, 32]` bytes of two codes each.
     codes: Vec<u8>,
     /// `[rows, 2 · pairs]` group scales.
-    scales: Vec<f32>,
+    scales: Vec<half::bf16>,
 }
 
 /// One row of activations, quantised per group.
@@ -73,7 +74,7 @@ impl Q4Matrix {
         let groups = cols / GROUP;
         let pairs = groups.div_ceil(2);
         let mut codes = vec![0x88u8; rows * pairs * GROUP];
-        let mut scales = vec![0.0f32; rows * 2 * pairs];
+        let mut scales = vec![half::bf16::ZERO; rows * 2 * pairs];
         codes
             .par_chunks_mut(pairs * GROUP)
             .zip(scales.par_chunks_mut(2 * pairs))
@@ -81,8 +82,10 @@ impl Q4Matrix {
             .for_each(|((codes, scales), row)| {
                 for (g, values) in row.chunks(GROUP).enumerate() {
                     let amax = values.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-                    let s = amax / 7.0;
-                    scales[g] = s;
+                    // The codes are taken against the scale as stored (rounded to bf16).
+                    let stored = half::bf16::from_f32(amax / 7.0);
+                    scales[g] = stored;
+                    let s = stored.to_f32();
                     let inv = if s > 0.0 { 1.0 / s } else { 0.0 };
                     let (pair, shift) = (g / 2, 4 * (g % 2));
                     for (t, v) in values.iter().enumerate() {
@@ -111,7 +114,7 @@ impl Q4Matrix {
 
     /// Bytes held: codes and scales.
     pub fn bytes(&self) -> usize {
-        self.codes.len() + 4 * self.scales.len()
+        self.codes.len() + 2 * self.scales.len()
     }
 
     /// The value the format stores for (row, col): `(q − 8) · s`.
@@ -119,7 +122,7 @@ impl Q4Matrix {
         let (g, t) = (col / GROUP, col % GROUP);
         let byte = self.codes[(row * self.pairs + g / 2) * GROUP + t];
         let q = (byte >> (4 * (g % 2))) & 0x0f;
-        (i32::from(q) - 8) as f32 * self.scales[row * 2 * self.pairs + g]
+        (i32::from(q) - 8) as f32 * self.scales[row * 2 * self.pairs + g].to_f32()
     }
 
     /// Quantises one row of activations (`cols` values) for [`Q4Matrix::gemv`].
@@ -194,7 +197,7 @@ impl Q4Matrix {
 }
 
 /// The plain form: per group, the integer sum, then its scales.
-fn row_dot_scalar(codes: &[u8], scales: &[f32], x: &Q8Row) -> f32 {
+fn row_dot_scalar(codes: &[u8], scales: &[half::bf16], x: &Q8Row) -> f32 {
     let mut total = 0.0f64;
     for (g, (&s, (&r, &offset))) in scales
         .iter()
@@ -208,14 +211,14 @@ fn row_dot_scalar(codes: &[u8], scales: &[f32], x: &Q8Row) -> f32 {
                 i32::from(q) * i32::from(x.codes[g * GROUP + t])
             })
             .sum();
-        total += f64::from(s) * (f64::from(r) * f64::from(dot) - f64::from(offset));
+        total += f64::from(s.to_f32()) * (f64::from(r) * f64::from(dot) - f64::from(offset));
     }
     total as f32
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn row_dot_avx2(codes: &[u8], scales: &[f32], x: &Q8Row) -> f32 {
+unsafe fn row_dot_avx2(codes: &[u8], scales: &[half::bf16], x: &Q8Row) -> f32 {
     use std::arch::x86_64::*;
     let low = _mm256_set1_epi8(0x0f);
     let ones = _mm256_set1_epi16(1);
@@ -238,10 +241,13 @@ unsafe fn row_dot_avx2(codes: &[u8], scales: &[f32], x: &Q8Row) -> f32 {
         let ia = _mm256_madd_epi16(_mm256_maddubs_epi16(qa, xa), ones);
         let ib = _mm256_madd_epi16(_mm256_maddubs_epi16(qb, xb), ones);
         let (g0, g1) = (2 * pair, 2 * pair + 1);
-        let (sa, sb) = (scales[g0] * x.scales[g0], scales[g1] * x.scales[g1]);
+        // bf16 scales widen by a shift into the top half of an f32.
+        let wide = |s: half::bf16| f32::from_bits(u32::from(s.to_bits()) << 16);
+        let (wa, wb) = (wide(scales[g0]), wide(scales[g1]));
+        let (sa, sb) = (wa * x.scales[g0], wb * x.scales[g1]);
         acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ia), _mm256_set1_ps(sa), acc);
         acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ib), _mm256_set1_ps(sb), acc);
-        offset += scales[g0] * x.offsets[g0] + scales[g1] * x.offsets[g1];
+        offset += wa * x.offsets[g0] + wb * x.offsets[g1];
     }
     // SAFETY: `__m256` and `[f32; 8]` have the same size, and every bit pattern is a valid f32.
     let lanes: [f32; 8] = unsafe { std::mem::transmute(acc) };

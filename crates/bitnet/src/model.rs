@@ -158,7 +158,7 @@ impl Model {
 
     /// Opt-in and lossy: the logits come from a 4-bit copy of the output embedding (groups of
     /// 32 weights with a scale each, activations quantised to 8 bits per group:
-    /// `kernels::quant_head`), 0.625 bytes per weight read per decoded token instead of 2 (bf16)
+    /// `kernels::quant_head`), 0.5625 bytes per weight read per decoded token instead of 2 (bf16)
     /// or 4. On the HF fixtures (random weights, nearly flat logits) the logits move by up to
     /// 10% of the largest logit: the prompt's top token is kept, and greedy decoding leaves the
     /// reference's tokens after the first (`tests/it/fixture.rs`). CPU only; the float head

@@ -101,7 +101,7 @@ fn quantized_head_error_on_the_fixtures() {
         let hidden = model.config().hidden_size;
         assert_eq!(
             w.quantized_head,
-            vocab * hidden / 2 + vocab * hidden / 32 * 4
+            vocab * hidden / 2 + vocab * hidden / 32 * 2
         );
         let (logits, tokens) = greedy(&model, &g.input_ids, g.new_tokens.len()).unwrap();
         let got = flat(&logits);
