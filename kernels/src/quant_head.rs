@@ -104,6 +104,46 @@ impl Q4Matrix {
         })
     }
 
+    /// [`Q4Matrix::quantize`] of a `[rows, cols]` tensor of any float dtype on the CPU (the
+    /// 4-bit head has no GPU path: other devices are an error naming theirs).
+    pub fn from_tensor(w: &candle_core::Tensor) -> candle_core::Result<Self> {
+        if !w.device().is_cpu() {
+            return Err(crate::op::unsupported(KERNEL, w.device(), w.dtype()));
+        }
+        let (rows, cols) = w.dims2()?;
+        let values: Vec<f32> = w
+            .to_dtype(candle_core::DType::F32)?
+            .flatten_all()?
+            .to_vec1()?;
+        Q4Matrix::quantize(&values, rows, cols).map_err(crate::op::wrap)
+    }
+
+    /// `x [.., cols]` (any float dtype, on the CPU) times the matrix: `[.., rows]` in f32.
+    pub fn forward(&self, x: &candle_core::Tensor) -> candle_core::Result<candle_core::Tensor> {
+        if !x.device().is_cpu() {
+            return Err(crate::op::unsupported(KERNEL, x.device(), x.dtype()));
+        }
+        let mut dims = x.dims().to_vec();
+        if dims.last() != Some(&self.cols) {
+            return Err(crate::op::wrap(KernelError::Shape {
+                kernel: KERNEL,
+                arg: "x",
+                expected: format!("[.., {}]", self.cols),
+                found: dims,
+            }));
+        }
+        let m = x.elem_count() / self.cols;
+        let values: Vec<f32> = x
+            .to_dtype(candle_core::DType::F32)?
+            .flatten_all()?
+            .to_vec1()?;
+        let y = self.gemv(&values, m).map_err(crate::op::wrap)?;
+        if let Some(last) = dims.last_mut() {
+            *last = self.rows;
+        }
+        candle_core::Tensor::from_vec(y, dims, &candle_core::Device::Cpu)
+    }
+
     pub fn rows(&self) -> usize {
         self.rows
     }

@@ -161,21 +161,10 @@ impl Model {
     /// `kernels::quant_head`), 0.5625 bytes per weight read per decoded token instead of 2 (bf16)
     /// or 4. On the HF fixtures (random weights, nearly flat logits) the logits move by up to
     /// 10% of the largest logit: the prompt's top token is kept, and greedy decoding leaves the
-    /// reference's tokens after the first (`tests/it/fixture.rs`). CPU only; the float head
-    /// stays for the embedding lookups (tied) and is what a GPU run uses.
+    /// reference's tokens after the first (`tests/it/fixture.rs`). CPU only: on another device
+    /// it is an error naming the device. The float head stays for the embedding lookups (tied).
     pub fn quantize_head(&mut self) -> Result<()> {
-        if !self.device.is_cpu() {
-            return Err(BitNetError::Input(
-                "the 4-bit head runs on the CPU only (the GPU keeps the float head)".into(),
-            ));
-        }
-        let (rows, cols) = self.lm_head.dims2()?;
-        let w: Vec<f32> = self
-            .lm_head
-            .to_dtype(DType::F32)?
-            .flatten_all()?
-            .to_vec1()?;
-        let q = kernels::quant_head::Q4Matrix::quantize(&w, rows, cols)?;
+        let q = kernels::quant_head::Q4Matrix::from_tensor(&self.lm_head)?;
         self.q4_head = Some(std::sync::Arc::new(q));
         Ok(())
     }
@@ -188,14 +177,7 @@ impl Model {
     fn logits(&self, x: &Tensor) -> Result<Tensor> {
         let (b, t, h) = x.dims3()?;
         if let Some(q) = &self.q4_head {
-            let rows = x.reshape((b * t, h))?.to_dtype(DType::F32)?;
-            let xs: Vec<f32> = rows.flatten_all()?.to_vec1()?;
-            let y = q.gemv(&xs, b * t)?;
-            return Ok(Tensor::from_vec(
-                y,
-                (b, t, self.cfg.vocab_size),
-                &self.device,
-            )?);
+            return Ok(q.forward(x)?);
         }
         // Decoding (a row or a few) takes the threaded GEMV over the output embedding.
         let logits = kernels::cpu_linear::linear(&x.reshape((b * t, h))?, &self.lm_head, None)?

@@ -119,3 +119,34 @@ proptest! {
         agree(rows, groups * GROUP, m, seed);
     }
 }
+
+/// The tensor forms: `from_tensor` quantises a tensor of any float dtype as `quantize` does its
+/// f32 values, and `forward` keeps the leading dimensions and refuses a wrong last one.
+#[test]
+fn tensor_forms_match_the_slice_forms() {
+    use candle_core::{DType, Device, Tensor};
+    let (rows, cols) = (70, 96);
+    let w = random(rows * cols, 11);
+    let t = Tensor::from_vec(w.clone(), (rows, cols), &Device::Cpu)
+        .unwrap()
+        .to_dtype(DType::BF16)
+        .unwrap();
+    let widened: Vec<f32> = t
+        .to_dtype(DType::F32)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let from_tensor = Q4Matrix::from_tensor(&t).unwrap();
+    let from_slice = Q4Matrix::quantize(&widened, rows, cols).unwrap();
+    let x = random(6 * cols, 12);
+    let xt = Tensor::from_vec(x.clone(), (2, 3, cols), &Device::Cpu).unwrap();
+    let y = from_tensor.forward(&xt).unwrap();
+    assert_eq!(y.dims(), &[2, 3, rows]);
+    let y: Vec<f32> = y.flatten_all().unwrap().to_vec1().unwrap();
+    assert_eq!(y, from_slice.gemv(&x, 6).unwrap());
+    let bad = Tensor::zeros((2, cols + 1), DType::F32, &Device::Cpu).unwrap();
+    let e = from_tensor.forward(&bad).unwrap_err().to_string();
+    assert!(e.contains("quant_head") && e.contains("`x`"), "{e}");
+}
