@@ -126,7 +126,10 @@ pub fn positional_attention_reference(input: &PositionalInput<'_>) -> Result<Vec
     Ok(o)
 }
 
-/// The fast path, per (query, head): the scores of the visible keys into a buffer, their softmax
+/// The fast path. Prefill on x86-64 with AVX2 and FMA (at least a tile of queries): each
+/// sequence's keys sorted by position, so that every query's visible keys are one contiguous run
+/// (positions in `(q_pos − window, q_pos]`), then the register-blocked tiles of the window
+/// attention over those runs. Otherwise per (query, head): the scores of the visible keys into a buffer, their softmax
 /// with a vectorised `exp`, then the weighted sum of values; threaded over (query, head) when the
 /// call is large enough to pay for it.
 pub fn positional_attention_cpu(input: &PositionalInput<'_>) -> Result<Vec<f32>> {
@@ -135,6 +138,11 @@ pub fn positional_attention_cpu(input: &PositionalInput<'_>) -> Result<Vec<f32>>
     let group = h / hk;
     let fma = fma_available();
     let mut o = vec![0.0f32; input.q.len()];
+    #[cfg(target_arch = "x86_64")]
+    if fma && input.q_len >= super::tiled::ROW_TILE {
+        prefill_sorted(input, &mut o);
+        return Ok(o);
+    }
     // Per thread: the scores and the offsets of the visible keys' rows.
     let task = |(scores, at): &mut (Vec<f32>, Vec<usize>), (slot, acc): (usize, &mut [f32])| {
         let (row, head) = (slot / h, slot % h);
@@ -187,4 +195,89 @@ pub fn positional_attention_cpu(input: &PositionalInput<'_>) -> Result<Vec<f32>>
             .for_each(|item| task(&mut buf, item));
     }
     Ok(o)
+}
+
+/// The prefill path: per sequence, its live keys (position ≥ 0) gathered in position order
+/// (stable, so equal positions keep their order), each query's visible run found by binary
+/// search, then tiles of `tiled::ROW_TILE` queries, threaded when the call is large enough.
+#[cfg(target_arch = "x86_64")]
+fn prefill_sorted(input: &PositionalInput<'_>, o: &mut [f32]) {
+    use super::tiled::{attend_tile, Tile, ROW_TILE};
+    let (h, hk, d) = (input.heads, input.kv_heads, input.head_dim);
+    let (row, kv_row) = (h * d, hk * d);
+    let w = input.window as i64;
+    struct Sorted {
+        k: Vec<f32>,
+        v: Vec<f32>,
+        visible: Vec<Option<(usize, usize)>>,
+    }
+    let sorted: Vec<Sorted> = (0..input.batch)
+        .map(|b| {
+            let pos = &input.k_pos[b * input.k_len..][..input.k_len];
+            let mut order: Vec<usize> = (0..input.k_len).filter(|&j| pos[j] >= 0).collect();
+            order.sort_by_key(|&j| pos[j]);
+            let gather = |src: &[f32]| -> Vec<f32> {
+                let src = &src[b * input.k_len * kv_row..][..input.k_len * kv_row];
+                order
+                    .iter()
+                    .flat_map(|&j| &src[j * kv_row..(j + 1) * kv_row])
+                    .copied()
+                    .collect()
+            };
+            let sorted_pos: Vec<i64> = order.iter().map(|&j| pos[j]).collect();
+            let visible = input.q_pos[b * input.q_len..][..input.q_len]
+                .iter()
+                .map(|&qp| {
+                    // Keys at positions qp − window + 1 ..= qp.
+                    let lo = sorted_pos.partition_point(|&kp| kp <= qp.saturating_sub(w));
+                    let end = sorted_pos.partition_point(|&kp| kp <= qp);
+                    (qp >= 0 && lo < end).then(|| (lo, end - 1))
+                })
+                .collect();
+            Sorted {
+                k: gather(input.k),
+                v: gather(input.v),
+                visible,
+            }
+        })
+        .collect();
+    let tile = |(b, (t, out)): (usize, (usize, &mut [f32]))| {
+        let s = &sorted[b];
+        let first = t * ROW_TILE;
+        let rows = out.len() / row;
+        let tile = Tile {
+            q: &input.q[(b * input.q_len + first) * row..][..rows * row],
+            k: &s.k,
+            v: &s.v,
+            heads: h,
+            kv_heads: hk,
+            head_dim: d,
+            scale: input.scale,
+            visible: &s.visible[first..first + rows],
+        };
+        // SAFETY: the caller checked AVX2 and FMA; the ranges index the gathered keys.
+        unsafe { attend_tile(&tile, out) }
+    };
+    let seen: usize = sorted
+        .iter()
+        .flat_map(|s| s.visible.iter().flatten())
+        .map(|&(lo, hi)| hi + 1 - lo)
+        .sum();
+    let per_batch = input.q_len * row;
+    if seen * row >= PARALLEL_MIN_MACS {
+        o.par_chunks_mut(per_batch)
+            .enumerate()
+            .flat_map(|(b, ob)| {
+                ob.par_chunks_mut(ROW_TILE * row)
+                    .enumerate()
+                    .map(move |t| (b, t))
+            })
+            .for_each(tile);
+    } else {
+        for (b, ob) in o.chunks_mut(per_batch).enumerate() {
+            ob.chunks_mut(ROW_TILE * row)
+                .enumerate()
+                .for_each(|t| tile((b, t)));
+        }
+    }
 }

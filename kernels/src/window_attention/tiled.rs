@@ -23,7 +23,23 @@ const KB: usize = 64;
 /// Queries per micro-tile.
 const QB: usize = 4;
 
-/// Rows `first..` of batch `b` (as many as `out` holds, every head).
+/// One tile's inputs: its query rows, the keys and values of their sequence, and for each row
+/// the keys it sees as an index range (`None`: none, the row's output stays zero).
+pub(super) struct Tile<'a> {
+    /// `[rows, heads, head_dim]`.
+    pub q: &'a [f32],
+    /// `[k_len, kv_heads, head_dim]` each.
+    pub k: &'a [f32],
+    pub v: &'a [f32],
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    pub scale: f32,
+    /// Per row: its visible keys `lo..=hi`, every one of them seen.
+    pub visible: &'a [Option<(usize, usize)>],
+}
+
+/// Rows `first..` of batch `b` of a window attention (as many as `out` holds, every head).
 ///
 /// # Safety
 /// The CPU has AVX2 and FMA, and `input` has been validated (its buffers hold its shape).
@@ -35,13 +51,39 @@ pub(super) unsafe fn prefill_tile(
     out: &mut [f32],
 ) {
     let s = input.shape;
-    let (h, hk, d) = (s.heads, s.kv_heads, s.head_dim);
+    let row = s.heads * s.head_dim;
+    let rows = out.len() / row;
+    let visible: Vec<Option<(usize, usize)>> =
+        (first..first + rows).map(|i| Some(s.visible(i))).collect();
+    let kv = s.k_len * s.kv_heads * s.head_dim;
+    let tile = Tile {
+        q: &input.q[(b * s.q_len + first) * row..][..rows * row],
+        k: &input.k[b * kv..][..kv],
+        v: &input.v[b * kv..][..kv],
+        heads: s.heads,
+        kv_heads: s.kv_heads,
+        head_dim: s.head_dim,
+        scale: input.scale,
+        visible: &visible,
+    };
+    // SAFETY: AVX2 and FMA are present (this function's contract); the slices hold the shape.
+    unsafe { attend_tile(&tile, out) }
+}
+
+/// The attention of one tile's rows into `out` `[rows, heads, head_dim]` (zeroed by the caller).
+///
+/// # Safety
+/// The CPU has AVX2 and FMA; `t.q` and `out` hold `visible.len()` rows of `heads · head_dim`,
+/// `t.k` and `t.v` hold every key a range names.
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn attend_tile(t: &Tile<'_>, out: &mut [f32]) {
+    let (h, hk, d) = (t.heads, t.kv_heads, t.head_dim);
     let group = h / hk;
-    let rows = out.len() / (h * d);
-    let visible: Vec<(usize, usize)> = (first..first + rows).map(|i| s.visible(i)).collect();
+    let rows = t.visible.len();
+    let visible = t.visible;
     let (Some(lo), Some(hi)) = (
-        visible.iter().map(|v| v.0).min(),
-        visible.iter().map(|v| v.1).max(),
+        visible.iter().flatten().map(|v| v.0).min(),
+        visible.iter().flatten().map(|v| v.1).max(),
     ) else {
         return;
     };
@@ -56,38 +98,41 @@ pub(super) unsafe fn prefill_tile(
         let slots: Vec<usize> = (0..rows)
             .flat_map(|r| (kv * group..(kv + 1) * group).map(move |head| r * h + head))
             .collect();
-        let key_at = |j: usize| ((b * s.k_len + j) * hk + kv) * d;
+        let key_at = |j: usize| (j * hk + kv) * d;
         let mut start = lo;
         while start <= hi {
             let n = (hi + 1 - start).min(KB);
-            for t in 0..KB {
-                if t < n {
-                    let k = &input.k[key_at(start + t)..][..d];
+            for j in 0..KB {
+                if j < n {
+                    let k = &t.k[key_at(start + j)..][..d];
                     for (c, &x) in k.iter().enumerate() {
-                        kt[c * KB + t] = x;
+                        kt[c * KB + j] = x;
                     }
                 } else {
                     for c in 0..d {
-                        kt[c * KB + t] = 0.0;
+                        kt[c * KB + j] = 0.0;
                     }
                 }
             }
-            let values = &input.v[key_at(start)..key_at(start + n - 1) + d];
+            let values = &t.v[key_at(start)..key_at(start + n - 1) + d];
             for chunk in slots.chunks(QB) {
                 let q: [&[f32]; QB] = std::array::from_fn(|i| {
                     let slot = chunk[i.min(chunk.len() - 1)];
                     let (r, head) = (slot / h, slot % h);
-                    &input.q[((b * s.q_len + first + r) * h + head) * d..][..d]
+                    &t.q[(r * h + head) * d..][..d]
                 });
                 let mut p = [[0.0f32; KB]; QB];
                 // SAFETY: AVX2 and FMA are present (this function's contract); `kt` holds
                 // d·KB values and every `q` row d.
                 unsafe { scores(&q, &kt, d, &mut p) };
                 for (i, &slot) in chunk.iter().enumerate() {
-                    let (vlo, vhi) = visible[slot / h];
+                    let row = &mut p[i];
+                    let Some((vlo, vhi)) = visible[slot / h] else {
+                        row.fill(0.0);
+                        continue;
+                    };
                     let from = vlo.saturating_sub(start);
                     let to = vhi.min(start + n - 1);
-                    let row = &mut p[i];
                     if to < start || from > to - start {
                         row.fill(0.0);
                         continue;
@@ -98,7 +143,7 @@ pub(super) unsafe fn prefill_tile(
                     let seen = &mut row[from..=to];
                     softmax_block(
                         seen,
-                        input.scale,
+                        t.scale,
                         &mut max[slot],
                         &mut total[slot],
                         &mut out[slot * d..(slot + 1) * d],
@@ -119,9 +164,9 @@ pub(super) unsafe fn prefill_tile(
         }
     }
     for (slot, a) in out.chunks_mut(d).enumerate() {
-        let t = total[slot];
-        for x in a {
-            *x /= t;
+        if visible[slot / h].is_some() {
+            let total = total[slot];
+            a.iter_mut().for_each(|x| *x /= total);
         }
     }
 }

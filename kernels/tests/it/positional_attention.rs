@@ -91,15 +91,35 @@ fn close(got: &[f32], want: &[f32]) -> Result<(), String> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(40))]
 
+    // Below 32 queries the per-query path, from 32 the tiles over keys sorted by position.
     #[test]
     fn fast_path_matches_reference(
-        b in 1usize..3, t in 1usize..9, s in 1usize..70, kv in 1usize..3, g in 1usize..4,
+        b in 1usize..3, t in prop_oneof![1usize..9, 30usize..90], s in 1usize..70, kv in 1usize..3, g in 1usize..4,
         d in 1usize..40, window in 1usize..80, seed in 0u64..10_000,
     ) {
         let case = random((b, t, s, kv * g, kv, d), window, seed);
         let want = positional_attention_reference(&case.input()).unwrap();
         let got = positional_attention_cpu(&case.input()).unwrap();
         prop_assert!(close(&got, &want).is_ok(), "{:?}", close(&got, &want));
+    }
+}
+
+#[test]
+fn repeated_and_far_key_positions_match_reference_in_both_paths() {
+    // Keys with repeated positions (two sequences' rows sharing a buffer) and queries past every
+    // key's window (they see nothing: zeros), at 8 and at 64 queries.
+    for t in [8, 64] {
+        let mut case = random((2, t, 90, 6, 2, 24), 16, 11);
+        let mut rng = Rng::new(5);
+        case.k_pos = (0..2 * 90).map(|_| (rng.next_u64() % 40) as i64).collect();
+        case.q_pos = (0..2 * t as i64).map(|i| (i * 7) % 100).collect();
+        let want = positional_attention_reference(&case.input()).unwrap();
+        let got = positional_attention_cpu(&case.input()).unwrap();
+        close(&got, &want).unwrap();
+        let row = 6 * 24;
+        let blind = (0..2 * t).filter(|&i| case.q_pos[i] >= 40 + 16 - 1).count();
+        let zero_rows = got.chunks(row).filter(|r| r.iter().all(|&v| v == 0.0)).count();
+        assert!(blind > 0 && zero_rows == blind, "{blind} {zero_rows}");
     }
 }
 
