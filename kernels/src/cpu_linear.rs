@@ -77,9 +77,9 @@ fn gemv_with<W: Sync>(
     Ok(y)
 }
 
-/// `x [.., in] · wᵀ (+ b)` for `w [out, in]`: the threaded GEMV for up to [`GEMV_MAX_ROWS`] rows of
-/// f32 on the CPU, candle's matmul otherwise. bf16 weights under f32 rows on the CPU are widened
-/// inside the GEMV, or per block for candle's matmul: the products are those of the f32 values.
+/// `x [.., in] · wᵀ (+ b)` for `w [out, in]`. f32 rows on the CPU with f32 or bf16 weights: the
+/// threaded GEMV for up to [`GEMV_MAX_ROWS`] rows, [`matmul`] for more (bf16 widened exactly inside
+/// either), the bias added in the same call. Anything else: candle's matmul and `broadcast_add`.
 pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> candle_core::Result<Tensor> {
     let (n, k) = w.dims2()?;
     let dims = x.dims().to_vec();
@@ -88,96 +88,194 @@ pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> candle_core::Result
     } else {
         usize::MAX
     };
-    let fast = rows <= GEMV_MAX_ROWS
+    let host = rows != usize::MAX
         && matches!(x.device(), Device::Cpu)
         && x.dtype() == DType::F32
-        && matches!(w.dtype(), DType::F32 | DType::BF16);
-    let y = if fast {
+        && matches!(w.dtype(), DType::F32 | DType::BF16)
+        && b.is_none_or(|b| b.dtype() == DType::F32 && b.dims() == [n]);
+    if host {
         let x = x.contiguous()?;
-        let out = with_cpu_f32(&x, |xs| match w.dtype() {
-            DType::BF16 => with_cpu_bf16(w, |ws| gemv_bf16(xs, rows, ws, n, k)),
-            _ => with_cpu_f32(w, |ws| gemv(xs, rows, ws, n, k)),
+        let bias = match b {
+            Some(b) => Some(b.contiguous()?),
+            None => None,
+        };
+        let product = |xs: &[f32], bias: Option<&[f32]>| {
+            with_weights(w, |weights| {
+                if rows > GEMV_MAX_ROWS {
+                    return matmul(xs, rows, weights, n, k, bias);
+                }
+                let mut y = match weights {
+                    Weights::F32(ws) => gemv(xs, rows, ws, n, k),
+                    Weights::Bf16(ws) => gemv_bf16(xs, rows, ws, n, k),
+                }?;
+                if let Some(bias) = bias {
+                    for row in y.chunks_mut(n.max(1)) {
+                        row.iter_mut().zip(bias).for_each(|(y, b)| *y += b);
+                    }
+                }
+                Ok(y)
+            })
+        };
+        let out = with_cpu_f32(&x, |xs| match &bias {
+            Some(bias) => with_cpu_f32(bias, |bs| product(xs, Some(bs))).flatten(),
+            None => product(xs, None),
         })
         .flatten();
-        match out {
-            Some(y) => {
-                let y = y.map_err(candle_core::Error::wrap)?;
-                let mut shape = dims;
-                if let Some(last) = shape.last_mut() {
-                    *last = n;
-                }
-                Tensor::from_vec(y, shape, &Device::Cpu)?
+        if let Some(y) = out {
+            let mut shape = dims;
+            if let Some(last) = shape.last_mut() {
+                *last = n;
             }
-            None => x.broadcast_matmul(&w.to_dtype(x.dtype())?.t()?)?,
+            return Tensor::from_vec(y.map_err(candle_core::Error::wrap)?, shape, &Device::Cpu);
         }
-    } else if x.dtype() == DType::F32
-        && w.dtype() == DType::BF16
-        && x.device().is_cpu()
-        && rows != usize::MAX
-        && n * k > 0
-    {
-        let x = x.contiguous()?;
-        match with_cpu_bf16(w, |ws| matmul_widening(&x, ws, n, k)) {
-            Some(y) => y?,
-            None => x.broadcast_matmul(&w.to_dtype(DType::F32)?.t()?)?,
-        }
-    } else {
-        // candle's matmul takes one dtype: bf16 weights under f32 activations are widened
-        // (exactly) first.
-        x.broadcast_matmul(&w.to_dtype(x.dtype())?.t()?)?
-    };
+    }
+    // candle's matmul takes one dtype: other weights are widened (exactly for bf16) first.
+    let y = x.broadcast_matmul(&w.to_dtype(x.dtype())?.t()?)?;
     match b {
         Some(b) => y.broadcast_add(b),
         None => Ok(y),
     }
 }
 
+/// A weight matrix's values on the host, in the dtype it is kept in.
+#[derive(Debug, Clone, Copy)]
+pub enum Weights<'a> {
+    F32(&'a [f32]),
+    Bf16(&'a [half::bf16]),
+}
+
+/// Calls `f` with the values of a contiguous f32 or bf16 CPU matrix, without copying.
+fn with_weights<R>(w: &Tensor, f: impl FnOnce(Weights<'_>) -> R) -> Option<R> {
+    match w.dtype() {
+        DType::BF16 => with_cpu_bf16(w, |ws| f(Weights::Bf16(ws))),
+        _ => with_cpu_f32(w, |ws| f(Weights::F32(ws))),
+    }
+}
+
 /// bf16 weights widened per block of output rows for a product of many rows (prefill).
 const WIDEN_BLOCK_VALUES: usize = 1 << 19;
 
-/// `x [.., k] · wᵀ` for bf16 `w [n, k]` and f32 `x` on the CPU, with more rows than a GEMV
-/// takes: `w` is widened (exactly) [`WIDEN_BLOCK_VALUES`] values at a time, about 2 MiB of f32
-/// that stay in cache for candle's matmul of that block, instead of an f32 copy of the whole
-/// matrix per call.
-fn matmul_widening(
-    x: &Tensor,
-    w: &[half::bf16],
+thread_local! {
+    /// A block of widened bf16 weights, kept between calls (no allocation per product).
+    static WIDENED: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// `y [m, n] = x [m, k] · wᵀ (+ bias)` for `w [n, k]`, threaded over the rayon pool it is called
+/// from. The bias is the destination's starting value and the product accumulates onto it: no
+/// second pass over the output, and no candle elementwise op (whose own thread pool spins for a
+/// while after each call, taking a core from the product's threads on a small machine). bf16
+/// weights are widened exactly, [`WIDEN_BLOCK_VALUES`] at a time into a reused buffer that stays in
+/// cache for that block's product, never a copy of the whole matrix.
+pub fn matmul(
+    x: &[f32],
+    m: usize,
+    w: Weights<'_>,
     n: usize,
     k: usize,
-) -> candle_core::Result<Tensor> {
-    let dims = x.dims().to_vec();
-    let rows = x.elem_count() / k.max(1);
-    let x2 = x.reshape((rows, k))?;
-    let block_rows = (WIDEN_BLOCK_VALUES / k.max(1)).max(16).min(n.max(1));
-    let mut parts = Vec::with_capacity(n.div_ceil(block_rows));
-    for block in w.chunks(block_rows * k) {
-        let mut wide = vec![0.0f32; block.len()];
-        let widen = |(o, i): (&mut [f32], &[half::bf16])| {
-            for (o, i) in o.iter_mut().zip(i) {
-                // A bf16 is the top half of the f32 it widens to.
-                *o = f32::from_bits(u32::from(i.to_bits()) << 16);
-            }
-        };
-        if block.len() >= PARALLEL_MIN_WEIGHTS {
-            wide.par_chunks_mut(1 << 14)
-                .zip(block.par_chunks(1 << 14))
-                .for_each(widen);
-        } else {
-            widen((&mut wide, block));
-        }
-        let wt = Tensor::from_vec(wide, (block.len() / k, k), &Device::Cpu)?;
-        parts.push(x2.matmul(&wt.t()?)?);
-    }
-    let y = if parts.len() == 1 {
-        parts.remove(0)
-    } else {
-        Tensor::cat(&parts, 1)?
+    bias: Option<&[f32]>,
+) -> Result<Vec<f32>> {
+    let shape = format!("[m {m}, n {n}, k {k}]");
+    check_len("matmul", "x", x.len(), m * k, &shape)?;
+    let w_len = match w {
+        Weights::F32(w) => w.len(),
+        Weights::Bf16(w) => w.len(),
     };
-    let mut shape = dims;
-    if let Some(last) = shape.last_mut() {
-        *last = n;
+    check_len("matmul", "w", w_len, n * k, &shape)?;
+    if let Some(bias) = bias {
+        check_len("matmul", "bias", bias.len(), n, &shape)?;
     }
-    y.reshape(shape)
+    let mut y = match bias {
+        Some(bias) => bias.repeat(m),
+        None => vec![0.0f32; m * n],
+    };
+    if m == 0 || n == 0 || k == 0 {
+        return Ok(y);
+    }
+    match w {
+        Weights::F32(w) => gemm_into(&mut y, 0, x, m, w, n, k, bias.is_some()),
+        Weights::Bf16(w) => {
+            let block_rows = (WIDEN_BLOCK_VALUES / k).max(16).min(n);
+            // Taken out while in use: a rayon thread waiting inside the product may run another
+            // call's task, which then finds the slot empty and allocates its own.
+            let mut wide = WIDENED.take();
+            for (i, block) in w.chunks(block_rows * k).enumerate() {
+                wide.resize(block.len(), 0.0);
+                widen(block, &mut wide);
+                let rows = block.len() / k;
+                gemm_into(&mut y, i * block_rows, x, m, &wide, rows, k, bias.is_some());
+            }
+            WIDENED.set(wide);
+        }
+    }
+    Ok(y)
+}
+
+/// `bf16 → f32`, exactly (a bf16 is the top half of the f32 it widens to), threaded when large.
+fn widen(from: &[half::bf16], to: &mut [f32]) {
+    let run = |(o, i): (&mut [f32], &[half::bf16])| {
+        for (o, i) in o.iter_mut().zip(i) {
+            *o = f32::from_bits(u32::from(i.to_bits()) << 16);
+        }
+    };
+    if from.len() >= PARALLEL_MIN_WEIGHTS {
+        to.par_chunks_mut(1 << 14)
+            .zip(from.par_chunks(1 << 14))
+            .for_each(run);
+    } else {
+        run((to, from));
+    }
+}
+
+/// Columns `col..col + rows` of `y [m, n]` `(+)= x [m, k] · w [rows, k]ᵀ`.
+#[allow(clippy::too_many_arguments)]
+fn gemm_into(
+    y: &mut [f32],
+    col: usize,
+    x: &[f32],
+    m: usize,
+    w: &[f32],
+    rows: usize,
+    k: usize,
+    accumulate: bool,
+) {
+    let n = y.len() / m;
+    assert!(
+        col + rows <= n && x.len() >= m * k && w.len() >= rows * k,
+        "gemm_into: [m {m}, n {n}, k {k}] columns {col}..{}",
+        col + rows
+    );
+    let threads = rayon::current_num_threads();
+    let parallelism = if threads > 1 {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: `y` holds m rows of n with columns col..col + rows inside them, `x` m rows of k and
+    // `w` `rows` rows of k (asserted above); the strides below stay within those: y[i, j] at
+    // i·n + j, x[i, c] at i·k + c, wᵀ[c, j] = w[j, c] at j·k + c.
+    unsafe {
+        gemm::gemm(
+            m,
+            rows,
+            k,
+            y.as_mut_ptr().add(col),
+            1,
+            n as isize,
+            accumulate,
+            x.as_ptr(),
+            1,
+            k as isize,
+            w.as_ptr(),
+            k as isize,
+            1,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        )
+    }
 }
 
 /// An f32 matrix on the CPU whose every value is a bf16 (a bf16 checkpoint's weights loaded in

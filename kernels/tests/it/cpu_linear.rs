@@ -3,7 +3,7 @@
 
 use crate::common::Rng;
 use candle_core::{DType, Device, Tensor};
-use kernels::cpu_linear::{bf16_if_exact, gemv, gemv_bf16, linear};
+use kernels::cpu_linear::{bf16_if_exact, gemv, gemv_bf16, linear, matmul, Weights};
 use proptest::prelude::*;
 
 fn naive(x: &[f32], m: usize, w: &[f32], n: usize, k: usize) -> Vec<f32> {
@@ -49,6 +49,67 @@ proptest! {
     }
 }
 
+fn with_bias(mut y: Vec<f32>, n: usize, bias: Option<&[f32]>) -> Vec<f32> {
+    if let Some(bias) = bias {
+        for row in y.chunks_mut(n) {
+            row.iter_mut().zip(bias).for_each(|(y, b)| *y += b);
+        }
+    }
+    y
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(40))]
+    /// The prefill product, f32 and bf16 weights, with and without a bias, on odd shapes.
+    #[test]
+    fn matmul_matches_the_plain_loop(
+        m in 1usize..40, n in 1usize..90, k in 1usize..200, biased: bool, seed in 0u64..1000,
+    ) {
+        let mut rng = Rng::new(seed);
+        let x: Vec<f32> = (0..m * k).map(|_| rng.uniform(-1.0, 1.0)).collect();
+        let w: Vec<f32> = (0..n * k).map(|_| rng.uniform(-1.0, 1.0)).collect();
+        let bias: Vec<f32> = (0..n).map(|_| rng.uniform(-1.0, 1.0)).collect();
+        let bias = biased.then_some(bias.as_slice());
+        let want = with_bias(naive(&x, m, &w, n, k), n, bias);
+        close(&matmul(&x, m, Weights::F32(&w), n, k, bias).unwrap(), &want);
+        let wb: Vec<half::bf16> = w.iter().map(|&v| half::bf16::from_f32(v)).collect();
+        let wide: Vec<f32> = wb.iter().map(|v| v.to_f32()).collect();
+        let want = with_bias(naive(&x, m, &wide, n, k), n, bias);
+        close(&matmul(&x, m, Weights::Bf16(&wb), n, k, bias).unwrap(), &want);
+    }
+}
+
+#[test]
+fn bf16_matmul_over_several_widened_blocks_and_from_concurrent_tasks() {
+    use rayon::prelude::*;
+    // 2^19 values a block: 2100 rows of 300 are two blocks and a short third.
+    let (m, n, k) = (6, 2100, 300);
+    let mut rng = Rng::new(8);
+    let x: Vec<f32> = (0..m * k).map(|_| rng.uniform(-1.0, 1.0)).collect();
+    let wb: Vec<half::bf16> = (0..n * k)
+        .map(|_| half::bf16::from_f32(rng.uniform(-1.0, 1.0)))
+        .collect();
+    let bias: Vec<f32> = (0..n).map(|_| rng.uniform(-1.0, 1.0)).collect();
+    let wide: Vec<f32> = wb.iter().map(|v| v.to_f32()).collect();
+    let want = with_bias(naive(&x, m, &wide, n, k), n, Some(&bias));
+    // Several at once on the pool: a thread waiting inside one product may run another's task.
+    let got: Vec<Vec<f32>> = (0..4)
+        .into_par_iter()
+        .map(|_| matmul(&x, m, Weights::Bf16(&wb), n, k, Some(&bias)).unwrap())
+        .collect();
+    for got in &got {
+        close(got, &want);
+    }
+    let e = matmul(&x, m, Weights::Bf16(&wb), n, k, Some(&bias[1..]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("bias") && e.contains("2099"), "{e}");
+    let e = matmul(&x[1..], m, Weights::F32(&wide), n, k, None)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("x") && e.contains("1799"), "{e}");
+}
+
 #[test]
 fn linear_agrees_with_candle_on_every_path() {
     let dev = Device::Cpu;
@@ -74,8 +135,8 @@ fn linear_agrees_with_candle_on_every_path() {
         let want = x.broadcast_matmul(&w.t().unwrap()).unwrap();
         close(&flat(&linear(&x, &w, None).unwrap()), &flat(&want));
     }
-    // bf16 weights under f32 activations: the bf16 GEMV for a few rows, candle's matmul on the
-    // widened weights for more; f32 out either way, equal to the f32 widening's products.
+    // bf16 weights under f32 activations: the bf16 GEMV for a few rows, the widening matmul for
+    // more; f32 out either way, equal to the f32 widening's products.
     let wb = w.to_dtype(DType::BF16).unwrap();
     let wide = wb.to_dtype(DType::F32).unwrap();
     for rows in [1, 3, 9] {
