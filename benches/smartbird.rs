@@ -10,7 +10,9 @@ use std::time::Instant;
 
 use candle_core::Device;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use kernels::sparse_attention::{sparse_attention_cpu, SparseInput, SparseShape};
+use kernels::sparse_attention::{
+    sketch_topk_cpu, sparse_attention_cpu, SketchTopk, SparseInput, SparseShape,
+};
 use smartbird::{AttentionMode, Config, Model, Sampling};
 
 fn config(n: usize, keys: usize) -> Config {
@@ -98,6 +100,32 @@ fn kernel(c: &mut Criterion) {
                 v: &x,
                 indices: &idx,
                 scale: 0.125,
+            })
+            .expect("shape")
+        })
+    });
+    // The per-head Gumbel-top-K from a sketch's log-probabilities (a softmax over random scores).
+    let log_probs: Vec<f32> = (0..n)
+        .flat_map(|i| {
+            let row: Vec<f32> = (0..n)
+                .map(|j| (((i * 131 + j * 7919) % 1009) as f32 / 1009.0 - 0.5) * 6.0)
+                .collect();
+            let max = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+            let lse = max + row.iter().map(|&x| (x - max).exp()).sum::<f32>().ln();
+            row.into_iter().map(move |x| x - lse)
+        })
+        .collect();
+    g.bench_function("sketch_topk_gumbel/n2048_k64", |b| {
+        b.iter(|| {
+            sketch_topk_cpu(&SketchTopk {
+                batch: 1,
+                seq_len: n,
+                heads,
+                keys,
+                log_probs: &log_probs,
+                mask: None,
+                gumbel_seed: Some(7),
+                include_self: false,
             })
             .expect("shape")
         })

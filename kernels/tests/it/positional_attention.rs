@@ -118,7 +118,10 @@ fn repeated_and_far_key_positions_match_reference_in_both_paths() {
         close(&got, &want).unwrap();
         let row = 6 * 24;
         let blind = (0..2 * t).filter(|&i| case.q_pos[i] >= 40 + 16 - 1).count();
-        let zero_rows = got.chunks(row).filter(|r| r.iter().all(|&v| v == 0.0)).count();
+        let zero_rows = got
+            .chunks(row)
+            .filter(|r| r.iter().all(|&v| v == 0.0))
+            .count();
         assert!(blind > 0 && zero_rows == blind, "{blind} {zero_rows}");
     }
 }
