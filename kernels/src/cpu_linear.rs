@@ -52,21 +52,43 @@ fn gemv_with<W: Sync>(
     if m == 0 || n == 0 {
         return Ok(Vec::new());
     }
+    let inputs: Vec<&[f32]> = (0..m).map(|t| &x[t * k..(t + 1) * k]).collect();
+    Ok(rows_times_inputs(
+        n,
+        &inputs,
+        n * k >= PARALLEL_MIN_WEIGHTS,
+        |j, xs| dot_row(&w[j * k..][..k], xs),
+    ))
+}
+
+/// `y [m, n]` with `y[t, j] = dot(j, inputs[t])`: each output row `j` (a weight row, read once)
+/// against every input, in tasks of [`ROWS_PER_TASK`] rows, on the pool when `parallel`. The GEMVs
+/// of f32, bf16 and 4-bit matrices differ only in `dot`.
+pub(crate) fn rows_times_inputs<I: Sync>(
+    n: usize,
+    inputs: &[I],
+    parallel: bool,
+    dot: impl Fn(usize, &I) -> f32 + Sync,
+) -> Vec<f32> {
+    let m = inputs.len();
+    if m == 0 || n == 0 {
+        return Vec::new();
+    }
     let mut yt = vec![0.0f32; n * m]; // [n, m]: each task writes whole rows
     let block = |(task, out): (usize, &mut [f32])| {
         for (r, slot) in out.chunks_mut(m).enumerate() {
-            let row = &w[(task * ROWS_PER_TASK + r) * k..][..k];
-            for (t, y) in slot.iter_mut().enumerate() {
-                *y = dot_row(row, &x[t * k..(t + 1) * k]);
+            let j = task * ROWS_PER_TASK + r;
+            for (y, input) in slot.iter_mut().zip(inputs) {
+                *y = dot(j, input);
             }
         }
     };
-    if n * k < PARALLEL_MIN_WEIGHTS {
-        yt.chunks_mut(ROWS_PER_TASK * m).enumerate().for_each(block);
-    } else {
+    if parallel {
         yt.par_chunks_mut(ROWS_PER_TASK * m)
             .enumerate()
             .for_each(block);
+    } else {
+        yt.chunks_mut(ROWS_PER_TASK * m).enumerate().for_each(block);
     }
     let mut y = vec![0.0f32; m * n];
     for (j, col) in yt.chunks(m).enumerate() {
@@ -74,7 +96,7 @@ fn gemv_with<W: Sync>(
             y[t * n + j] = v;
         }
     }
-    Ok(y)
+    y
 }
 
 /// `x [.., in] · wᵀ (+ b)` for `w [out, in]`. f32 rows on the CPU with f32 or bf16 weights: the

@@ -22,8 +22,6 @@ use crate::error::{check_len, KernelError, Result};
 /// Values per quantisation group.
 pub const GROUP: usize = 32;
 const KERNEL: &str = "quant_head";
-/// Output rows per rayon task.
-const ROWS_PER_TASK: usize = 64;
 
 /// A `[rows, cols]` matrix in the 4-bit format above.
 #[derive(Debug, Clone)]
@@ -195,31 +193,16 @@ impl Q4Matrix {
     pub fn gemv(&self, x: &[f32], m: usize) -> Result<Vec<f32>> {
         let shape = format!("[m {m}, rows {}, cols {}]", self.rows, self.cols);
         check_len(KERNEL, "x", x.len(), m * self.cols, &shape)?;
-        let inputs = x
-            .chunks(self.cols.max(1))
-            .take(m)
-            .map(|x| self.quantize_input(x))
+        let inputs = (0..m)
+            .map(|t| self.quantize_input(&x[t * self.cols..(t + 1) * self.cols]))
             .collect::<Result<Vec<_>>>()?;
         let fma = crate::cpu::fma_available();
-        let mut y = vec![0.0f32; m * self.rows];
-        // [m, rows]: each task fills its rows' outputs for every input row.
-        let mut yt = vec![0.0f32; self.rows * m];
-        yt.par_chunks_mut(ROWS_PER_TASK * m.max(1))
-            .enumerate()
-            .for_each(|(task, out)| {
-                for (r, slot) in out.chunks_mut(m.max(1)).enumerate() {
-                    let row = task * ROWS_PER_TASK + r;
-                    for (y, input) in slot.iter_mut().zip(&inputs) {
-                        *y = self.row_dot(fma, row, input);
-                    }
-                }
-            });
-        for (j, col) in yt.chunks(m.max(1)).enumerate() {
-            for (t, &v) in col.iter().enumerate() {
-                y[t * self.rows + j] = v;
-            }
-        }
-        Ok(y)
+        Ok(crate::cpu_linear::rows_times_inputs(
+            self.rows,
+            &inputs,
+            true,
+            |row, input| self.row_dot(fma, row, input),
+        ))
     }
 
     fn row_dot(&self, fma: bool, row: usize, x: &Q8Row) -> f32 {

@@ -4,6 +4,7 @@ mod cuda;
 mod gguf;
 mod gpu_bundle;
 mod ptx;
+mod side_by_side;
 mod stubs;
 mod vs_llamacpp;
 mod vs_llamacpp_bitnet;

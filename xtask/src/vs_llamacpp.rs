@@ -15,25 +15,26 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use serde_json::Value;
 
 use crate::gguf::{self, Matrices};
+use crate::side_by_side::{frugal_compare, llama_bench, rate, ratio};
 
 const CONTEXTS: [usize; 3] = [256, 1024, 2048];
 const DECODE_TOKENS: usize = 16;
 
 pub fn run(
     root: &Path,
-    llama_bench: &Path,
+    llama_bench_exe: &Path,
     models: Option<PathBuf>,
     threads: usize,
     reps: usize,
 ) -> Result<PathBuf> {
     ensure!(
-        llama_bench.is_file(),
+        llama_bench_exe.is_file(),
         "--llama-bench {}: not a file (build llama.cpp's llama-bench first; README says how)",
-        llama_bench.display()
+        llama_bench_exe.display()
     );
     ensure!(
         threads > 0 && reps > 0,
@@ -63,61 +64,32 @@ pub fn run(
     // bf16 and widened inside the kernels (against its f16 GGUF: two bytes a weight on both sides).
     let frugal_run = |weights: &str| -> Result<Value> {
         eprintln!("frugal: the dense baseline, {weights} weights, {threads} threads");
-        let out = Command::new(root.join("target/release/frugal"))
-            .args([
-                "compare",
-                "--size",
-                "small",
-                "--archs",
-                "transformer",
-                "--json",
-                "--weights",
-                weights,
-            ])
-            .args(["--contexts", &contexts])
-            .arg("--plot")
-            .arg(dir.join(format!("frugal-baseline-{weights}.svg")))
-            .env("RAYON_NUM_THREADS", threads.to_string())
-            .output()
-            .context("running frugal compare")?;
-        ensure!(
-            out.status.success(),
-            "frugal compare failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        std::fs::write(dir.join(format!("frugal-{weights}.json")), &out.stdout)?;
-        serde_json::from_slice(&out.stdout).context("frugal compare's JSON")
+        let plot = dir.join(format!("frugal-baseline-{weights}.svg"));
+        let args = [
+            "--size",
+            "small",
+            "--archs",
+            "transformer",
+            "--weights",
+            weights,
+        ];
+        let plot = ["--contexts", &contexts, "--plot", &plot.to_string_lossy()];
+        let save = dir.join(format!("frugal-{weights}.json"));
+        frugal_compare(root, &[&args[..], &plot[..]].concat(), threads, &save)
     };
     let frugal_f32 = frugal_run("f32")?;
     let frugal_bf16 = frugal_run("bf16")?;
 
-    let models = format!("{},{}", f32_model.display(), f16_model.display());
     let bench = |what: &str, args: &[&str]| -> Result<Vec<Value>> {
         eprintln!("llama.cpp: {what}, {threads} threads");
-        let out = Command::new(llama_bench)
-            .args(["-m", &models])
-            .args(args)
-            .args([
-                "-t",
-                &threads.to_string(),
-                "-r",
-                &reps.to_string(),
-                "-o",
-                "json",
-            ])
-            .output()
-            .with_context(|| format!("running {}", llama_bench.display()))?;
-        ensure!(
-            out.status.success(),
-            "llama-bench failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        std::fs::write(dir.join(format!("llama-bench-{what}.json")), &out.stdout)?;
-        let rows: Value = serde_json::from_slice(&out.stdout).context("llama-bench's JSON")?;
-        match rows {
-            Value::Array(rows) => Ok(rows),
-            _ => bail!("llama-bench's JSON is not an array"),
-        }
+        let save = dir.join(format!("llama-bench-{what}.json"));
+        llama_bench(
+            llama_bench_exe,
+            &[&f32_model, &f16_model],
+            args,
+            (threads, reps),
+            &save,
+        )
     };
     let prefill = bench("prefill", &["-p", &contexts, "-n", "0"])?;
     let decode = bench(
@@ -150,11 +122,7 @@ pub fn run(
             })
             .and_then(|r| r[key].as_f64())
     };
-    let fmt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.0}"));
-    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
-        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}x", a / b),
-        _ => "-".to_string(),
-    };
+    let fmt = |v| rate(v, 0);
     println!(
         "dense baseline (hidden 256, 4 layers, 4/2 heads, FFN 768, vocab 4096), {threads} threads; llama.cpp {build}"
     );

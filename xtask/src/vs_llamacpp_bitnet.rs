@@ -9,17 +9,18 @@
 //!   whose tied embedding llama-quantize makes Q6_K, and `bitnet-L{L}-tq2_0-embf16.gguf`, the
 //!   embedding kept f16): `-p 128 -n 0` and `-p 0 -n 16 -d 128`.
 use std::path::Path;
-use std::process::Command;
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Result};
 use serde_json::Value;
+
+use crate::side_by_side::{frugal_compare, llama_bench, rate, ratio};
 
 const PROMPT: usize = 128;
 const DECODE_TOKENS: usize = 16;
 
 pub fn run(
     root: &Path,
-    llama_bench: &Path,
+    llama_bench_exe: &Path,
     models: &Path,
     layers: usize,
     threads: usize,
@@ -39,40 +40,24 @@ pub fn run(
     let frugal_run = |quantized: bool| -> Result<Value> {
         let head = if quantized { "4-bit" } else { "bf16" };
         eprintln!("frugal: BitNet at 2B4T widths, {layers} layers, {head} head, {threads} threads");
-        let mut cmd = Command::new(root.join("target/release/frugal"));
-        cmd.args([
-            "compare",
-            "--size",
-            "2b4t",
-            "--archs",
-            "bitnet",
-            "--no-baseline",
-        ])
-        .args([
+        let (layers, prompt) = (layers.to_string(), PROMPT.to_string());
+        let plot = out_dir.join(format!("frugal-bitnet-{head}.svg"));
+        let mut args = vec!["--size", "2b4t", "--archs", "bitnet", "--no-baseline"];
+        args.extend([
             "--layers",
-            &layers.to_string(),
+            &layers,
             "--weights",
             "bf16",
-            "--json",
-        ])
-        .args(["--contexts", &PROMPT.to_string()])
-        .arg("--plot")
-        .arg(out_dir.join(format!("frugal-bitnet-{head}.svg")))
-        .env("RAYON_NUM_THREADS", threads.to_string());
+            "--contexts",
+            &prompt,
+        ]);
+        let plot = plot.to_string_lossy();
+        args.extend(["--plot", &plot]);
         if quantized {
-            cmd.arg("--quantized-head");
+            args.push("--quantized-head");
         }
-        let out = cmd.output().context("running frugal compare")?;
-        ensure!(
-            out.status.success(),
-            "frugal compare failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        std::fs::write(
-            out_dir.join(format!("frugal-bitnet-L{layers}-{head}.json")),
-            &out.stdout,
-        )?;
-        serde_json::from_slice(&out.stdout).context("frugal compare's JSON")
+        let save = out_dir.join(format!("frugal-bitnet-L{layers}-{head}.json"));
+        frugal_compare(root, &args, threads, &save)
     };
     let exact = frugal_run(false)?;
     let quantized = frugal_run(true)?;
@@ -83,29 +68,10 @@ pub fn run(
             .and_then(|r| r[key].as_f64())
     };
 
-    let models = format!("{},{}", q6k.display(), f16.display());
     let bench = |what: &str, args: &[&str]| -> Result<Vec<Value>> {
         eprintln!("llama.cpp: BitNet {what}, {threads} threads");
-        let out = Command::new(llama_bench)
-            .args(["-m", &models])
-            .args(args)
-            .args(["-t", &threads.to_string(), "-r", &reps.to_string()])
-            .args(["-o", "json"])
-            .output()
-            .with_context(|| format!("running {}", llama_bench.display()))?;
-        ensure!(
-            out.status.success(),
-            "llama-bench failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        std::fs::write(
-            out_dir.join(format!("llama-bench-bitnet-{what}.json")),
-            &out.stdout,
-        )?;
-        match serde_json::from_slice(&out.stdout).context("llama-bench's JSON")? {
-            Value::Array(rows) => Ok(rows),
-            _ => bail!("llama-bench's JSON is not an array"),
-        }
+        let save = out_dir.join(format!("llama-bench-bitnet-{what}.json"));
+        llama_bench(llama_bench_exe, &[&q6k, &f16], args, (threads, reps), &save)
     };
     let prefill = bench("prefill", &["-p", &PROMPT.to_string(), "-n", "0"])?;
     let decode = bench(
@@ -124,11 +90,7 @@ pub fn run(
             .find(|r| r["model_filename"].as_str() == model.to_str())
             .and_then(|r| r["avg_ts"].as_f64())
     };
-    let fmt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
-    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
-        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}x", a / b),
-        _ => "-".to_string(),
-    };
+    let fmt = |v| rate(v, 1);
     println!(
         "BitNet b1.58 at 2B4T widths, {layers} layers, {threads} threads; llama.cpp's head is Q6_K (TQ2_0) or f16"
     );

@@ -30,8 +30,8 @@ proptest! {
     #[test]
     fn gemv_matches_the_plain_loop(m in 1usize..6, n in 1usize..200, k in 1usize..300, seed in 0u64..1000) {
         let mut rng = Rng::new(seed);
-        let x: Vec<f32> = (0..m * k).map(|_| rng.uniform(-1.0, 1.0)).collect();
-        let w: Vec<f32> = (0..n * k).map(|_| rng.uniform(-1.0, 1.0)).collect();
+        let x = rng.vec(m * k, -1.0, 1.0);
+        let w = rng.vec(n * k, -1.0, 1.0);
         close(&gemv(&x, m, &w, n, k).unwrap(), &naive(&x, m, &w, n, k));
     }
 
@@ -41,7 +41,7 @@ proptest! {
         m in 1usize..6, n in 1usize..200, k in 1usize..300, seed in 0u64..1000,
     ) {
         let mut rng = Rng::new(seed);
-        let x: Vec<f32> = (0..m * k).map(|_| rng.uniform(-1.0, 1.0)).collect();
+        let x = rng.vec(m * k, -1.0, 1.0);
         let wb: Vec<half::bf16> =
             (0..n * k).map(|_| half::bf16::from_f32(rng.uniform(-1.0, 1.0))).collect();
         let wide: Vec<f32> = wb.iter().map(|v| v.to_f32()).collect();
@@ -66,9 +66,9 @@ proptest! {
         m in 1usize..40, n in 1usize..90, k in 1usize..200, biased: bool, seed in 0u64..1000,
     ) {
         let mut rng = Rng::new(seed);
-        let x: Vec<f32> = (0..m * k).map(|_| rng.uniform(-1.0, 1.0)).collect();
-        let w: Vec<f32> = (0..n * k).map(|_| rng.uniform(-1.0, 1.0)).collect();
-        let bias: Vec<f32> = (0..n).map(|_| rng.uniform(-1.0, 1.0)).collect();
+        let x = rng.vec(m * k, -1.0, 1.0);
+        let w = rng.vec(n * k, -1.0, 1.0);
+        let bias = rng.vec(n, -1.0, 1.0);
         let bias = biased.then_some(bias.as_slice());
         let want = with_bias(naive(&x, m, &w, n, k), n, bias);
         close(&matmul(&x, m, Weights::F32(&w), n, k, bias).unwrap(), &want);
@@ -85,11 +85,11 @@ fn bf16_matmul_over_several_widened_blocks_and_from_concurrent_tasks() {
     // 2^19 values a block: 2100 rows of 300 are two blocks and a short third.
     let (m, n, k) = (6, 2100, 300);
     let mut rng = Rng::new(8);
-    let x: Vec<f32> = (0..m * k).map(|_| rng.uniform(-1.0, 1.0)).collect();
+    let x = rng.vec(m * k, -1.0, 1.0);
     let wb: Vec<half::bf16> = (0..n * k)
         .map(|_| half::bf16::from_f32(rng.uniform(-1.0, 1.0)))
         .collect();
-    let bias: Vec<f32> = (0..n).map(|_| rng.uniform(-1.0, 1.0)).collect();
+    let bias = rng.vec(n, -1.0, 1.0);
     let wide: Vec<f32> = wb.iter().map(|v| v.to_f32()).collect();
     let want = with_bias(naive(&x, m, &wide, n, k), n, Some(&bias));
     // Several at once on the pool: a thread waiting inside one product may run another's task.

@@ -7,7 +7,7 @@ use crate::common::Rng;
 
 fn random(n: usize, seed: u64) -> Vec<f32> {
     let mut rng = Rng::new(seed);
-    (0..n).map(|_| rng.uniform(-1.0, 1.0)).collect()
+    rng.vec(n, -1.0, 1.0)
 }
 
 fn agree(rows: usize, cols: usize, m: usize, seed: u64) {

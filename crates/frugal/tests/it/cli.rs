@@ -582,27 +582,30 @@ fn compare_measures_every_architecture_and_writes_the_plot() {
 #[test]
 fn compare_takes_the_weights_dtype_layers_and_no_baseline() {
     let plot = std::env::temp_dir().join(format!("frugal-compare-w-{}.svg", std::process::id()));
-    let run = |weights: &str, layers: &str| -> Vec<serde_json::Value> {
-        let (ok, out, err) = frugal(&[
+    // `frugal compare --size tiny --archs ARCH --no-baseline --contexts 16 EXTRA`'s records.
+    let compare = |arch: &str, extra: &[&str]| -> Vec<serde_json::Value> {
+        let mut args = vec![
             "compare",
             "--size",
             "tiny",
             "--archs",
-            "hawk",
+            arch,
             "--no-baseline",
-            "--weights",
-            weights,
-            "--layers",
-            layers,
+        ];
+        args.extend([
             "--contexts",
             "16",
             "--json",
             "--plot",
             plot.to_str().unwrap(),
         ]);
+        args.extend_from_slice(extra);
+        let (ok, out, err) = frugal(&args);
         assert!(ok, "{err}");
         serde_json::from_str(&out).unwrap()
     };
+    let run =
+        |weights: &str, layers: &str| compare("hawk", &["--weights", weights, "--layers", layers]);
     let (f32s, bf16s, one_layer) = (run("f32", "2"), run("bf16", "2"), run("f32", "1"));
     for records in [&f32s, &bf16s, &one_layer] {
         assert_eq!(records.len(), 1, "only hawk: {records:?}");
@@ -618,23 +621,7 @@ fn compare_takes_the_weights_dtype_layers_and_no_baseline() {
     assert!(bytes(&one_layer) < bytes(&f32s));
     // BitNet's opt-in 4-bit head: a copy of the output embedding at 4.5 bits a weight.
     let bitnet = |extra: &[&str]| -> u64 {
-        let mut args = vec![
-            "compare",
-            "--size",
-            "tiny",
-            "--archs",
-            "bitnet",
-            "--no-baseline",
-            "--contexts",
-            "16",
-            "--json",
-            "--plot",
-            plot.to_str().unwrap(),
-        ];
-        args.extend_from_slice(extra);
-        let (ok, out, err) = frugal(&args);
-        assert!(ok, "{err}");
-        let r: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+        let r = compare("bitnet", extra);
         assert!(r[0]["decode_tokens_per_s"].as_f64().unwrap() > 0.0);
         r[0]["weight_bytes"].as_u64().unwrap()
     };

@@ -1,0 +1,71 @@
+//! What both `vs-llamacpp` tables share: running each side and printing their ratios.
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{bail, ensure, Context, Result};
+use serde_json::Value;
+
+/// `frugal compare ARGS --json` (the release build under `root`) on `threads` rayon threads; its
+/// JSON is saved to `save` and returned.
+pub fn frugal_compare(root: &Path, args: &[&str], threads: usize, save: &Path) -> Result<Value> {
+    let out = Command::new(root.join("target/release/frugal"))
+        .arg("compare")
+        .args(args)
+        .arg("--json")
+        .env("RAYON_NUM_THREADS", threads.to_string())
+        .output()
+        .context("running frugal compare")?;
+    ensure!(
+        out.status.success(),
+        "frugal compare failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(save, &out.stdout).with_context(|| format!("writing {}", save.display()))?;
+    serde_json::from_slice(&out.stdout).context("frugal compare's JSON")
+}
+
+/// `llama-bench -m MODELS ARGS -t threads -r reps -o json`; its JSON is saved to `save` and its
+/// rows returned.
+pub fn llama_bench(
+    exe: &Path,
+    models: &[&Path],
+    args: &[&str],
+    (threads, reps): (usize, usize),
+    save: &Path,
+) -> Result<Vec<Value>> {
+    let models = models
+        .iter()
+        .map(|m| m.display().to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let out = Command::new(exe)
+        .args(["-m", &models])
+        .args(args)
+        .args(["-t", &threads.to_string(), "-r", &reps.to_string()])
+        .args(["-o", "json"])
+        .output()
+        .with_context(|| format!("running {}", exe.display()))?;
+    ensure!(
+        out.status.success(),
+        "llama-bench failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(save, &out.stdout).with_context(|| format!("writing {}", save.display()))?;
+    match serde_json::from_slice(&out.stdout).context("llama-bench's JSON")? {
+        Value::Array(rows) => Ok(rows),
+        _ => bail!("llama-bench's JSON is not an array"),
+    }
+}
+
+/// A rate with `decimals` digits, or "-" when a side has none.
+pub fn rate(v: Option<f64>, decimals: usize) -> String {
+    v.map_or("-".to_string(), |v| format!("{v:.decimals$}"))
+}
+
+/// `a / b` as "1.23x", or "-".
+pub fn ratio(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}x", a / b),
+        _ => "-".to_string(),
+    }
+}
