@@ -171,15 +171,34 @@ pub struct QuantizedActivations {
 /// `s_x = 127 / max(max|x|, 1e-5)` and `x_q = clamp(round_half_even(x · s_x), −128, 127)`, as
 /// HF's `ActQuant` and the BitNet GPU code (`torch.round` rounds half to even).
 pub(crate) fn quantize_row(x: &[f32], q: &mut [i8]) -> (f32, i32) {
-    let amax = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    let s = 127.0 / amax.max(1e-5);
-    let mut sum = 0i32;
-    for (o, &v) in q.iter_mut().zip(x) {
-        let r = (v * s).round_ties_even().clamp(-128.0, 127.0) as i8;
-        *o = r;
-        sum += i32::from(r);
-    }
-    (s, sum)
+    crate::cpu_math::simd(
+        #[inline(always)]
+        || {
+            // Eight running maxima (max is exact, so their order does not matter; a NaN is
+            // skipped either way), so the pass vectorises; `round_ties_even` is one instruction
+            // with AVX, a library call without.
+            let mut lanes = [0.0f32; 8];
+            let mut eight = x.chunks_exact(8);
+            for c in &mut eight {
+                for (l, v) in lanes.iter_mut().zip(c) {
+                    *l = l.max(v.abs());
+                }
+            }
+            let amax = eight
+                .remainder()
+                .iter()
+                .chain(&lanes)
+                .fold(0.0f32, |m, v| m.max(v.abs()));
+            let s = 127.0 / amax.max(1e-5);
+            let mut sum = 0i32;
+            for (o, &v) in q.iter_mut().zip(x) {
+                let r = (v * s).round_ties_even().clamp(-128.0, 127.0) as i8;
+                *o = r;
+                sum += i32::from(r);
+            }
+            (s, sum)
+        },
+    )
 }
 
 /// Rejects a weight scale that is not a positive finite number.
