@@ -98,7 +98,7 @@ fn gemm_table() {
         "N x K", "tokens", "ours ms", "candle ms", "speed-up", "ours GOP/s"
     );
     let runs = if quick() { 3 } else { 7 };
-    for &(n, k) in &GEMV_SHAPES[..2] {
+    for &(n, k) in &GEMV_SHAPES {
         let w = random_ternary(n, k, 2);
         let dense = Tensor::randn(0f32, 0.02, (n, k), &Device::Cpu).expect("alloc");
         for m in [128, 512] {
