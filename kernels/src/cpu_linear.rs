@@ -186,7 +186,7 @@ thread_local! {
 /// from. The bias is the destination's starting value and the product accumulates onto it: no
 /// second pass over the output, and no candle elementwise op (whose own thread pool spins for a
 /// while after each call, taking a core from the product's threads on a small machine). bf16
-/// weights are widened exactly, [`WIDEN_BLOCK_VALUES`] at a time into a reused buffer that stays in
+/// weights are widened exactly, 2^19 values at a time into a reused buffer that stays in
 /// cache for that block's product, never a copy of the whole matrix.
 pub fn matmul(
     x: &[f32],
