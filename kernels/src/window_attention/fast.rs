@@ -144,27 +144,12 @@ fn dot8(q: &[f32], keys: [&[f32]; 8], out: &mut [f32]) {
 /// The prefill path: tiles of `tiled::ROW_TILE` rows of each batch, threaded.
 #[cfg(target_arch = "x86_64")]
 fn prefill(input: &WindowInput<'_>, o: &mut [f32], parallel: bool) {
-    use super::tiled::{prefill_tile, ROW_TILE};
+    use super::tiled::{for_each_tile, prefill_tile, ROW_TILE};
     let s = input.shape;
     let row_len = s.heads * s.head_dim;
     let tile = |(b, (t, out)): (usize, (usize, &mut [f32]))| {
         // SAFETY: the caller checked AVX2 and FMA (`fma`) and validated `input`.
         unsafe { prefill_tile(input, b, t * ROW_TILE, out) }
     };
-    if parallel {
-        o.par_chunks_mut(s.q_len * row_len)
-            .enumerate()
-            .flat_map(|(b, ob)| {
-                ob.par_chunks_mut(ROW_TILE * row_len)
-                    .enumerate()
-                    .map(move |t| (b, t))
-            })
-            .for_each(tile);
-    } else {
-        for (b, ob) in o.chunks_mut(s.q_len * row_len).enumerate() {
-            ob.chunks_mut(ROW_TILE * row_len)
-                .enumerate()
-                .for_each(|t| tile((b, t)));
-        }
-    }
+    for_each_tile(o, s.q_len * row_len, row_len, parallel, tile);
 }

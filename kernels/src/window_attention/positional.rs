@@ -202,7 +202,7 @@ pub fn positional_attention_cpu(input: &PositionalInput<'_>) -> Result<Vec<f32>>
 /// search, then tiles of `tiled::ROW_TILE` queries, threaded when the call is large enough.
 #[cfg(target_arch = "x86_64")]
 fn prefill_sorted(input: &PositionalInput<'_>, o: &mut [f32]) {
-    use super::tiled::{attend_tile, Tile, ROW_TILE};
+    use super::tiled::{attend_tile, for_each_tile, Tile, ROW_TILE};
     let (h, hk, d) = (input.heads, input.kv_heads, input.head_dim);
     let (row, kv_row) = (h * d, hk * d);
     let w = input.window as i64;
@@ -263,21 +263,11 @@ fn prefill_sorted(input: &PositionalInput<'_>, o: &mut [f32]) {
         .flat_map(|s| s.visible.iter().flatten())
         .map(|&(lo, hi)| hi + 1 - lo)
         .sum();
-    let per_batch = input.q_len * row;
-    if seen * row >= PARALLEL_MIN_MACS {
-        o.par_chunks_mut(per_batch)
-            .enumerate()
-            .flat_map(|(b, ob)| {
-                ob.par_chunks_mut(ROW_TILE * row)
-                    .enumerate()
-                    .map(move |t| (b, t))
-            })
-            .for_each(tile);
-    } else {
-        for (b, ob) in o.chunks_mut(per_batch).enumerate() {
-            ob.chunks_mut(ROW_TILE * row)
-                .enumerate()
-                .for_each(|t| tile((b, t)));
-        }
-    }
+    for_each_tile(
+        o,
+        input.q_len * row,
+        row,
+        seen * row >= PARALLEL_MIN_MACS,
+        tile,
+    );
 }

@@ -39,6 +39,35 @@ pub(super) struct Tile<'a> {
     pub visible: &'a [Option<(usize, usize)>],
 }
 
+/// Runs `tile((b, (t, out)))` for every tile `t` of [`ROW_TILE`] query rows of every sequence `b`
+/// of the output `o` (`per_batch` values a sequence, `row` values a query row): on the pool when
+/// `parallel`, else in order on this thread.
+pub(super) fn for_each_tile(
+    o: &mut [f32],
+    per_batch: usize,
+    row: usize,
+    parallel: bool,
+    tile: impl Fn((usize, (usize, &mut [f32]))) + Sync + Send,
+) {
+    use rayon::prelude::*;
+    if parallel {
+        o.par_chunks_mut(per_batch)
+            .enumerate()
+            .flat_map(|(b, ob)| {
+                ob.par_chunks_mut(ROW_TILE * row)
+                    .enumerate()
+                    .map(move |t| (b, t))
+            })
+            .for_each(tile);
+    } else {
+        for (b, ob) in o.chunks_mut(per_batch).enumerate() {
+            ob.chunks_mut(ROW_TILE * row)
+                .enumerate()
+                .for_each(|t| tile((b, t)));
+        }
+    }
+}
+
 /// Rows `first..` of batch `b` of a window attention (as many as `out` holds, every head).
 ///
 /// # Safety

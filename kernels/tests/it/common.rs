@@ -1,6 +1,15 @@
-//! Shared by the scan tests: deterministic random inputs and the comparison with the reference.
+//! Shared by the tests: deterministic random inputs, a tensor's values, and (for the scans) the
+//! comparison with the reference.
 #![allow(dead_code)]
 use kernels::linear_scan::{ScanElement, ScanInput, ScanOutput, ScanShape};
+
+/// A tensor's values in order, widened to f32 (exactly, from bf16 or f16).
+pub fn f32s(t: &candle_core::Tensor) -> Vec<f32> {
+    t.to_dtype(candle_core::DType::F32)
+        .and_then(|t| t.flatten_all())
+        .and_then(|t| t.to_vec1())
+        .expect("a tensor's values")
+}
 
 /// splitmix64: a tiny deterministic generator, so failures reproduce.
 pub struct Rng(u64);

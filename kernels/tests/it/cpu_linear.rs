@@ -1,7 +1,7 @@
 //! The decode GEMV against a plain triple loop, and `linear` against candle's matmul on every path.
 #![allow(clippy::unwrap_used)]
 
-use crate::common::Rng;
+use crate::common::{f32s, Rng};
 use candle_core::{DType, Device, Tensor};
 use kernels::cpu_linear::{bf16_if_exact, gemv, gemv_bf16, linear, matmul, Weights};
 use proptest::prelude::*;
@@ -130,10 +130,9 @@ fn linear_agrees_with_candle_on_every_path() {
             .unwrap();
         let got = linear(&x, &w, Some(&b)).unwrap();
         assert_eq!(got.dims(), want.dims());
-        let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        close(&flat(&got), &flat(&want));
+        close(&f32s(&got), &f32s(&want));
         let want = x.broadcast_matmul(&w.t().unwrap()).unwrap();
-        close(&flat(&linear(&x, &w, None).unwrap()), &flat(&want));
+        close(&f32s(&linear(&x, &w, None).unwrap()), &f32s(&want));
     }
     // bf16 weights under f32 activations: the bf16 GEMV for a few rows, the widening matmul for
     // more; f32 out either way, equal to the f32 widening's products.
@@ -148,8 +147,7 @@ fn linear_agrees_with_candle_on_every_path() {
             .unwrap()
             .broadcast_add(&b)
             .unwrap();
-        let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        close(&flat(&got), &flat(&want));
+        close(&f32s(&got), &f32s(&want));
     }
     // Other dtypes take candle's path.
     let xb = Tensor::ones((1, 33), DType::BF16, &dev).unwrap();
@@ -160,10 +158,9 @@ fn linear_agrees_with_candle_on_every_path() {
         .unwrap()
         .t()
         .unwrap();
-    let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     close(
-        &flat(&linear(&xt, &w, None).unwrap()),
-        &flat(&xt.matmul(&w.t().unwrap()).unwrap()),
+        &f32s(&linear(&xt, &w, None).unwrap()),
+        &f32s(&xt.matmul(&w.t().unwrap()).unwrap()),
     );
 }
 
@@ -173,14 +170,7 @@ fn only_values_bf16_holds_exactly_are_kept_in_bf16() {
     let exact = Tensor::new(&[[1.0f32, -0.5, 3.0], [0.0, 2.5, -1.0]], &dev).unwrap();
     let kept = bf16_if_exact(exact.clone()).unwrap();
     assert_eq!(kept.dtype(), DType::BF16);
-    let back: Vec<f32> = kept
-        .to_dtype(DType::F32)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap();
-    assert_eq!(back, exact.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+    assert_eq!(f32s(&kept), f32s(&exact));
     let inexact = Tensor::new(&[[1.0f32, 0.1]], &dev).unwrap();
     assert_eq!(bf16_if_exact(inexact).unwrap().dtype(), DType::F32);
 }

@@ -3,7 +3,7 @@
 use kernels::quant_head::{q4_gemv_reference, Q4Matrix, GROUP};
 use proptest::prelude::*;
 
-use crate::common::Rng;
+use crate::common::{f32s, Rng};
 
 fn random(n: usize, seed: u64) -> Vec<f32> {
     let mut rng = Rng::new(seed);
@@ -131,21 +131,14 @@ fn tensor_forms_match_the_slice_forms() {
         .unwrap()
         .to_dtype(DType::BF16)
         .unwrap();
-    let widened: Vec<f32> = t
-        .to_dtype(DType::F32)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap();
+    let widened = f32s(&t);
     let from_tensor = Q4Matrix::from_tensor(&t).unwrap();
     let from_slice = Q4Matrix::quantize(&widened, rows, cols).unwrap();
     let x = random(6 * cols, 12);
     let xt = Tensor::from_vec(x.clone(), (2, 3, cols), &Device::Cpu).unwrap();
     let y = from_tensor.forward(&xt).unwrap();
     assert_eq!(y.dims(), &[2, 3, rows]);
-    let y: Vec<f32> = y.flatten_all().unwrap().to_vec1().unwrap();
-    assert_eq!(y, from_slice.gemv(&x, 6).unwrap());
+    assert_eq!(f32s(&y), from_slice.gemv(&x, 6).unwrap());
     let bad = Tensor::zeros((2, cols + 1), DType::F32, &Device::Cpu).unwrap();
     let e = from_tensor.forward(&bad).unwrap_err().to_string();
     assert!(e.contains("quant_head") && e.contains("`x`"), "{e}");
