@@ -8,8 +8,9 @@
 //!    read bandwidth (a 2-thread sum over 512 MiB) and (b) a 512 MiB memcpy's bytes per second.
 //! 2. GEMM at 128 and 512 tokens: ours vs candle f32, and our int8 GOP/s.
 //! 3. A 2B4T-shaped model (hidden 2560, 20/5 heads, FFN 6912, vocab 128256) of 4 layers with random
-//!    packed weights: prefill (512 tokens, last-position logits) and decode tokens/s, and the share
-//!    of decode spent in the output embedding (bf16, as 2B4T stores it; f32 beside it).
+//!    packed weights: prefill (512 tokens, last-position logits) and decode tokens/s (with the
+//!    exact bf16 head and the opt-in 4-bit one), then the output embedding's GEMV alone (bf16 as
+//!    2B4T stores it, 4-bit, f32) as time, share of a decode step and fraction of read bandwidth.
 //!
 //! Then criterion: GEMV and GEMM (warm) for `cargo bench`'s usual statistics.
 //! `FRUGAL_BENCH_QUICK=1` runs fewer repetitions.
@@ -186,9 +187,26 @@ fn model_2b4t(layers: usize) -> bitnet::Model {
     bitnet::Model::new(&cfg, vb).expect("model")
 }
 
-fn model_table() {
+/// Tokens per second of `steps` decode steps after a 128-token prompt.
+fn decode_rate(model: &bitnet::Model, prompt: &[u32], steps: usize) -> f64 {
+    let mut cache = model.new_cache(1, 128 + steps + 1).expect("cache");
+    model
+        .forward_last(&[&prompt[..128]], &mut cache)
+        .expect("prefill");
+    let start = Instant::now();
+    for s in 0..steps {
+        black_box(
+            model
+                .forward_last(&[[s as u32]], &mut cache)
+                .expect("decode"),
+        );
+    }
+    steps as f64 / start.elapsed().as_secs_f64()
+}
+
+fn model_table(read_bw: f64) {
     let layers = 4;
-    let model = model_2b4t(layers);
+    let mut model = model_2b4t(layers);
     let prompt_len = if quick() { 128 } else { 512 };
     let prompt: Vec<u32> = (0..prompt_len as u32)
         .map(|i| (i * 7919) % 128_256)
@@ -198,44 +216,50 @@ fn model_table() {
         let mut cache = model.new_cache(1, prompt_len + 1).expect("cache");
         black_box(model.forward_last(&[&prompt], &mut cache).expect("prefill"));
     });
-    // Decode after a 128-token prompt.
-    let mut cache = model.new_cache(1, 128 + 64).expect("cache");
-    model
-        .forward_last(&[&prompt[..128]], &mut cache)
-        .expect("prefill");
     let steps = if quick() { 8 } else { 32 };
-    let start = Instant::now();
-    for s in 0..steps {
-        black_box(
-            model
-                .forward_last(&[[s as u32]], &mut cache)
-                .expect("decode"),
-        );
-    }
-    let decode = start.elapsed().as_secs_f64() / steps as f64;
-    // The output embedding alone ([128256, 2560]), the same GEMV decode runs per token: bf16 (as
-    // the model holds 2B4T's) and, for comparison, f32.
-    let emb = Tensor::randn(0f32, 0.02, (128_256, 2560), &Device::Cpu).expect("alloc");
+    let decode = decode_rate(&model, &prompt, steps);
+    model.quantize_head().expect("4-bit head");
+    let decode_q4 = decode_rate(&model, &prompt, steps);
+    // The output embedding alone ([128256, 2560]), the same GEMV decode runs per token, on a
+    // pool thread as the model runs it: bf16 (as the model holds 2B4T's), the opt-in 4-bit
+    // copy, and f32 for comparison. Each is larger than the last-level cache: read from memory.
+    let (vocab, hidden) = (128_256, 2560);
+    let emb = Tensor::randn(0f32, 0.02, (vocab, hidden), &Device::Cpu).expect("alloc");
     let emb16 = emb.to_dtype(DType::BF16).expect("bf16");
-    let x = Tensor::ones((1, 2560), DType::F32, &Device::Cpu).expect("alloc");
-    let head_f32 = median_secs(5, || {
+    let q4 = kernels::quant_head::Q4Matrix::from_tensor(&emb16).expect("4-bit");
+    let x = Tensor::from_vec(random_x(1, hidden), (1, hidden), &Device::Cpu).expect("alloc");
+    let xv = random_x(1, hidden);
+    let time = |f: &mut (dyn FnMut() + Send)| layers::pool::on_pool(|| median_secs(9, f));
+    let head_f32 = time(&mut || {
         black_box(kernels::cpu_linear::linear(&x, &emb, None).expect("head"));
     });
     drop(emb);
-    let head = median_secs(5, || {
+    let head = time(&mut || {
         black_box(kernels::cpu_linear::linear(&x, &emb16, None).expect("head"));
     });
+    let head_q4 = time(&mut || {
+        black_box(q4.gemv(&xv, 1).expect("head"));
+    });
+    let of_bw = |bytes: usize, secs: f64| bytes as f64 / secs / read_bw;
     let w = model.weight_bytes();
     println!("2B4T-shaped model, {layers} layers, vocab 128256, f32 activations");
     println!(
-        "prefill {prompt_len}: {:.1} tok/s | decode (after 128): {:.2} tok/s, of which the bf16 output embedding {:.0}% ({:.1} ms; {:.1} ms in f32) | packed weights {:.1} MB for {:.0} M ternary params",
+        "prefill {prompt_len}: {:.1} tok/s | decode (after 128): {:.2} tok/s (4-bit head: {:.2}) | packed weights {:.1} MB for {:.0} M ternary params",
         prompt_len as f64 / prefill,
-        1.0 / decode,
-        100.0 * head / decode,
-        head * 1e3,
-        head_f32 * 1e3,
+        decode,
+        decode_q4,
         w.packed as f64 / 1e6,
         w.ternary_params as f64 / 1e6
+    );
+    println!(
+        "output head alone [{vocab} x {hidden}], GEMV: bf16 {:.2} ms ({:.0}% of a decode step, {:.2} of read bw) | 4-bit {:.2} ms ({:.2} of read bw) | f32 {:.2} ms ({:.2} of read bw)",
+        head * 1e3,
+        100.0 * head * decode,
+        of_bw(2 * vocab * hidden, head),
+        head_q4 * 1e3,
+        of_bw(q4.bytes(), head_q4),
+        head_f32 * 1e3,
+        of_bw(4 * vocab * hidden, head_f32),
     );
     println!();
 }
@@ -245,7 +269,7 @@ fn tables(_: &mut Criterion) {
     let (read_bw, copy_bw) = bandwidth(512 << 20);
     gemv_table(read_bw, copy_bw);
     gemm_table();
-    model_table();
+    model_table(read_bw);
 }
 
 fn kernels(c: &mut Criterion) {
