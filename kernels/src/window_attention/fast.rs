@@ -17,99 +17,178 @@ use crate::error::Result;
 pub fn window_attention_cpu(input: &WindowInput<'_>) -> Result<Vec<f32>> {
     input.validate()?;
     let s = input.shape;
-    let (h, hk, d) = (s.heads, s.kv_heads, s.head_dim);
-    let group = h / hk;
-    let fma = fma_available();
+    let (h, d) = (s.heads, s.head_dim);
     let mut o = vec![0.0f32; s.q_elems()];
-    // One task per (query row, head): decoding (one row) still spreads over the heads, unless the
-    // whole call is too little work to pay for waking threads (a small model's decode step).
     let keys: usize = (0..s.q_len)
         .map(|i| s.visible(i))
         .map(|(lo, hi)| hi + 1 - lo)
         .sum();
+    // Threads are woken only for enough work: a small model's short decode step costs less than
+    // waking the pool.
     let parallel = s.batch * keys * h * d >= PARALLEL_MIN_MACS;
     #[cfg(target_arch = "x86_64")]
-    if fma && s.q_len >= super::tiled::ROW_TILE {
+    if fma_available() && s.q_len >= super::tiled::ROW_TILE {
         prefill(input, &mut o, parallel);
         return Ok(o);
     }
-    // One task per (query row, KV head), its group of query heads together: each block of
-    // cached keys and values is read from memory once and is still in L1 for the group's other
-    // heads. Decoding (one row) still spreads over the KV heads.
-    let task = |(slot, accs): (usize, &mut [f32])| {
-        let (row, kv) = (slot / hk, slot % hk);
-        let (b, i) = (row / s.q_len, row % s.q_len);
-        let (lo, hi) = s.visible(i);
-        let key_at = |j: usize| ((b * s.k_len + j) * hk + kv) * d;
-        // Keys in blocks: the block's scores first, then one max, one vectorised pass of `exp`
-        // and one rescale per block (not per key), then the weighted sum of its values.
-        simd(
-            #[inline(always)]
-            || {
-                let mut p = [0.0f32; KEY_BLOCK];
-                let mut states = vec![(f32::NEG_INFINITY, 0.0f32); group];
-                let mut start = lo;
-                while start <= hi {
-                    let n = (hi + 1 - start).min(KEY_BLOCK);
-                    for (g, acc) in accs.chunks_mut(d).enumerate() {
-                        let (max, total) = &mut states[g];
-                        let q = &input.q[(row * h + kv * group + g) * d..][..d];
-                        let p = &mut p[..n];
-                        let mut eight = p.chunks_exact_mut(8);
-                        for (e, scores) in (&mut eight).enumerate() {
-                            let keys: [&[f32]; 8] = std::array::from_fn(|t| {
-                                let at = key_at(start + 8 * e + t);
-                                &input.k[at..at + d]
-                            });
-                            dot8(q, keys, scores);
-                        }
-                        let done = n / 8 * 8;
-                        for (t, score) in eight.into_remainder().iter_mut().enumerate() {
-                            let at = key_at(start + done + t);
-                            *score = dot(fma, q, &input.k[at..at + d]);
-                        }
-                        softmax_block(p, input.scale, max, total, acc);
-                        // 64 outputs at a time held in eight vector registers across the block's
-                        // values: eight independent sums, not one chain through memory.
-                        let wide = d / 64 * 64;
-                        for tile in (0..wide).step_by(64) {
-                            let mut r = [[0.0f32; 8]; 8];
-                            for (r, a) in r.iter_mut().zip(acc[tile..tile + 64].chunks_exact(8)) {
-                                r.copy_from_slice(a);
-                            }
-                            for (t, &weight) in p.iter().enumerate() {
-                                let v = &input.v[key_at(start + t) + tile..][..64];
-                                for (r, v) in r.iter_mut().zip(v.chunks_exact(8)) {
-                                    for l in 0..8 {
-                                        r[l] = weight.mul_add(v[l], r[l]);
-                                    }
-                                }
-                            }
-                            for (r, a) in r.iter().zip(acc[tile..tile + 64].chunks_exact_mut(8)) {
-                                a.copy_from_slice(r);
-                            }
-                        }
-                        for (t, &weight) in p.iter().enumerate() {
-                            let at = key_at(start + t);
-                            for (a, &v) in acc[wide..].iter_mut().zip(&input.v[at + wide..at + d]) {
-                                *a += weight * v;
-                            }
-                        }
-                    }
-                    start += n;
-                }
-                for (acc, &(_, total)) in accs.chunks_mut(d).zip(&states) {
-                    acc.iter_mut().for_each(|a| *a /= total);
-                }
-            },
-        )
-    };
-    if parallel {
-        o.par_chunks_mut(group * d).enumerate().for_each(task);
+    let rows = s.batch * s.q_len;
+    // Fewer query rows than threads (decoding): each row's keys are split into `parts` ranges,
+    // one task each, whose partial softmax states are merged afterwards (as flash-decoding
+    // does). Splitting by KV head instead left each thread reading every other 256-byte piece of
+    // the cache rows, and at most `kv_heads` threads busy.
+    let threads = rayon::current_num_threads();
+    let longest = (0..s.q_len)
+        .map(|i| s.visible(i))
+        .map(|(lo, hi)| hi + 1 - lo)
+        .max()
+        .unwrap_or(0);
+    let parts = if parallel && rows < threads {
+        threads
+            .div_ceil(rows)
+            .min(longest.div_ceil(MIN_PART_KEYS))
+            .max(1)
     } else {
-        o.chunks_mut(group * d).enumerate().for_each(task);
+        1
+    };
+    let row_len = h * d;
+    if parts == 1 {
+        let task = |(row, out): (usize, &mut [f32])| {
+            let (lo, hi) = s.visible(row % s.q_len);
+            let mut states = vec![(f32::NEG_INFINITY, 0.0f32); h];
+            attend_keys(input, row, lo, hi, out, &mut states);
+            for (acc, &(_, total)) in out.chunks_mut(d).zip(&states) {
+                acc.iter_mut().for_each(|a| *a /= total);
+            }
+        };
+        if parallel {
+            o.par_chunks_mut(row_len).enumerate().for_each(task);
+        } else {
+            o.chunks_mut(row_len).enumerate().for_each(task);
+        }
+        return Ok(o);
+    }
+    // [rows, parts, heads, head_dim] unnormalised outputs and [rows, parts, heads] states.
+    let mut partial = vec![0.0f32; rows * parts * row_len];
+    let mut states = vec![(f32::NEG_INFINITY, 0.0f32); rows * parts * h];
+    partial
+        .par_chunks_mut(row_len)
+        .zip(states.par_chunks_mut(h))
+        .enumerate()
+        .for_each(|(task, (out, states))| {
+            let (row, part) = (task / parts, task % parts);
+            let (lo, hi) = s.visible(row % s.q_len);
+            let chunk = (hi + 1 - lo).div_ceil(parts);
+            let first = lo + part * chunk;
+            if first <= hi {
+                attend_keys(input, row, first, hi.min(first + chunk - 1), out, states);
+            }
+        });
+    // Merge: each part's sums rescaled from its own max to the row's.
+    for (row, o) in o.chunks_mut(row_len).enumerate() {
+        for head in 0..h {
+            let at = |part: usize| (row * parts + part) * h + head;
+            let max = (0..parts).fold(f32::NEG_INFINITY, |m, p| m.max(states[at(p)].0));
+            let o = &mut o[head * d..][..d];
+            let mut total = 0.0f32;
+            for part in 0..parts {
+                let (part_max, part_total) = states[at(part)];
+                if part_total == 0.0 {
+                    continue; // an empty range
+                }
+                let w = crate::cpu_math::exp(part_max - max);
+                total += w * part_total;
+                let acc = &partial[at(part) * d..][..d];
+                o.iter_mut().zip(acc).for_each(|(o, a)| *o += w * a);
+            }
+            o.iter_mut().for_each(|a| *a /= total);
+        }
     }
     Ok(o)
+}
+
+/// Keys a split part takes at least: fewer would cost more in waking threads and merging than
+/// they save.
+const MIN_PART_KEYS: usize = 2 * KEY_BLOCK;
+
+/// Online softmax of query row `row`'s heads over keys `lo..=hi`: `accs` (`[heads, head_dim]`)
+/// gets the unnormalised weighted sums of values and `states` each head's running max and
+/// normaliser. Keys go in blocks of [`KEY_BLOCK`], every head through each block before the
+/// next: a block's keys and values (whole cache rows, all KV heads) are read from memory once
+/// and are still in L1 or L2 for the other heads. Per head and block, the scores first, then
+/// one max, one vectorised pass of `exp` and one rescale (not one per key), then the weighted
+/// sum of the block's values.
+fn attend_keys(
+    input: &WindowInput<'_>,
+    row: usize,
+    lo: usize,
+    hi: usize,
+    accs: &mut [f32],
+    states: &mut [(f32, f32)],
+) {
+    let s = input.shape;
+    let (h, hk, d) = (s.heads, s.kv_heads, s.head_dim);
+    let group = h / hk;
+    let b = row / s.q_len;
+    simd(
+        #[inline(always)]
+        || {
+            let fma = fma_available();
+            let mut p = [0.0f32; KEY_BLOCK];
+            let mut start = lo;
+            while start <= hi {
+                let n = (hi + 1 - start).min(KEY_BLOCK);
+                for (head, (acc, (max, total))) in
+                    accs.chunks_mut(d).zip(states.iter_mut()).enumerate()
+                {
+                    let kv = head / group;
+                    let key_at = |j: usize| ((b * s.k_len + j) * hk + kv) * d;
+                    let q = &input.q[(row * h + head) * d..][..d];
+                    let p = &mut p[..n];
+                    let mut eight = p.chunks_exact_mut(8);
+                    for (e, scores) in (&mut eight).enumerate() {
+                        let keys: [&[f32]; 8] = std::array::from_fn(|t| {
+                            let at = key_at(start + 8 * e + t);
+                            &input.k[at..at + d]
+                        });
+                        dot8(q, keys, scores);
+                    }
+                    let done = n / 8 * 8;
+                    for (t, score) in eight.into_remainder().iter_mut().enumerate() {
+                        let at = key_at(start + done + t);
+                        *score = dot(fma, q, &input.k[at..at + d]);
+                    }
+                    softmax_block(p, input.scale, max, total, acc);
+                    // 64 outputs at a time held in eight vector registers across the block's
+                    // values: eight independent sums, not one chain through memory.
+                    let wide = d / 64 * 64;
+                    for tile in (0..wide).step_by(64) {
+                        let mut r = [[0.0f32; 8]; 8];
+                        for (r, a) in r.iter_mut().zip(acc[tile..tile + 64].chunks_exact(8)) {
+                            r.copy_from_slice(a);
+                        }
+                        for (t, &weight) in p.iter().enumerate() {
+                            let v = &input.v[key_at(start + t) + tile..][..64];
+                            for (r, v) in r.iter_mut().zip(v.chunks_exact(8)) {
+                                for l in 0..8 {
+                                    r[l] = weight.mul_add(v[l], r[l]);
+                                }
+                            }
+                        }
+                        for (r, a) in r.iter().zip(acc[tile..tile + 64].chunks_exact_mut(8)) {
+                            a.copy_from_slice(r);
+                        }
+                    }
+                    for (t, &weight) in p.iter().enumerate() {
+                        let at = key_at(start + t);
+                        for (a, &v) in acc[wide..].iter_mut().zip(&input.v[at + wide..at + d]) {
+                            *a += weight * v;
+                        }
+                    }
+                }
+                start += n;
+            }
+        },
+    )
 }
 
 /// `q·k_t` for eight keys at once: eight lane-wise accumulators (one vector register each

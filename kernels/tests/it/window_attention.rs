@@ -165,6 +165,42 @@ fn emulated_cuda_matches_reference() {
     }
 }
 
+/// `window_attention_cpu` on a rayon pool of `threads` threads.
+fn fast_on(threads: usize, c: &Case) -> Vec<f32> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap()
+        .install(|| window_attention_cpu(&c.input()).unwrap())
+}
+
+/// Decoding with fewer query rows than threads splits each row's keys into one range per task
+/// and merges the partial softmax states: the same result on any number of threads, for ranges
+/// that start inside a window, rows of several sequences and KV groups.
+#[test]
+fn decoding_split_over_threads_matches_reference() {
+    for (i, s) in [
+        shape(1, 1, 700, 4, 2, 64, 0, None),
+        shape(2, 1, 1000, 4, 1, 67, 3, Some(333)),
+        shape(3, 2, 513, 6, 3, 32, 0, None),
+        shape(1, 1, 300, 8, 8, 40, 0, Some(260)),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let c = Case::new(s, 50 + i as u64);
+        let want = window_attention_reference(&c.input()).unwrap();
+        for threads in [1, 2, 3, 8] {
+            assert_close(
+                &format!("{s} on {threads} threads"),
+                &fast_on(threads, &c),
+                &want,
+                2e-5,
+            );
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
     #[test]
@@ -179,6 +215,19 @@ proptest! {
         let want = window_attention_reference(&c.input()).unwrap();
         assert_close("fast", &window_attention_cpu(&c.input()).unwrap(), &want, 2e-5);
         assert_close("emulated", &emulated(&c), &want, 2e-5);
+    }
+
+    /// Decode steps long enough to split, on pools of 2 to 6 threads.
+    #[test]
+    fn split_decoding_matches_reference_on_random_shapes(
+        batch in 1usize..3, k_len in 150usize..1200, q_len in 1usize..3, kv in 1usize..3,
+        group in 1usize..4, head_dim in 24usize..70, window in proptest::option::of(100usize..900),
+        threads in 2usize..7, seed in 0u64..1000,
+    ) {
+        let s = shape(batch, q_len, k_len, kv * group, kv, head_dim, 0, window);
+        let c = Case::new(s, seed);
+        let want = window_attention_reference(&c.input()).unwrap();
+        assert_close("split", &fast_on(threads, &c), &want, 2e-5);
     }
 }
 
