@@ -67,6 +67,10 @@ enum Task {
         /// llama-bench repetitions (frugal takes the median of at least three runs).
         #[arg(long, default_value_t = 3)]
         reps: usize,
+        /// Rounds of the dense comparison, the sides' order alternating; the table shows
+        /// medians (this machine's speed drifts by a fifth or more over minutes).
+        #[arg(long, default_value_t = 1)]
+        rounds: usize,
         /// Also BitNet b1.58 at 2B4T widths against llama.cpp TQ2_0: the folder of the anchor
         /// scripts' GGUFs (`bitnet-L{N}-tq2_0.gguf`, `bitnet-L{N}-tq2_0-embf16.gguf`).
         #[arg(long)]
@@ -94,10 +98,11 @@ fn main() -> Result<()> {
             models,
             threads,
             reps,
+            rounds,
             bitnet_models,
             bitnet_layers,
         } => {
-            let dir = vs_llamacpp::run(&root, &llama_bench, models, threads, reps)?;
+            let dir = vs_llamacpp::run(&root, &llama_bench, models, threads, reps, rounds)?;
             if let Some(bitnet) = bitnet_models {
                 for layers in bitnet_layers {
                     vs_llamacpp_bitnet::run(

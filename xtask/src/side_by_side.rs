@@ -69,3 +69,18 @@ pub fn ratio(a: Option<f64>, b: Option<f64>) -> String {
         _ => "-".to_string(),
     }
 }
+
+/// The median of the values present (the mean of the middle two for an even count), or `None`.
+pub fn median(values: impl Iterator<Item = Option<f64>>) -> Option<f64> {
+    let mut v: Vec<f64> = values.flatten().collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    Some(if v.len() % 2 == 1 {
+        v[mid]
+    } else {
+        (v[mid - 1] + v[mid]) / 2.0
+    })
+}

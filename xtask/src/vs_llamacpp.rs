@@ -19,7 +19,7 @@ use anyhow::{ensure, Context, Result};
 use serde_json::Value;
 
 use crate::gguf::{self, Matrices};
-use crate::side_by_side::{frugal_compare, llama_bench, rate, ratio};
+use crate::side_by_side::{frugal_compare, llama_bench, median, rate};
 
 const CONTEXTS: [usize; 3] = [256, 1024, 2048];
 const DECODE_TOKENS: usize = 16;
@@ -30,6 +30,7 @@ pub fn run(
     models: Option<PathBuf>,
     threads: usize,
     reps: usize,
+    rounds: usize,
 ) -> Result<PathBuf> {
     ensure!(
         llama_bench_exe.is_file(),
@@ -37,8 +38,8 @@ pub fn run(
         llama_bench_exe.display()
     );
     ensure!(
-        threads > 0 && reps > 0,
-        "--threads and --reps must be positive"
+        threads > 0 && reps > 0 && rounds > 0,
+        "--threads, --reps and --rounds must be positive"
     );
     let dir = models.unwrap_or_else(|| root.join("target/vs-llamacpp"));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -77,9 +78,6 @@ pub fn run(
         let save = dir.join(format!("frugal-{weights}.json"));
         frugal_compare(root, &[&args[..], &plot[..]].concat(), threads, &save)
     };
-    let frugal_f32 = frugal_run("f32")?;
-    let frugal_bf16 = frugal_run("bf16")?;
-
     let bench = |what: &str, args: &[&str]| -> Result<Vec<Value>> {
         eprintln!("llama.cpp: {what}, {threads} threads");
         let save = dir.join(format!("llama-bench-{what}.json"));
@@ -91,11 +89,38 @@ pub fn run(
             &save,
         )
     };
-    let prefill = bench("prefill", &["-p", &contexts, "-n", "0"])?;
-    let decode = bench(
-        "decode",
-        &["-p", "0", "-n", &DECODE_TOKENS.to_string(), "-d", &contexts],
-    )?;
+    // One round: both sides, their order alternating between rounds, so that this machine's
+    // drift (its speed moves by a fifth or more over minutes) falls on each side alike.
+    let round = |r: usize| -> Result<[Value; 4]> {
+        let llama_side = || -> Result<(Value, Value)> {
+            let p = bench("prefill", &["-p", &contexts, "-n", "0"])?;
+            let d = bench(
+                "decode",
+                &["-p", "0", "-n", &DECODE_TOKENS.to_string(), "-d", &contexts],
+            )?;
+            Ok((Value::from(p), Value::from(d)))
+        };
+        let (prefill, decode, f32s, bf16s) = if r % 2 == 0 {
+            let (f, b) = (frugal_run("f32")?, frugal_run("bf16")?);
+            let (p, d) = llama_side()?;
+            (p, d, f, b)
+        } else {
+            let (p, d) = llama_side()?;
+            let (f, b) = (frugal_run("f32")?, frugal_run("bf16")?);
+            (p, d, f, b)
+        };
+        Ok([prefill, decode, f32s, bf16s])
+    };
+    let results = (0..rounds)
+        .map(|r| {
+            if rounds > 1 {
+                eprintln!("round {} of {rounds}", r + 1);
+            }
+            round(r)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let rows_of = |v: &Value| v.as_array().cloned().unwrap_or_default();
+    let prefill = rows_of(&results[0][0]);
     let build = prefill
         .first()
         .and_then(|r| r["build_commit"].as_str())
@@ -130,42 +155,54 @@ pub fn run(
         "{:<18} {:>11} {:>13} {:>7} {:>12} {:>13} {:>7}",
         "tokens/s", "frugal f32", "llama.cpp f32", "ratio", "frugal bf16", "llama.cpp f16", "ratio"
     );
-    // (label, our key, llama.cpp's rows and their (prompt, generated, depth)) per table row.
+    // (label, our key, which llama.cpp run (0 prefill, 1 decode) and its (prompt, generated,
+    // depth)) per table row.
     let rows = CONTEXTS
         .iter()
-        .map(|&c| {
-            (
-                format!("prefill {c}"),
-                "prefill_tokens_per_s",
-                &prefill,
-                (c, 0, 0),
-            )
-        })
+        .map(|&c| (format!("prefill {c}"), "prefill_tokens_per_s", 0, (c, 0, 0)))
         .chain(CONTEXTS.iter().map(|&c| {
             let test = (0, DECODE_TOKENS, c);
-            (
-                format!("decode after {c}"),
-                "decode_tokens_per_s",
-                &decode,
-                test,
-            )
+            (format!("decode after {c}"), "decode_tokens_per_s", 1, test)
         }));
-    for (label, key, runs, (prompt, generated, depth)) in rows {
+    for (label, key, run, (prompt, generated, depth)) in rows {
         // Prefill rows are keyed by the prompt, decode rows by the depth before them.
         let at = prompt.max(depth);
-        let (us32, us16) = (ours(&frugal_f32, at, key), ours(&frugal_bf16, at, key));
-        let f32s = llama(runs, &f32_model, prompt, generated, depth);
-        let f16s = llama(runs, &f16_model, prompt, generated, depth);
+        // Per round: frugal f32, llama.cpp f32, frugal bf16, llama.cpp f16.
+        let per_round: Vec<[Option<f64>; 4]> = results
+            .iter()
+            .map(|[p, d, f32s, bf16s]| {
+                let runs = rows_of(if run == 0 { p } else { d });
+                [
+                    ours(f32s, at, key),
+                    llama(&runs, &f32_model, prompt, generated, depth),
+                    ours(bf16s, at, key),
+                    llama(&runs, &f16_model, prompt, generated, depth),
+                ]
+            })
+            .collect();
+        let column = |i: usize| median(per_round.iter().map(|r| r[i]));
+        // The ratio is the median of each round's own ratio (both sides measured minutes apart
+        // at most), not the ratio of the medians.
+        let ratio_of = |a: usize, b: usize| {
+            median(per_round.iter().map(|r| match (r[a], r[b]) {
+                (Some(x), Some(y)) if y > 0.0 => Some(x / y),
+                _ => None,
+            }))
+            .map_or("-".to_string(), |q| format!("{q:.2}x"))
+        };
         println!(
             "{:<18} {:>11} {:>13} {:>7} {:>12} {:>13} {:>7}",
             label,
-            fmt(us32),
-            fmt(f32s),
-            ratio(us32, f32s),
-            fmt(us16),
-            fmt(f16s),
-            ratio(us16, f16s)
+            fmt(column(0)),
+            fmt(column(1)),
+            ratio_of(0, 1),
+            fmt(column(2)),
+            fmt(column(3)),
+            ratio_of(2, 3)
         );
+    }
+    if rounds > 1 {
+        println!("medians of {rounds} rounds (each ratio: the median of the rounds' ratios)");
     }
     println!("raw results: {}", dir.display());
     Ok(dir)

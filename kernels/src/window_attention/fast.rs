@@ -2,6 +2,10 @@
 //! visible keys, in blocks of [`KEY_BLOCK`]: the running max, normaliser and output are rescaled
 //! when a block raises the max. Work O(q_len · visible · d), memory O(d) per row.
 //!
+//! With fewer rows than threads (decoding) each row's keys are split into ranges, one task each,
+//! and the partial states merged at the end, as flash-decoding does on GPUs: every thread reads
+//! its own stretch of whole cache rows.
+//!
 //! Prefill on x86-64 with AVX2 and FMA takes register-blocked tiles of many rows instead
 //! (`super::tiled`); decoding, other CPUs and short chunks take the per-row path here.
 use rayon::prelude::*;
