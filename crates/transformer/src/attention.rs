@@ -77,13 +77,16 @@ impl Attention {
     }
 
     /// `x` `[B, T, D]` at positions `start..start + T`: writes its keys and values into `kv` (one
-    /// layer's buffers) and attends over every cached position up to each query's own.
+    /// layer's buffers) and attends over every cached position up to each query's own. With
+    /// `last_only`, only the last position's query attends and the output is `[B, 1, D]` (every
+    /// position's keys and values are still cached).
     pub fn forward(
         &self,
         x: &Tensor,
         rope: &(Tensor, Tensor),
         kv: &mut KvBuffer,
         start: usize,
+        last_only: bool,
     ) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
         let (h, hk, d) = (self.heads, self.kv_heads, self.head_dim);
@@ -96,13 +99,18 @@ impl Attention {
         let k = rotate(qkv.narrow(2, h * d, hk * d)?, hk)?;
         let v = qkv.narrow(2, (h + hk) * d, hk * d)?;
         kv.write(start, &k.reshape((b, t, hk * d))?, &v)?;
+        let (q, q_start, t) = if last_only {
+            (q.narrow(1, t - 1, 1)?, start + t - 1, 1)
+        } else {
+            (q, start, t)
+        };
         let capacity = kv.capacity();
         let o = window_attention(
             &q,
             &kv.k.reshape((b, capacity, hk, d))?,
             &kv.v.reshape((b, capacity, hk, d))?,
             &WindowSpec {
-                q_offset: start,
+                q_offset: q_start,
                 k_offset: 0,
                 window: None,
                 scale: (d as f32).powf(-0.5),

@@ -112,13 +112,22 @@ impl Transformer {
         let n = self.layers.len();
         for (i, (block, kv)) in self.layers.iter().zip(cache.layers.iter_mut()).enumerate() {
             let h = block.input_layernorm.forward(&x)?;
-            x = add_tensors(&x, &block.self_attn.forward(&h, &rope, kv, start)?)?;
+            // Only the last position's output is read: in the last layer every position's keys
+            // and values are still cached, but only the last query attends and the rest of the
+            // block runs on that row alone (as llama.cpp skips outputs no one asked for). Rows
+            // are independent from here on, so the result is the same.
+            let last_only = i + 1 == n && t > 1;
+            let a = block.self_attn.forward(&h, &rope, kv, start, last_only)?;
+            if last_only {
+                x = x.narrow(1, t - 1, 1)?;
+            }
+            x = add_tensors(&x, &a)?;
             let h = block.post_attention_layernorm.forward(&x)?;
             x = add_tensors(&x, &block.mlp.forward(&h)?)?;
             layers::finite::ensure_finite(&x, || format!("in the output of layer {i} of {n}"))?;
         }
         cache.advance(t);
-        let last = self.norm.forward(&x.narrow(1, t - 1, 1)?)?;
+        let last = self.norm.forward(&x.narrow(1, x.dim(1)? - 1, 1)?)?;
         Ok(self.lm_head.forward(&last)?.squeeze(1)?)
     }
 
