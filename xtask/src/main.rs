@@ -67,8 +67,8 @@ enum Task {
         /// llama-bench repetitions (frugal takes the median of at least three runs).
         #[arg(long, default_value_t = 3)]
         reps: usize,
-        /// Rounds of the dense comparison, the sides' order alternating; the table shows
-        /// medians (this machine's speed drifts by a fifth or more over minutes).
+        /// Rounds of each comparison (dense and BitNet), the sides' order alternating; the
+        /// tables show medians (this machine's speed drifts by a fifth or more over minutes).
         #[arg(long, default_value_t = 1)]
         rounds: usize,
         /// Also BitNet b1.58 at 2B4T widths against llama.cpp TQ2_0: the folder of the anchor
@@ -102,18 +102,15 @@ fn main() -> Result<()> {
             bitnet_models,
             bitnet_layers,
         } => {
-            let dir = vs_llamacpp::run(&root, &llama_bench, models, threads, reps, rounds)?;
+            let runs = side_by_side::Runs {
+                threads,
+                reps,
+                rounds,
+            };
+            let dir = vs_llamacpp::run(&root, &llama_bench, models, runs)?;
             if let Some(bitnet) = bitnet_models {
                 for layers in bitnet_layers {
-                    vs_llamacpp_bitnet::run(
-                        &root,
-                        &llama_bench,
-                        &bitnet,
-                        layers,
-                        threads,
-                        reps,
-                        &dir,
-                    )?;
+                    vs_llamacpp_bitnet::run(&root, &llama_bench, &bitnet, layers, runs, &dir)?;
                 }
             }
             Ok(())

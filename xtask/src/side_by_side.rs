@@ -62,12 +62,13 @@ pub fn rate(v: Option<f64>, decimals: usize) -> String {
     v.map_or("-".to_string(), |v| format!("{v:.decimals$}"))
 }
 
-/// `a / b` as "1.23x", or "-".
-pub fn ratio(a: Option<f64>, b: Option<f64>) -> String {
-    match (a, b) {
-        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}x", a / b),
-        _ => "-".to_string(),
-    }
+/// The median of the ratios `a / b` of the pairs where both are present, as "1.23x", or "-".
+pub fn median_ratio(pairs: impl Iterator<Item = (Option<f64>, Option<f64>)>) -> String {
+    median(pairs.map(|pair| match pair {
+        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+        _ => None,
+    }))
+    .map_or("-".to_string(), |q| format!("{q:.2}x"))
 }
 
 /// The median of the values present (the mean of the middle two for an even count), or `None`.
@@ -83,4 +84,12 @@ pub fn median(values: impl Iterator<Item = Option<f64>>) -> Option<f64> {
     } else {
         (v[mid - 1] + v[mid]) / 2.0
     })
+}
+
+/// How each side-by-side is sampled: threads on both sides, llama-bench's repetitions, rounds.
+#[derive(Debug, Clone, Copy)]
+pub struct Runs {
+    pub threads: usize,
+    pub reps: usize,
+    pub rounds: usize,
 }

@@ -19,7 +19,7 @@ use anyhow::{ensure, Context, Result};
 use serde_json::Value;
 
 use crate::gguf::{self, Matrices};
-use crate::side_by_side::{frugal_compare, llama_bench, median, rate};
+use crate::side_by_side::{frugal_compare, llama_bench, median, median_ratio, rate, Runs};
 
 const CONTEXTS: [usize; 3] = [256, 1024, 2048];
 const DECODE_TOKENS: usize = 16;
@@ -28,10 +28,13 @@ pub fn run(
     root: &Path,
     llama_bench_exe: &Path,
     models: Option<PathBuf>,
-    threads: usize,
-    reps: usize,
-    rounds: usize,
+    runs: Runs,
 ) -> Result<PathBuf> {
+    let Runs {
+        threads,
+        reps,
+        rounds,
+    } = runs;
     ensure!(
         llama_bench_exe.is_file(),
         "--llama-bench {}: not a file (build llama.cpp's llama-bench first; README says how)",
@@ -183,13 +186,7 @@ pub fn run(
         let column = |i: usize| median(per_round.iter().map(|r| r[i]));
         // The ratio is the median of each round's own ratio (both sides measured minutes apart
         // at most), not the ratio of the medians.
-        let ratio_of = |a: usize, b: usize| {
-            median(per_round.iter().map(|r| match (r[a], r[b]) {
-                (Some(x), Some(y)) if y > 0.0 => Some(x / y),
-                _ => None,
-            }))
-            .map_or("-".to_string(), |q| format!("{q:.2}x"))
-        };
+        let ratio_of = |a: usize, b: usize| median_ratio(per_round.iter().map(|r| (r[a], r[b])));
         println!(
             "{:<18} {:>11} {:>13} {:>7} {:>12} {:>13} {:>7}",
             label,

@@ -13,7 +13,7 @@ use std::path::Path;
 use anyhow::{ensure, Result};
 use serde_json::Value;
 
-use crate::side_by_side::{frugal_compare, llama_bench, rate, ratio};
+use crate::side_by_side::{frugal_compare, llama_bench, median, median_ratio, rate, Runs};
 
 const PROMPT: usize = 128;
 const DECODE_TOKENS: usize = 16;
@@ -23,10 +23,14 @@ pub fn run(
     llama_bench_exe: &Path,
     models: &Path,
     layers: usize,
-    threads: usize,
-    reps: usize,
+    runs: Runs,
     out_dir: &Path,
 ) -> Result<()> {
+    let Runs {
+        threads,
+        reps,
+        rounds,
+    } = runs;
     let q6k = models.join(format!("bitnet-L{layers}-tq2_0.gguf"));
     let f16 = models.join(format!("bitnet-L{layers}-tq2_0-embf16.gguf"));
     for m in [&q6k, &f16] {
@@ -59,8 +63,6 @@ pub fn run(
         let save = out_dir.join(format!("frugal-bitnet-L{layers}-{head}.json"));
         frugal_compare(root, &args, threads, &save)
     };
-    let exact = frugal_run(false)?;
-    let quantized = frugal_run(true)?;
     let ours = |frugal: &Value, key: &str| {
         frugal
             .as_array()
@@ -73,18 +75,42 @@ pub fn run(
         let save = out_dir.join(format!("llama-bench-bitnet-{what}.json"));
         llama_bench(llama_bench_exe, &[&q6k, &f16], args, (threads, reps), &save)
     };
-    let prefill = bench("prefill", &["-p", &PROMPT.to_string(), "-n", "0"])?;
-    let decode = bench(
-        "decode",
-        &[
-            "-p",
-            "0",
-            "-n",
-            &DECODE_TOKENS.to_string(),
-            "-d",
-            &PROMPT.to_string(),
-        ],
-    )?;
+    // One round: frugal's two heads and llama.cpp's prefill and decode, the sides' order
+    // alternating between rounds (this machine's speed drifts over minutes).
+    let round = |r: usize| -> Result<(Value, Value, Vec<Value>, Vec<Value>)> {
+        let llama_side = || -> Result<(Vec<Value>, Vec<Value>)> {
+            let prefill = bench("prefill", &["-p", &PROMPT.to_string(), "-n", "0"])?;
+            let decode = bench(
+                "decode",
+                &[
+                    "-p",
+                    "0",
+                    "-n",
+                    &DECODE_TOKENS.to_string(),
+                    "-d",
+                    &PROMPT.to_string(),
+                ],
+            )?;
+            Ok((prefill, decode))
+        };
+        if r % 2 == 0 {
+            let (e, q) = (frugal_run(false)?, frugal_run(true)?);
+            let (p, d) = llama_side()?;
+            Ok((e, q, p, d))
+        } else {
+            let (p, d) = llama_side()?;
+            let (e, q) = (frugal_run(false)?, frugal_run(true)?);
+            Ok((e, q, p, d))
+        }
+    };
+    let results = (0..rounds)
+        .map(|r| {
+            if rounds > 1 {
+                eprintln!("BitNet, {layers} layers: round {} of {rounds}", r + 1);
+            }
+            round(r)
+        })
+        .collect::<Result<Vec<_>>>()?;
     let llama = |rows: &[Value], model: &Path| {
         rows.iter()
             .find(|r| r["model_filename"].as_str() == model.to_str())
@@ -106,32 +132,41 @@ pub fn run(
         "TQ2_0",
         "TQ2_0 f16"
     );
-    for (label, key, rows) in [
-        (
-            format!("prefill {PROMPT}"),
-            "prefill_tokens_per_s",
-            &prefill,
-        ),
-        (
-            format!("decode after {PROMPT}"),
-            "decode_tokens_per_s",
-            &decode,
-        ),
+    for (label, key, run) in [
+        (format!("prefill {PROMPT}"), "prefill_tokens_per_s", 0),
+        (format!("decode after {PROMPT}"), "decode_tokens_per_s", 1),
     ] {
-        let (e, q) = (ours(&exact, key), ours(&quantized, key));
-        let (a, b) = (llama(rows, &q6k), llama(rows, &f16));
+        // Per round: frugal exact head, frugal 4-bit head, llama.cpp Q6_K head, f16 head.
+        let per_round: Vec<[Option<f64>; 4]> = results
+            .iter()
+            .map(|(exact, quantized, p, d)| {
+                let rows = if run == 0 { p } else { d };
+                [
+                    ours(exact, key),
+                    ours(quantized, key),
+                    llama(rows, &q6k),
+                    llama(rows, &f16),
+                ]
+            })
+            .collect();
+        let column = |i: usize| median(per_round.iter().map(|r| r[i]));
+        // The median of the rounds' own ratios.
+        let ratio_of = |a: usize, b: usize| median_ratio(per_round.iter().map(|r| (r[a], r[b])));
         println!(
             "{:<18} {:>11} {:>7} {:>7} {:>11} {:>7} {:>7} {:>9} {:>9}",
             label,
-            fmt(e),
-            ratio(e, a),
-            ratio(e, b),
-            fmt(q),
-            ratio(q, a),
-            ratio(q, b),
-            fmt(a),
-            fmt(b)
+            fmt(column(0)),
+            ratio_of(0, 2),
+            ratio_of(0, 3),
+            fmt(column(1)),
+            ratio_of(1, 2),
+            ratio_of(1, 3),
+            fmt(column(2)),
+            fmt(column(3))
         );
+    }
+    if rounds > 1 {
+        println!("medians of {rounds} rounds (each ratio: the median of the rounds' ratios)");
     }
     Ok(())
 }
