@@ -93,3 +93,38 @@ pub struct Runs {
     pub reps: usize,
     pub rounds: usize,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{median, median_ratio};
+
+    #[test]
+    fn medians_skip_missing_values_and_average_the_middle_pair() {
+        assert_eq!(
+            median([Some(3.0), None, Some(1.0), Some(2.0)].into_iter()),
+            Some(2.0)
+        );
+        assert_eq!(
+            median([Some(4.0), Some(1.0), Some(2.0), Some(3.0)].into_iter()),
+            Some(2.5)
+        );
+        assert_eq!(median([None, None].into_iter()), None);
+    }
+
+    /// The median of each round's own ratio, not the ratio of the medians: rounds (12, 10),
+    /// (30, 10), (20, 5) give ratios 1.2, 3, 4 (median 3), where the medians' ratio is 20 / 10.
+    #[test]
+    fn ratios_are_the_median_of_each_rounds_ratio() {
+        let rounds = [(10.0, 5.0), (30.0, 10.0), (20.0, 20.0)];
+        let pairs = rounds.iter().map(|&(a, b)| (Some(a), Some(b)));
+        assert_eq!(median_ratio(pairs), "2.00x");
+        let rounds = [(12.0, 10.0), (30.0, 10.0), (20.0, 5.0)];
+        let pairs = rounds.iter().map(|&(a, b)| (Some(a), Some(b)));
+        assert_eq!(median_ratio(pairs), "3.00x");
+        assert_eq!(
+            median_ratio([(Some(1.0), None), (None, Some(2.0))].into_iter()),
+            "-"
+        );
+        assert_eq!(median_ratio([(Some(1.0), Some(0.0))].into_iter()), "-");
+    }
+}
