@@ -62,6 +62,31 @@ pub fn rate(v: Option<f64>, decimals: usize) -> String {
     v.map_or("-".to_string(), |v| format!("{v:.decimals$}"))
 }
 
+/// `rounds` rounds of both sides, their order alternating (frugal first in even rounds), so that
+/// this machine's drift (its speed moves by a fifth or more over minutes) falls on each side
+/// alike: per round, (frugal's results, llama.cpp's).
+pub fn alternating<F, L>(
+    rounds: usize,
+    what: &str,
+    mut frugal: impl FnMut() -> Result<F>,
+    mut llama: impl FnMut() -> Result<L>,
+) -> Result<Vec<(F, L)>> {
+    (0..rounds)
+        .map(|r| {
+            if rounds > 1 {
+                eprintln!("{what}: round {} of {rounds}", r + 1);
+            }
+            if r % 2 == 0 {
+                let ours = frugal()?;
+                Ok((ours, llama()?))
+            } else {
+                let theirs = llama()?;
+                Ok((frugal()?, theirs))
+            }
+        })
+        .collect()
+}
+
 /// The median of the ratios `a / b` of the pairs where both are present, as "1.23x", or "-".
 pub fn median_ratio(pairs: impl Iterator<Item = (Option<f64>, Option<f64>)>) -> String {
     median(pairs.map(|pair| match pair {

@@ -19,7 +19,9 @@ use anyhow::{ensure, Context, Result};
 use serde_json::Value;
 
 use crate::gguf::{self, Matrices};
-use crate::side_by_side::{frugal_compare, llama_bench, median, median_ratio, rate, Runs};
+use crate::side_by_side::{
+    alternating, frugal_compare, llama_bench, median, median_ratio, rate, Runs,
+};
 
 const CONTEXTS: [usize; 3] = [256, 1024, 2048];
 const DECODE_TOKENS: usize = 16;
@@ -92,38 +94,20 @@ pub fn run(
             &save,
         )
     };
-    // One round: both sides, their order alternating between rounds, so that this machine's
-    // drift (its speed moves by a fifth or more over minutes) falls on each side alike.
-    let round = |r: usize| -> Result<[Value; 4]> {
-        let llama_side = || -> Result<(Value, Value)> {
-            let p = bench("prefill", &["-p", &contexts, "-n", "0"])?;
-            let d = bench(
+    let results = alternating(
+        rounds,
+        "dense baseline",
+        || Ok((frugal_run("f32")?, frugal_run("bf16")?)),
+        || {
+            let prefill = bench("prefill", &["-p", &contexts, "-n", "0"])?;
+            let decode = bench(
                 "decode",
                 &["-p", "0", "-n", &DECODE_TOKENS.to_string(), "-d", &contexts],
             )?;
-            Ok((Value::from(p), Value::from(d)))
-        };
-        let (prefill, decode, f32s, bf16s) = if r % 2 == 0 {
-            let (f, b) = (frugal_run("f32")?, frugal_run("bf16")?);
-            let (p, d) = llama_side()?;
-            (p, d, f, b)
-        } else {
-            let (p, d) = llama_side()?;
-            let (f, b) = (frugal_run("f32")?, frugal_run("bf16")?);
-            (p, d, f, b)
-        };
-        Ok([prefill, decode, f32s, bf16s])
-    };
-    let results = (0..rounds)
-        .map(|r| {
-            if rounds > 1 {
-                eprintln!("round {} of {rounds}", r + 1);
-            }
-            round(r)
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let rows_of = |v: &Value| v.as_array().cloned().unwrap_or_default();
-    let prefill = rows_of(&results[0][0]);
+            Ok((prefill, decode))
+        },
+    )?;
+    let prefill = &results[0].1 .0;
     let build = prefill
         .first()
         .and_then(|r| r["build_commit"].as_str())
@@ -173,13 +157,13 @@ pub fn run(
         // Per round: frugal f32, llama.cpp f32, frugal bf16, llama.cpp f16.
         let per_round: Vec<[Option<f64>; 4]> = results
             .iter()
-            .map(|[p, d, f32s, bf16s]| {
-                let runs = rows_of(if run == 0 { p } else { d });
+            .map(|((f32s, bf16s), (p, d))| {
+                let runs = if run == 0 { p } else { d };
                 [
                     ours(f32s, at, key),
-                    llama(&runs, &f32_model, prompt, generated, depth),
+                    llama(runs, &f32_model, prompt, generated, depth),
                     ours(bf16s, at, key),
-                    llama(&runs, &f16_model, prompt, generated, depth),
+                    llama(runs, &f16_model, prompt, generated, depth),
                 ]
             })
             .collect();

@@ -13,7 +13,9 @@ use std::path::Path;
 use anyhow::{ensure, Result};
 use serde_json::Value;
 
-use crate::side_by_side::{frugal_compare, llama_bench, median, median_ratio, rate, Runs};
+use crate::side_by_side::{
+    alternating, frugal_compare, llama_bench, median, median_ratio, rate, Runs,
+};
 
 const PROMPT: usize = 128;
 const DECODE_TOKENS: usize = 16;
@@ -75,10 +77,11 @@ pub fn run(
         let save = out_dir.join(format!("llama-bench-bitnet-{what}.json"));
         llama_bench(llama_bench_exe, &[&q6k, &f16], args, (threads, reps), &save)
     };
-    // One round: frugal's two heads and llama.cpp's prefill and decode, the sides' order
-    // alternating between rounds (this machine's speed drifts over minutes).
-    let round = |r: usize| -> Result<(Value, Value, Vec<Value>, Vec<Value>)> {
-        let llama_side = || -> Result<(Vec<Value>, Vec<Value>)> {
+    let results = alternating(
+        rounds,
+        &format!("BitNet, {layers} layers"),
+        || Ok((frugal_run(false)?, frugal_run(true)?)),
+        || {
             let prefill = bench("prefill", &["-p", &PROMPT.to_string(), "-n", "0"])?;
             let decode = bench(
                 "decode",
@@ -92,25 +95,8 @@ pub fn run(
                 ],
             )?;
             Ok((prefill, decode))
-        };
-        if r % 2 == 0 {
-            let (e, q) = (frugal_run(false)?, frugal_run(true)?);
-            let (p, d) = llama_side()?;
-            Ok((e, q, p, d))
-        } else {
-            let (p, d) = llama_side()?;
-            let (e, q) = (frugal_run(false)?, frugal_run(true)?);
-            Ok((e, q, p, d))
-        }
-    };
-    let results = (0..rounds)
-        .map(|r| {
-            if rounds > 1 {
-                eprintln!("BitNet, {layers} layers: round {} of {rounds}", r + 1);
-            }
-            round(r)
-        })
-        .collect::<Result<Vec<_>>>()?;
+        },
+    )?;
     let llama = |rows: &[Value], model: &Path| {
         rows.iter()
             .find(|r| r["model_filename"].as_str() == model.to_str())
@@ -139,7 +125,7 @@ pub fn run(
         // Per round: frugal exact head, frugal 4-bit head, llama.cpp Q6_K head, f16 head.
         let per_round: Vec<[Option<f64>; 4]> = results
             .iter()
-            .map(|(exact, quantized, p, d)| {
+            .map(|((exact, quantized), (p, d))| {
                 let rows = if run == 0 { p } else { d };
                 [
                     ours(exact, key),

@@ -23,10 +23,11 @@ pub fn window_attention_cpu(input: &WindowInput<'_>) -> Result<Vec<f32>> {
     let s = input.shape;
     let (h, d) = (s.heads, s.head_dim);
     let mut o = vec![0.0f32; s.q_elems()];
-    let keys: usize = (0..s.q_len)
+    // Visible keys: in all rows, and in the longest.
+    let (keys, longest) = (0..s.q_len)
         .map(|i| s.visible(i))
         .map(|(lo, hi)| hi + 1 - lo)
-        .sum();
+        .fold((0, 0), |(sum, max), n| (sum + n, max.max(n)));
     // Threads are woken only for enough work: a small model's short decode step costs less than
     // waking the pool.
     let parallel = s.batch * keys * h * d >= PARALLEL_MIN_MACS;
@@ -41,11 +42,6 @@ pub fn window_attention_cpu(input: &WindowInput<'_>) -> Result<Vec<f32>> {
     // does). Splitting by KV head instead left each thread reading every other 256-byte piece of
     // the cache rows, and at most `kv_heads` threads busy.
     let threads = rayon::current_num_threads();
-    let longest = (0..s.q_len)
-        .map(|i| s.visible(i))
-        .map(|(lo, hi)| hi + 1 - lo)
-        .max()
-        .unwrap_or(0);
     let parts = if parallel && rows < threads {
         threads
             .div_ceil(rows)
