@@ -6,6 +6,11 @@ use crate::model::Model;
 
 /// The prompt's logits `[1, T, V]`, and `max_new_tokens` greedy tokens.
 pub fn greedy(model: &Model, prompt: &[u32], max_new_tokens: usize) -> Result<(Tensor, Vec<u32>)> {
+    // On one pool thread throughout (layers::generation::generate says why).
+    layers::pool::on_pool(|| greedy_here(model, prompt, max_new_tokens))
+}
+
+fn greedy_here(model: &Model, prompt: &[u32], max_new_tokens: usize) -> Result<(Tensor, Vec<u32>)> {
     // The prompt and every new token but the last are cached.
     let capacity = layers::alloc::add("prompt + max_new_tokens", prompt.len(), max_new_tokens)?;
     let capacity = capacity.saturating_sub(1).max(prompt.len()).max(1);

@@ -426,7 +426,8 @@ fn timed<T>(device: &Device, f: impl FnOnce() -> Result<T>) -> Result<(T, f64)> 
     Ok((out, start.elapsed().as_secs_f64()))
 }
 
-/// Prefill seconds, decode seconds (decoders) and cache bytes after both.
+/// Prefill seconds, decode seconds (decoders) and cache bytes after both. The decode steps run
+/// on one pool thread, as `layers::generation::generate` runs them.
 fn measure(
     model: &Built,
     prompt: &[u32],
@@ -442,7 +443,9 @@ fn measure(
                 Ok(m.prefill(&[prompt], &mut c, yoco::generation::PREFILL_CHUNK)?)
             })?;
             let (_, d) = timed(device, || {
-                (0..steps).try_for_each(|i| m.forward_last(&[step_ids(i)], &mut c).map(|_| ()))?;
+                layers::pool::on_pool(|| {
+                    (0..steps).try_for_each(|i| m.forward_last(&[step_ids(i)], &mut c).map(|_| ()))
+                })?;
                 Ok(())
             })?;
             (p, Some(d), Some(m.cache_bytes(&c).total()))
@@ -451,7 +454,9 @@ fn measure(
             let mut c = m.new_cache(1, cap)?;
             let (_, p) = timed(device, || Ok(m.forward_last(&[prompt], &mut c)?))?;
             let (_, d) = timed(device, || {
-                (0..steps).try_for_each(|i| m.forward_last(&[&step_ids(i)], &mut c).map(|_| ()))?;
+                layers::pool::on_pool(|| {
+                    (0..steps).try_for_each(|i| m.forward_last(&[&step_ids(i)], &mut c).map(|_| ()))
+                })?;
                 Ok(())
             })?;
             (p, Some(d), Some(c.bytes()))
@@ -460,7 +465,9 @@ fn measure(
             let mut st = m.new_state(1)?;
             let (_, p) = timed(device, || Ok(m.forward_last(&[prompt], &mut st)?))?;
             let (_, d) = timed(device, || {
-                (0..steps).try_for_each(|i| m.forward_last(&[step_ids(i)], &mut st).map(|_| ()))?;
+                layers::pool::on_pool(|| {
+                    (0..steps).try_for_each(|i| m.forward_last(&[step_ids(i)], &mut st).map(|_| ()))
+                })?;
                 Ok(())
             })?;
             (p, Some(d), Some(st.size_in_bytes()))
@@ -469,7 +476,9 @@ fn measure(
             let mut c = m.new_cache(1, cap)?;
             let (_, p) = timed(device, || Ok(m.forward_last(&[prompt], &mut c)?))?;
             let (_, d) = timed(device, || {
-                (0..steps).try_for_each(|i| m.forward_last(&[step_ids(i)], &mut c).map(|_| ()))?;
+                layers::pool::on_pool(|| {
+                    (0..steps).try_for_each(|i| m.forward_last(&[step_ids(i)], &mut c).map(|_| ()))
+                })?;
                 Ok(())
             })?;
             (p, Some(d), Some(c.bytes()?))

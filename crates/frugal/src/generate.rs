@@ -93,7 +93,7 @@ pub fn generate(
     max_tokens: usize,
     sampling: &Sampling,
     json: bool,
-    out: &mut impl Write,
+    out: &mut (impl Write + Send),
 ) -> Result<Vec<u32>> {
     sampling.validate()?;
     let dir = crate::hub::resolve_model(model, offline, &["tokenizer.json"])?;
@@ -131,7 +131,7 @@ pub fn generate(
         Ok((max, (ids.len() + max).max(1)))
     };
     let what = format!("{arch:?}");
-    let (mut decoder, max_tokens): (Box<dyn Decoder>, usize) = match arch {
+    let (mut decoder, max_tokens): (Box<dyn Decoder + Send>, usize) = match arch {
         a if a.is_griffin() => {
             let m = griffin::load(&dir, dtype.dtype(), device).with_context(|| load(&what))?;
             let (max, _) = fit(griffin::MAX_POSITIONS, "positions exact for RoPE in f32")?;

@@ -437,7 +437,8 @@ fn run(cli: Cli) -> Result<()> {
             };
             sampling.validate()?;
             let dev = device(device_arg)?;
-            let mut out = std::io::stdout().lock();
+            // `Stdout`, not its lock: generation runs on a pool thread (layers::generation).
+            let mut out = std::io::stdout();
             generate::generate(
                 &model, offline, arch, dtype, &dev, &prompt, max_tokens, &sampling, json, &mut out,
             )?;

@@ -7,6 +7,11 @@ use crate::model::Model;
 
 /// The prompt's logits `[1, T, V]`, and `max_new_tokens` greedy tokens.
 pub fn greedy(model: &Model, prompt: &[u32], max_new_tokens: usize) -> Result<(Tensor, Vec<u32>)> {
+    // On one pool thread throughout (layers::generation::generate says why).
+    layers::pool::on_pool(|| greedy_here(model, prompt, max_new_tokens))
+}
+
+fn greedy_here(model: &Model, prompt: &[u32], max_new_tokens: usize) -> Result<(Tensor, Vec<u32>)> {
     if prompt.len().saturating_add(max_new_tokens) > crate::model::MAX_POSITIONS {
         return Err(layers::Error::TooLarge {
             what: "prompt + max_new_tokens".into(),

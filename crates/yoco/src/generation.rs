@@ -10,6 +10,11 @@ pub const PREFILL_CHUNK: usize = 32_768;
 
 /// `max_new_tokens` greedy tokens after `prompt`, and the logits that chose each `[n, vocab]`.
 pub fn greedy(model: &Model, prompt: &[u32], max_new_tokens: usize) -> Result<(Vec<u32>, Tensor)> {
+    // On one pool thread throughout (layers::generation::generate says why).
+    layers::pool::on_pool(|| greedy_here(model, prompt, max_new_tokens))
+}
+
+fn greedy_here(model: &Model, prompt: &[u32], max_new_tokens: usize) -> Result<(Vec<u32>, Tensor)> {
     let capacity = layers::alloc::add("prompt + max_new_tokens", prompt.len(), max_new_tokens)?;
     let mut cache = model.new_cache(1, capacity)?;
     let mut logits = model.prefill(&[prompt], &mut cache, PREFILL_CHUNK)?;
