@@ -10,7 +10,7 @@
 use candle_core::{DType, Device, Tensor};
 use rayon::prelude::*;
 
-use crate::cpu::{dot, dot_bf16, fma_available, with_cpu_f32};
+use crate::cpu::{dot4, fma_available, with_cpu_f32, WeightElem};
 use crate::error::{check_len, Result};
 
 /// Input rows up to which [`linear`] takes the GEMV path.
@@ -26,38 +26,31 @@ pub const PARALLEL_MIN_WEIGHTS: usize = 1 << 16;
 /// `y [m, n] = x [m, k] · w [n, k]ᵀ`, threaded over output rows; an error if the lengths
 /// disagree with the shape.
 pub fn gemv(x: &[f32], m: usize, w: &[f32], n: usize, k: usize) -> Result<Vec<f32>> {
-    let fma = fma_available();
-    gemv_with(x, m, w, n, k, |row, xs| dot(fma, row, xs))
+    gemv_with(x, m, w, n, k)
 }
 
 /// [`gemv`] with bf16 weights, widened to f32 as they are read (exactly): half the bytes of the
 /// f32 matrix for the same products. A bf16 checkpoint's output embedding stays bf16 in an f32
 /// model and its decode GEMV reads half as much.
 pub fn gemv_bf16(x: &[f32], m: usize, w: &[half::bf16], n: usize, k: usize) -> Result<Vec<f32>> {
-    let fma = fma_available();
-    gemv_with(x, m, w, n, k, |row, xs| dot_bf16(fma, row, xs))
+    gemv_with(x, m, w, n, k)
 }
 
-fn gemv_with<W: Sync>(
-    x: &[f32],
-    m: usize,
-    w: &[W],
-    n: usize,
-    k: usize,
-    dot_row: impl Fn(&[W], &[f32]) -> f32 + Sync,
-) -> Result<Vec<f32>> {
+fn gemv_with<W: WeightElem>(x: &[f32], m: usize, w: &[W], n: usize, k: usize) -> Result<Vec<f32>> {
     let shape = format!("[m {m}, n {n}, k {k}]");
     check_len("gemv", "x", x.len(), m * k, &shape)?;
     check_len("gemv", "w", w.len(), n * k, &shape)?;
     if m == 0 || n == 0 {
         return Ok(Vec::new());
     }
+    let fma = fma_available();
     let inputs: Vec<&[f32]> = (0..m).map(|t| &x[t * k..(t + 1) * k]).collect();
-    Ok(rows_times_inputs(
+    Ok(rows_in_fours_times_inputs(
         n,
         &inputs,
         n * k >= PARALLEL_MIN_WEIGHTS,
-        |j, xs| dot_row(&w[j * k..][..k], xs),
+        |j, xs| dot4(fma, &w[j * k..][..4 * k], xs),
+        |j, xs| W::dot(fma, &w[j * k..][..k], xs),
     ))
 }
 
@@ -70,16 +63,44 @@ pub(crate) fn rows_times_inputs<I: Sync>(
     parallel: bool,
     dot: impl Fn(usize, &I) -> f32 + Sync,
 ) -> Vec<f32> {
+    rows_in_fours_times_inputs(
+        n,
+        inputs,
+        parallel,
+        |j, input| std::array::from_fn(|r| dot(j + r, input)),
+        &dot,
+    )
+}
+
+/// [`rows_times_inputs`] with rows taken four at a time where a task has four left (`four(j, x)`
+/// gives rows `j..j + 4`), and one at a time (`one`) for the rest.
+fn rows_in_fours_times_inputs<I: Sync>(
+    n: usize,
+    inputs: &[I],
+    parallel: bool,
+    four: impl Fn(usize, &I) -> [f32; 4] + Sync,
+    one: impl Fn(usize, &I) -> f32 + Sync,
+) -> Vec<f32> {
     let m = inputs.len();
     if m == 0 || n == 0 {
         return Vec::new();
     }
     let mut yt = vec![0.0f32; n * m]; // [n, m]: each task writes whole rows
     let block = |(task, out): (usize, &mut [f32])| {
-        for (r, slot) in out.chunks_mut(m).enumerate() {
-            let j = task * ROWS_PER_TASK + r;
+        let first = task * ROWS_PER_TASK;
+        let rows = out.len() / m;
+        let fours = rows / 4 * 4;
+        let (quads, rest) = out.split_at_mut(fours * m);
+        for (q, slots) in quads.chunks_mut(4 * m).enumerate() {
+            for (t, input) in inputs.iter().enumerate() {
+                for (r, y) in four(first + 4 * q, input).into_iter().enumerate() {
+                    slots[r * m + t] = y;
+                }
+            }
+        }
+        for (r, slot) in rest.chunks_mut(m).enumerate() {
             for (y, input) in slot.iter_mut().zip(inputs) {
-                *y = dot(j, input);
+                *y = one(first + fours + r, input);
             }
         }
     };
@@ -89,6 +110,9 @@ pub(crate) fn rows_times_inputs<I: Sync>(
             .for_each(block);
     } else {
         yt.chunks_mut(ROWS_PER_TASK * m).enumerate().for_each(block);
+    }
+    if m == 1 {
+        return yt;
     }
     let mut y = vec![0.0f32; m * n];
     for (j, col) in yt.chunks(m).enumerate() {

@@ -49,6 +49,32 @@ proptest! {
     }
 }
 
+/// Large enough to be threaded: tasks of 64 rows, rows in fours within a task and one at a time
+/// after the last four (n not a multiple of 4 or of 64), rows whose length leaves 8- and
+/// 1-element tails, several inputs.
+#[test]
+fn threaded_gemv_matches_the_plain_loop_at_task_and_row_edges() {
+    let mut rng = Rng::new(5);
+    for (m, n, k) in [
+        (1, 327, 263),
+        (3, 1030, 256),
+        (1, 4099, 40),
+        (2, 258, 768),
+        (4, 65, 1031),
+    ] {
+        assert!(n * k >= kernels::cpu_linear::PARALLEL_MIN_WEIGHTS);
+        let x = rng.vec(m * k, -1.0, 1.0);
+        let w = rng.vec(n * k, -1.0, 1.0);
+        close(&gemv(&x, m, &w, n, k).unwrap(), &naive(&x, m, &w, n, k));
+        let wb: Vec<half::bf16> = w.iter().map(|&v| half::bf16::from_f32(v)).collect();
+        let wide: Vec<f32> = wb.iter().map(|v| v.to_f32()).collect();
+        close(
+            &gemv_bf16(&x, m, &wb, n, k).unwrap(),
+            &naive(&x, m, &wide, n, k),
+        );
+    }
+}
+
 fn with_bias(mut y: Vec<f32>, n: usize, bias: Option<&[f32]>) -> Vec<f32> {
     if let Some(bias) = bias {
         for row in y.chunks_mut(n) {
