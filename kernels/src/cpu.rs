@@ -74,66 +74,17 @@ pub(crate) fn fma_available() -> bool {
 /// `Σ a_i b_i`: AVX2+FMA when `fma` (from [`fma_available`]), else eight independent sums the
 /// compiler vectorises.
 pub(crate) fn dot(fma: bool, a: &[f32], b: &[f32]) -> f32 {
+    dot_row(fma, a, b)
+}
+
+/// `Σ w_i x_i` for f32 or bf16 `w` (bf16 widened to f32 exactly: a bf16 is the top half of an
+/// f32), with one accumulation for both, so a bf16 matrix gives the products its f32 widening
+/// would. Over the shorter of the two.
+pub(crate) fn dot_row<W: WeightElem>(fma: bool, w: &[W], x: &[f32]) -> f32 {
     #[cfg(target_arch = "x86_64")]
     if fma {
         // SAFETY: AVX2 and FMA are present (checked at run time by the caller's flag).
-        return unsafe { dot_fma(a, b) };
-    }
-    let _ = fma;
-    let mut acc = [0.0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for l in 0..8 {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn dot_fma(a: &[f32], b: &[f32]) -> f32 {
-    use std::arch::x86_64::*;
-    let n = a.len().min(b.len());
-    let mut acc = [_mm256_setzero_ps(); 4];
-    let mut i = 0;
-    while i + 32 <= n {
-        for (j, s) in acc.iter_mut().enumerate() {
-            // SAFETY: i + 8j + 8 <= n, inside both slices.
-            let (x, y) = unsafe {
-                (
-                    _mm256_loadu_ps(a.as_ptr().add(i + 8 * j)),
-                    _mm256_loadu_ps(b.as_ptr().add(i + 8 * j)),
-                )
-            };
-            *s = _mm256_fmadd_ps(x, y, *s);
-        }
-        i += 32;
-    }
-    let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-    // SAFETY: `__m256` and `[f32; 8]` have the same size, and every bit pattern is a valid f32.
-    let lanes: [f32; 8] = unsafe { std::mem::transmute(sum) };
-    let mut total: f32 = lanes.iter().sum();
-    while i < n {
-        total += a[i] * b[i];
-        i += 1;
-    }
-    total
-}
-
-/// `Σ w_i x_i` for bf16 `w` widened to f32 (exactly: a bf16 is the top half of an f32), with the
-/// same accumulation as [`dot`], so a bf16 matrix gives the products its f32 widening would.
-pub(crate) fn dot_bf16(fma: bool, w: &[half::bf16], x: &[f32]) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    if fma {
-        // SAFETY: AVX2 and FMA are present (checked at run time by the caller's flag).
-        return unsafe { dot_bf16_fma(w, x) };
+        return unsafe { dot_fma(w, x) };
     }
     let _ = fma;
     let mut acc = [0.0f32; 8];
@@ -142,11 +93,11 @@ pub(crate) fn dot_bf16(fma: bool, w: &[half::bf16], x: &[f32]) -> f32 {
         .remainder()
         .iter()
         .zip(cx.remainder())
-        .map(|(a, b)| a.to_f32() * b)
+        .map(|(a, b)| a.widen() * b)
         .sum();
     for (a, b) in cw.zip(cx) {
         for l in 0..8 {
-            acc[l] += a[l].to_f32() * b[l];
+            acc[l] += a[l].widen() * b[l];
         }
     }
     acc.iter().sum::<f32>() + tail
@@ -154,43 +105,59 @@ pub(crate) fn dot_bf16(fma: bool, w: &[half::bf16], x: &[f32]) -> f32 {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn dot_bf16_fma(w: &[half::bf16], x: &[f32]) -> f32 {
+unsafe fn dot_fma<W: WeightElem>(w: &[W], x: &[f32]) -> f32 {
     use std::arch::x86_64::*;
     let n = w.len().min(x.len());
     let mut acc = [_mm256_setzero_ps(); 4];
-    let mut i = 0;
-    while i + 32 <= n {
-        for (j, s) in acc.iter_mut().enumerate() {
-            // SAFETY: i + 8j + 8 <= n, inside both slices; bf16 is 16 bits, 8 of them are 128.
-            let (a, b) = unsafe {
-                (
-                    _mm_loadu_si128(w.as_ptr().add(i + 8 * j) as *const __m128i),
-                    _mm256_loadu_ps(x.as_ptr().add(i + 8 * j)),
-                )
-            };
-            // bf16 -> f32: zero-extend to 32 bits and shift into the top half.
-            let wide = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(a), 16));
-            *s = _mm256_fmadd_ps(wide, b, *s);
-        }
-        i += 32;
-    }
+    // SAFETY: both slices hold `n` elements; AVX2 and FMA (this function's features).
+    let mut i = unsafe { accumulate32(w.as_ptr(), x.as_ptr(), n, &mut acc) };
     let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
     // SAFETY: `__m256` and `[f32; 8]` have the same size, and every bit pattern is a valid f32.
     let lanes: [f32; 8] = unsafe { std::mem::transmute(sum) };
     let mut total: f32 = lanes.iter().sum();
     while i < n {
-        total += w[i].to_f32() * x[i];
+        total += w[i].widen() * x[i];
         i += 1;
     }
     total
+}
+
+/// `acc[j] += w[i + 8j..][..8] · x[i + 8j..][..8]` lane-wise for i over the whole steps of 32
+/// elements in `n`: four independent FMA chains, enough to cover their latency. Returns where
+/// the steps stopped (`n / 32 · 32`).
+///
+/// # Safety
+/// AVX2 and FMA present; `n` elements readable at `w` and at `x`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn accumulate32<W: WeightElem>(
+    w: *const W,
+    x: *const f32,
+    n: usize,
+    acc: &mut [std::arch::x86_64::__m256; 4],
+) -> usize {
+    use std::arch::x86_64::*;
+    let mut i = 0;
+    while i + 32 <= n {
+        for (j, s) in acc.iter_mut().enumerate() {
+            // SAFETY: i + 8j + 8 <= n, inside both (the caller's contract).
+            unsafe {
+                let (a, b) = (
+                    W::load8(w.add(i + 8 * j)),
+                    _mm256_loadu_ps(x.add(i + 8 * j)),
+                );
+                *s = _mm256_fmadd_ps(a, b, *s);
+            }
+        }
+        i += 32;
+    }
+    i
 }
 
 /// A weight element the GEMVs read: f32, or bf16 widened to f32 exactly (a bf16 is the top
 /// half of an f32).
 pub(crate) trait WeightElem: Copy + Sync {
     fn widen(self) -> f32;
-    /// One row's dot product with `x` ([`dot`] or [`dot_bf16`]).
-    fn dot(fma: bool, row: &[Self], x: &[f32]) -> f32;
     /// Eight elements from `p`, widened.
     ///
     /// # Safety
@@ -204,9 +171,6 @@ impl WeightElem for f32 {
     fn widen(self) -> f32 {
         self
     }
-    fn dot(fma: bool, row: &[f32], x: &[f32]) -> f32 {
-        dot(fma, row, x)
-    }
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     unsafe fn load8(p: *const f32) -> std::arch::x86_64::__m256 {
@@ -219,9 +183,6 @@ impl WeightElem for half::bf16 {
     #[inline(always)]
     fn widen(self) -> f32 {
         self.to_f32()
-    }
-    fn dot(fma: bool, row: &[half::bf16], x: &[f32]) -> f32 {
-        dot_bf16(fma, row, x)
     }
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
@@ -254,7 +215,7 @@ pub(crate) fn dot4<W: WeightElem>(fma: bool, w: &[W], x: &[f32]) -> [f32; 4] {
         return unsafe { dot4_fma(w, x) };
     }
     let _ = fma;
-    std::array::from_fn(|r| W::dot(false, &w[r * k..(r + 1) * k], x))
+    std::array::from_fn(|r| dot_row(false, &w[r * k..(r + 1) * k], x))
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -265,27 +226,15 @@ unsafe fn dot4_fma<W: WeightElem>(w: &[W], x: &[f32]) -> [f32; 4] {
     let (xp, wp) = (x.as_ptr(), w.as_ptr());
     // The rows one after another (one sequential stream through memory, which the hardware
     // prefetchers follow; four rows side by side were four short streams and ran slower from
-    // memory), four accumulators each: independent FMA chains to cover their latency.
+    // memory), each through `dot_fma`'s accumulation, then its eight-element steps.
     let mut s = [_mm256_setzero_ps(); 4];
     let mut i = 0;
     for (r, sum) in s.iter_mut().enumerate() {
         // SAFETY: rows r < 4 of `k` elements are inside `w` (checked by `dot4`).
         let row = unsafe { wp.add(r * k) };
         let mut acc = [_mm256_setzero_ps(); 4];
-        i = 0;
-        while i + 32 <= k {
-            for (j, a) in acc.iter_mut().enumerate() {
-                // SAFETY: i + 32 <= k: inside the row and inside `x`.
-                let (wv, xv) = unsafe {
-                    (
-                        W::load8(row.add(i + 8 * j)),
-                        _mm256_loadu_ps(xp.add(i + 8 * j)),
-                    )
-                };
-                *a = _mm256_fmadd_ps(wv, xv, *a);
-            }
-            i += 32;
-        }
+        // SAFETY: the row and `x` hold `k` elements; AVX2 and FMA (this function's features).
+        i = unsafe { accumulate32(row, xp, k, &mut acc) };
         while i + 8 <= k {
             // SAFETY: i + 8 <= k: inside the row and inside `x`.
             let (wv, xv) = unsafe { (W::load8(row.add(i)), _mm256_loadu_ps(xp.add(i))) };

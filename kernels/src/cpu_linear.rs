@@ -10,7 +10,7 @@
 use candle_core::{DType, Device, Tensor};
 use rayon::prelude::*;
 
-use crate::cpu::{dot4, fma_available, with_cpu_f32, WeightElem};
+use crate::cpu::{dot4, dot_row, fma_available, with_cpu_f32, WeightElem};
 use crate::error::{check_len, Result};
 
 /// Input rows up to which [`linear`] takes the GEMV path.
@@ -50,7 +50,7 @@ fn gemv_with<W: WeightElem>(x: &[f32], m: usize, w: &[W], n: usize, k: usize) ->
         &inputs,
         n * k >= PARALLEL_MIN_WEIGHTS,
         |j, xs| dot4(fma, &w[j * k..][..4 * k], xs),
-        |j, xs| W::dot(fma, &w[j * k..][..k], xs),
+        |j, xs| dot_row(fma, &w[j * k..][..k], xs),
     ))
 }
 

@@ -426,8 +426,20 @@ fn timed<T>(device: &Device, f: impl FnOnce() -> Result<T>) -> Result<(T, f64)> 
     Ok((out, start.elapsed().as_secs_f64()))
 }
 
-/// Prefill seconds, decode seconds (decoders) and cache bytes after both. The decode steps run
-/// on one pool thread, as `layers::generation::generate` runs them.
+/// Seconds of `steps` decode steps (`step(i)` for each), run on one pool thread as
+/// `layers::generation::generate` runs them.
+fn decode_secs(
+    device: &Device,
+    steps: usize,
+    step: impl FnMut(usize) -> Result<()> + Send,
+) -> Result<f64> {
+    let (_, secs) = timed(device, || {
+        layers::pool::on_pool(|| (0..steps).try_for_each(step))
+    })?;
+    Ok(secs)
+}
+
+/// Prefill seconds, decode seconds (decoders) and cache bytes after both.
 fn measure(
     model: &Built,
     prompt: &[u32],
@@ -442,10 +454,8 @@ fn measure(
             let (_, p) = timed(device, || {
                 Ok(m.prefill(&[prompt], &mut c, yoco::generation::PREFILL_CHUNK)?)
             })?;
-            let (_, d) = timed(device, || {
-                layers::pool::on_pool(|| {
-                    (0..steps).try_for_each(|i| m.forward_last(&[step_ids(i)], &mut c).map(|_| ()))
-                })?;
+            let d = decode_secs(device, steps, |i| {
+                m.forward_last(&[step_ids(i)], &mut c)?;
                 Ok(())
             })?;
             (p, Some(d), Some(m.cache_bytes(&c).total()))
@@ -453,10 +463,8 @@ fn measure(
         Built::Dense(m) => {
             let mut c = m.new_cache(1, cap)?;
             let (_, p) = timed(device, || Ok(m.forward_last(&[prompt], &mut c)?))?;
-            let (_, d) = timed(device, || {
-                layers::pool::on_pool(|| {
-                    (0..steps).try_for_each(|i| m.forward_last(&[&step_ids(i)], &mut c).map(|_| ()))
-                })?;
+            let d = decode_secs(device, steps, |i| {
+                m.forward_last(&[&step_ids(i)], &mut c)?;
                 Ok(())
             })?;
             (p, Some(d), Some(c.bytes()))
@@ -464,10 +472,8 @@ fn measure(
         Built::Griffin(m) => {
             let mut st = m.new_state(1)?;
             let (_, p) = timed(device, || Ok(m.forward_last(&[prompt], &mut st)?))?;
-            let (_, d) = timed(device, || {
-                layers::pool::on_pool(|| {
-                    (0..steps).try_for_each(|i| m.forward_last(&[step_ids(i)], &mut st).map(|_| ()))
-                })?;
+            let d = decode_secs(device, steps, |i| {
+                m.forward_last(&[step_ids(i)], &mut st)?;
                 Ok(())
             })?;
             (p, Some(d), Some(st.size_in_bytes()))
@@ -475,10 +481,8 @@ fn measure(
         Built::BitNet(m) => {
             let mut c = m.new_cache(1, cap)?;
             let (_, p) = timed(device, || Ok(m.forward_last(&[prompt], &mut c)?))?;
-            let (_, d) = timed(device, || {
-                layers::pool::on_pool(|| {
-                    (0..steps).try_for_each(|i| m.forward_last(&[step_ids(i)], &mut c).map(|_| ()))
-                })?;
+            let d = decode_secs(device, steps, |i| {
+                m.forward_last(&[step_ids(i)], &mut c)?;
                 Ok(())
             })?;
             (p, Some(d), Some(c.bytes()?))
