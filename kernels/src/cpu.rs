@@ -197,6 +197,74 @@ impl WeightElem for half::bf16 {
     }
 }
 
+/// An element of a cached key or value the attention kernels read: f32, or f16 / bf16 (a KV
+/// cache kept in half precision, llama.cpp's default, half the bytes a decoded token reads),
+/// widened to f32 a block at a time before the products.
+pub trait KvElem: Copy + Send + Sync + 'static {
+    /// `src` as f32: `src` itself, or its values widened into `scratch` (exactly: every f16 and
+    /// bf16 is an f32).
+    fn as_f32<'s>(src: &'s [Self], scratch: &'s mut Vec<f32>) -> &'s [f32];
+}
+
+impl KvElem for f32 {
+    #[inline(always)]
+    fn as_f32<'s>(src: &'s [f32], _: &'s mut Vec<f32>) -> &'s [f32] {
+        src
+    }
+}
+
+impl KvElem for half::bf16 {
+    fn as_f32<'s>(src: &'s [half::bf16], scratch: &'s mut Vec<f32>) -> &'s [f32] {
+        scratch.clear();
+        // A bf16 is the top half of an f32: a shift the compiler vectorises.
+        scratch.extend(
+            src.iter()
+                .map(|x| f32::from_bits((x.to_bits() as u32) << 16)),
+        );
+        scratch
+    }
+}
+
+impl KvElem for half::f16 {
+    fn as_f32<'s>(src: &'s [half::f16], scratch: &'s mut Vec<f32>) -> &'s [f32] {
+        scratch.clear();
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("f16c") {
+            scratch.reserve(src.len());
+            // SAFETY: F16C is present; `scratch` has room for `src.len()` values, all written
+            // before the length is set.
+            unsafe {
+                widen_f16_f16c(src, scratch.spare_capacity_mut());
+                scratch.set_len(src.len());
+            }
+            return scratch;
+        }
+        scratch.extend(src.iter().map(|x| x.to_f32()));
+        scratch
+    }
+}
+
+/// `dst[i] = src[i]` widened, eight at a time with F16C's `vcvtph2ps`.
+///
+/// # Safety
+/// F16C present; `dst` at least as long as `src`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx,f16c")]
+unsafe fn widen_f16_f16c(src: &[half::f16], dst: &mut [std::mem::MaybeUninit<f32>]) {
+    use std::arch::x86_64::*;
+    let eight = src.len() / 8 * 8;
+    for i in (0..eight).step_by(8) {
+        // SAFETY: `i + 8 <= src.len() <= dst.len()`; unaligned loads and stores.
+        unsafe {
+            let h = _mm_loadu_si128(src.as_ptr().add(i) as *const __m128i);
+            _mm256_storeu_ps(dst.as_mut_ptr().add(i) as *mut f32, _mm256_cvtph_ps(h));
+        }
+    }
+    for (d, s) in dst[eight..src.len()].iter_mut().zip(&src[eight..]) {
+        d.write(s.to_f32());
+    }
+}
+
 /// `[Σ w_r,i x_i for r in 0..4]`: four consecutive rows of `w` (each `x.len()` long) against one
 /// `x`, the four rows' lane sums reduced together at the end (one horizontal fold instead of
 /// four): the decode GEMVs' inner loop, where rows are short (256 at hidden 256) and a fold per

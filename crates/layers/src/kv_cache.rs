@@ -1,7 +1,8 @@
 //! What every KV cache of fixed capacity shares: the bookkeeping of how many positions it holds
 //! ([`Positions`]: a request past the capacity is an error before any layer runs), and a
-//! key/value buffer pair `[batch, capacity, row]` of f32 written by position range
-//! ([`KvBuffer`]), sized with checked arithmetic and held against the machine's memory.
+//! key/value buffer pair `[batch, capacity, row]` written by position range ([`KvBuffer`]): f32,
+//! or f16 / bf16 on request (half the bytes; the attention kernels widen them as they read),
+//! sized with checked arithmetic and held against the machine's memory.
 use candle_core::{DType, Device, Tensor};
 
 use crate::error::{Error, Result};
@@ -60,10 +61,25 @@ impl Positions {
     }
 }
 
-/// Keys and values `[batch, capacity, row]` (f32) for one layer, or for YOCO's one shared set.
+/// The dtypes a KV cache can be kept in: f32 (exact), or f16 / bf16 (half the memory and the
+/// bytes a decoded token reads; each key and value rounded once when it is written).
+pub const KV_DTYPES: &[DType] = &[DType::F32, DType::F16, DType::BF16];
+
+/// An error unless `dtype` is one of [`KV_DTYPES`].
+pub fn check_kv_dtype(dtype: DType) -> Result<()> {
+    if KV_DTYPES.contains(&dtype) {
+        return Ok(());
+    }
+    Err(Error::Cache(format!(
+        "a KV cache in {} is not supported: choose f32, f16 or bf16",
+        dtype.as_str()
+    )))
+}
+
+/// Keys and values `[batch, capacity, row]` for one layer, or for YOCO's one shared set.
 #[derive(Debug)]
 pub struct KvBuffer {
-    /// `[batch, capacity, row]` f32 on the model's device.
+    /// `[batch, capacity, row]` in [`KvBuffer::dtype`] on the model's device.
     pub k: Tensor,
     pub v: Tensor,
     batch: usize,
@@ -95,12 +111,25 @@ impl KvBuffer {
         row: usize,
         device: &Device,
     ) -> Result<Self> {
+        Self::with_dtype(what, batch, capacity, row, DType::F32, device)
+    }
+
+    /// As [`KvBuffer::new`], kept in `dtype` (one of [`KV_DTYPES`]; another is an error).
+    pub fn with_dtype(
+        what: &str,
+        batch: usize,
+        capacity: usize,
+        row: usize,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
+        check_kv_dtype(dtype)?;
         let dims = [batch, capacity, row];
         let n = crate::alloc::elements(what, &dims)?;
-        crate::alloc::check_bytes(what, n, 2 * std::mem::size_of::<f32>())?;
+        crate::alloc::check_bytes(what, n, 2 * dtype.size_in_bytes())?;
         Ok(KvBuffer {
-            k: crate::alloc::zeros(what, &dims, DType::F32, device)?,
-            v: crate::alloc::zeros(what, &dims, DType::F32, device)?,
+            k: crate::alloc::zeros(what, &dims, dtype, device)?,
+            v: crate::alloc::zeros(what, &dims, dtype, device)?,
             batch,
             capacity,
             row,
@@ -119,12 +148,17 @@ impl KvBuffer {
         self.row
     }
 
-    pub fn bytes(&self) -> usize {
-        2 * self.batch * self.capacity * self.row * std::mem::size_of::<f32>()
+    /// The dtype the keys and values are kept in.
+    pub fn dtype(&self) -> DType {
+        self.k.dtype()
     }
 
-    /// Writes `k`, `v` `[batch, len, row]` (any float dtype, stored as f32) at positions
-    /// `start..start + len`, in place on the buffers' device.
+    pub fn bytes(&self) -> usize {
+        2 * self.batch * self.capacity * self.row * self.dtype().size_in_bytes()
+    }
+
+    /// Writes `k`, `v` `[batch, len, row]` (any float dtype, stored in the buffers' dtype) at
+    /// positions `start..start + len`, in place on the buffers' device.
     pub fn write(&mut self, start: usize, k: &Tensor, v: &Tensor) -> Result<()> {
         let (batch, row) = (self.batch, self.row);
         let len = k.dims().get(1).copied().unwrap_or(0);
@@ -137,9 +171,10 @@ impl KvBuffer {
                 self.capacity
             )));
         }
-        let f32s = |t: &Tensor| t.to_dtype(DType::F32)?.contiguous();
-        self.k.slice_set(&f32s(k)?, 1, start)?;
-        self.v.slice_set(&f32s(v)?, 1, start)?;
+        let dtype = self.dtype();
+        let stored = |t: &Tensor| t.to_dtype(dtype)?.contiguous();
+        self.k.slice_set(&stored(k)?, 1, start)?;
+        self.v.slice_set(&stored(v)?, 1, start)?;
         Ok(())
     }
 }
@@ -191,5 +226,45 @@ mod tests {
         );
         assert_eq!(kv.bytes(), 2 * 2 * 4 * 3 * 4);
         assert!(KvBuffer::new("huge", usize::MAX, 2, 1, &dev).is_err());
+    }
+
+    #[test]
+    fn a_half_precision_buffer_rounds_once_and_takes_half_the_bytes() {
+        use candle_core::{DType, Tensor};
+        let dev = candle_core::Device::Cpu;
+        let k = Tensor::new(&[[[1.0f32 / 3.0, -2.5, 65504.0]]], &dev).unwrap();
+        for dtype in [DType::F16, DType::BF16] {
+            let mut kv = KvBuffer::with_dtype("test", 1, 2, 3, dtype, &dev).unwrap();
+            assert_eq!(kv.dtype(), dtype);
+            assert_eq!(kv.bytes(), 2 * 2 * 3 * 2);
+            kv.write(1, &k, &k.neg().unwrap()).unwrap();
+            let got: Vec<f32> =
+                kv.k.to_dtype(DType::F32)
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1()
+                    .unwrap();
+            let want: Vec<f32> = k
+                .to_dtype(dtype)
+                .unwrap()
+                .to_dtype(DType::F32)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            assert_eq!(&got[3..], &want[..], "{dtype:?}");
+            assert_ne!(got[3], 1.0 / 3.0, "{dtype:?}: rounded");
+        }
+        for dtype in [DType::U8, DType::I64, DType::F64] {
+            let e = KvBuffer::with_dtype("test", 1, 2, 3, dtype, &dev)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains(dtype.as_str()) && e.contains("f32, f16 or bf16"),
+                "{e}"
+            );
+        }
     }
 }

@@ -4,8 +4,8 @@ use crate::config::Config;
 
 use layers::kv_cache::{KvBuffer, Positions};
 
-/// Every layer's keys and values, `[batch, capacity, kv_heads · head_dim]` each (f32, on the
-/// model's device).
+/// Every layer's keys and values, `[batch, capacity, kv_heads · head_dim]` each (f32 unless made
+/// with [`KvCache::new_in`]; on the model's device).
 #[derive(Debug, Clone)]
 pub struct KvCache {
     pub(crate) layers: Vec<KvBuffer>,
@@ -23,14 +23,26 @@ impl KvCache {
         capacity: usize,
         device: &candle_core::Device,
     ) -> crate::Result<Self> {
+        Self::new_in(cfg, batch, capacity, candle_core::DType::F32, device)
+    }
+
+    /// As [`KvCache::new`], kept in `dtype` (f32, f16 or bf16; another is an error).
+    pub fn new_in(
+        cfg: &Config,
+        batch: usize,
+        capacity: usize,
+        dtype: candle_core::DType,
+        device: &candle_core::Device,
+    ) -> crate::Result<Self> {
+        layers::kv_cache::check_kv_dtype(dtype)?;
         let row = cfg.kv_row();
         let what = format!("the KV cache for batch {batch} × capacity {capacity}");
         let n = layers::alloc::elements(&what, &[batch, capacity, row])?;
         let all = layers::alloc::elements(&what, &[n, 2 * cfg.num_hidden_layers])?;
-        layers::alloc::check_bytes(&what, all, std::mem::size_of::<f32>())?;
+        layers::alloc::check_bytes(&what, all, dtype.size_in_bytes())?;
         Ok(KvCache {
             layers: (0..cfg.num_hidden_layers)
-                .map(|_| KvBuffer::new(&what, batch, capacity, row, device))
+                .map(|_| KvBuffer::with_dtype(&what, batch, capacity, row, dtype, device))
                 .collect::<layers::Result<_>>()?,
             positions: Positions::new(batch, capacity),
         })
@@ -38,6 +50,13 @@ impl KvCache {
 
     pub fn batch(&self) -> usize {
         self.positions.batch()
+    }
+
+    /// The dtype the keys and values are kept in.
+    pub fn dtype(&self) -> candle_core::DType {
+        self.layers
+            .first()
+            .map_or(candle_core::DType::F32, KvBuffer::dtype)
     }
 
     /// Positions cached so far.

@@ -82,9 +82,22 @@ impl Transformer {
         &self.cfg
     }
 
-    /// An empty cache for `batch` sequences of up to `capacity` positions.
+    /// An empty cache for `batch` sequences of up to `capacity` positions, in f32.
     pub fn new_cache(&self, batch: usize, capacity: usize) -> crate::Result<KvCache> {
         KvCache::new(&self.cfg, batch, capacity, &self.device)
+    }
+
+    /// As [`Transformer::new_cache`], its keys and values kept in `dtype`: f32, or f16 / bf16
+    /// (half the memory and half the cache bytes each decoded token reads; every key and value
+    /// rounded once when written, as llama.cpp's default f16 cache does). Another dtype is an
+    /// error.
+    pub fn new_cache_in(
+        &self,
+        batch: usize,
+        capacity: usize,
+        dtype: candle_core::DType,
+    ) -> crate::Result<KvCache> {
+        KvCache::new_in(&self.cfg, batch, capacity, dtype, &self.device)
     }
 
     /// The last position's logits `[batch, vocab]` of `tokens` (`[batch][T]`), continuing after

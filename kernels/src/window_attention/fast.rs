@@ -10,19 +10,18 @@
 //! (`super::tiled`); decoding, other CPUs and short chunks take the per-row path here.
 use rayon::prelude::*;
 
-use super::{softmax_block, WindowInput, PARALLEL_MIN_MACS};
-use crate::cpu::{dot, fma_available};
+use super::{softmax_block, WindowInput, WindowShape, PARALLEL_MIN_MACS};
+use crate::cpu::{dot, fma_available, KvElem};
 use crate::cpu_math::simd;
 
 /// Keys scored per block: one max, one vectorised `exp` pass and at most one rescale each.
 const KEY_BLOCK: usize = 64;
 use crate::error::Result;
 
-pub fn window_attention_cpu(input: &WindowInput<'_>) -> Result<Vec<f32>> {
+pub fn window_attention_cpu<E: KvElem>(input: &WindowInput<'_, E>) -> Result<Vec<f32>> {
     input.validate()?;
     let s = input.shape;
     let (h, d) = (s.heads, s.head_dim);
-    let mut o = vec![0.0f32; s.q_elems()];
     // Visible keys: in all rows, and in the longest.
     let (keys, longest) = (0..s.q_len)
         .map(|i| s.visible(i))
@@ -33,9 +32,20 @@ pub fn window_attention_cpu(input: &WindowInput<'_>) -> Result<Vec<f32>> {
     let parallel = s.batch * keys * h * d >= PARALLEL_MIN_MACS;
     #[cfg(target_arch = "x86_64")]
     if fma_available() && s.q_len >= super::tiled::ROW_TILE {
-        prefill(input, &mut o, parallel);
+        let mut o = vec![0.0f32; s.q_elems()];
+        let (mut k, mut v) = (Vec::new(), Vec::new());
+        let (shape, k, v) = visible_f32(input, &mut k, &mut v);
+        let input = WindowInput {
+            shape,
+            q: input.q,
+            k,
+            v,
+            scale: input.scale,
+        };
+        prefill(&input, &mut o, parallel);
         return Ok(o);
     }
+    let mut o = vec![0.0f32; s.q_elems()];
     let rows = s.batch * s.q_len;
     // Fewer query rows than threads (decoding): each row's keys are split into `parts` ranges,
     // one task each, whose partial softmax states are merged afterwards (as flash-decoding
@@ -106,6 +116,38 @@ pub fn window_attention_cpu(input: &WindowInput<'_>) -> Result<Vec<f32>> {
     Ok(o)
 }
 
+/// The keys and values some query sees, as f32: `input`'s own when they are f32; otherwise the
+/// cache's rows up to the last query's position, widened (not the whole capacity).
+fn visible_f32<'s, E: KvElem>(
+    input: &WindowInput<'s, E>,
+    k: &'s mut Vec<f32>,
+    v: &'s mut Vec<f32>,
+) -> (WindowShape, &'s [f32], &'s [f32]) {
+    let s = input.shape;
+    let row = s.kv_heads * s.head_dim;
+    let seen = s.q_offset + s.q_len - s.k_offset;
+    let mut shape = s;
+    if seen < s.k_len && std::any::TypeId::of::<E>() != std::any::TypeId::of::<f32>() {
+        shape.k_len = seen;
+    }
+    let widen = |src: &'s [E], out: &'s mut Vec<f32>| -> &'s [f32] {
+        if shape.k_len == s.k_len {
+            return E::as_f32(src, out);
+        }
+        let mut all = Vec::with_capacity(s.batch * seen * row);
+        let mut block = Vec::new();
+        for b in 0..s.batch {
+            all.extend_from_slice(E::as_f32(
+                &src[b * s.k_len * row..][..seen * row],
+                &mut block,
+            ));
+        }
+        *out = all;
+        out
+    };
+    (shape, widen(input.k, k), widen(input.v, v))
+}
+
 /// Keys a split part takes at least: fewer would cost more in waking threads and merging than
 /// they save.
 const MIN_PART_KEYS: usize = 2 * KEY_BLOCK;
@@ -117,8 +159,8 @@ const MIN_PART_KEYS: usize = 2 * KEY_BLOCK;
 /// and are still in L1 or L2 for the other heads. Per head and block, the scores first, then
 /// one max, one vectorised pass of `exp` and one rescale (not one per key), then the weighted
 /// sum of the block's values.
-fn attend_keys(
-    input: &WindowInput<'_>,
+fn attend_keys<E: KvElem>(
+    input: &WindowInput<'_, E>,
     row: usize,
     lo: usize,
     hi: usize,
@@ -134,28 +176,34 @@ fn attend_keys(
         || {
             let fma = fma_available();
             let mut p = [0.0f32; KEY_BLOCK];
+            let (mut k_block, mut v_block) = (Vec::new(), Vec::new());
             let mut start = lo;
             while start <= hi {
                 let n = (hi + 1 - start).min(KEY_BLOCK);
+                // The block's cache rows (every KV head), as f32: a half-precision cache is
+                // widened here, once for all heads.
+                let rows = (b * s.k_len + start) * hk * d..(b * s.k_len + start + n) * hk * d;
+                let keys = E::as_f32(&input.k[rows.clone()], &mut k_block);
+                let values = E::as_f32(&input.v[rows], &mut v_block);
                 for (head, (acc, (max, total))) in
                     accs.chunks_mut(d).zip(states.iter_mut()).enumerate()
                 {
                     let kv = head / group;
-                    let key_at = |j: usize| ((b * s.k_len + j) * hk + kv) * d;
+                    let key_at = |j: usize| ((j - start) * hk + kv) * d;
                     let q = &input.q[(row * h + head) * d..][..d];
                     let p = &mut p[..n];
                     let mut eight = p.chunks_exact_mut(8);
                     for (e, scores) in (&mut eight).enumerate() {
                         let keys: [&[f32]; 8] = std::array::from_fn(|t| {
                             let at = key_at(start + 8 * e + t);
-                            &input.k[at..at + d]
+                            &keys[at..at + d]
                         });
                         dot8(q, keys, scores);
                     }
                     let done = n / 8 * 8;
                     for (t, score) in eight.into_remainder().iter_mut().enumerate() {
                         let at = key_at(start + done + t);
-                        *score = dot(fma, q, &input.k[at..at + d]);
+                        *score = dot(fma, q, &keys[at..at + d]);
                     }
                     softmax_block(p, input.scale, max, total, acc);
                     // 64 outputs at a time held in eight vector registers across the block's
@@ -167,7 +215,7 @@ fn attend_keys(
                             r.copy_from_slice(a);
                         }
                         for (t, &weight) in p.iter().enumerate() {
-                            let v = &input.v[key_at(start + t) + tile..][..64];
+                            let v = &values[key_at(start + t) + tile..][..64];
                             for (r, v) in r.iter_mut().zip(v.chunks_exact(8)) {
                                 for l in 0..8 {
                                     r[l] = weight.mul_add(v[l], r[l]);
@@ -180,7 +228,7 @@ fn attend_keys(
                     }
                     for (t, &weight) in p.iter().enumerate() {
                         let at = key_at(start + t);
-                        for (a, &v) in acc[wide..].iter_mut().zip(&input.v[at + wide..at + d]) {
+                        for (a, &v) in acc[wide..].iter_mut().zip(&values[at + wide..at + d]) {
                             *a += weight * v;
                         }
                     }

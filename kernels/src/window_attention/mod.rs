@@ -140,18 +140,19 @@ impl WindowShape {
     }
 }
 
-/// One call's inputs, on the host.
+/// One call's inputs, on the host. Keys and values are f32, or (`E` = `half::f16` or
+/// `half::bf16`) a half-precision KV cache that [`window_attention_cpu`] widens as it reads.
 #[derive(Debug, Clone, Copy)]
-pub struct WindowInput<'a> {
+pub struct WindowInput<'a, E = f32> {
     pub shape: WindowShape,
     pub q: &'a [f32],
-    pub k: &'a [f32],
-    pub v: &'a [f32],
+    pub k: &'a [E],
+    pub v: &'a [E],
     /// Multiplies the scores (usually `head_dim^-0.5`).
     pub scale: f32,
 }
 
-impl WindowInput<'_> {
+impl<E> WindowInput<'_, E> {
     pub fn validate(&self) -> Result<()> {
         let s = self.shape;
         s.validate()?;

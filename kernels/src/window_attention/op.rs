@@ -7,6 +7,7 @@ use super::{
     positional_attention_cpu, window_attention_cpu, PositionalInput, WindowInput, WindowShape,
     KERNEL,
 };
+use crate::cpu::KvElem;
 use crate::op::{checked, cpu_f32, unsupported, wrap};
 
 /// Where the queries and keys sit and what a query sees.
@@ -25,8 +26,10 @@ pub struct WindowSpec {
 const FLOATS: &[DType] = &[DType::F32, DType::BF16, DType::F16];
 
 /// `o [batch, q_len, heads, head_dim]` for `q` of that shape and `k`, `v`
-/// `[batch, k_len, kv_heads, head_dim]` (f32, bf16 or f16, all one dtype; the kernel computes
-/// in f32 and `o` comes back in `q`'s dtype).
+/// `[batch, k_len, kv_heads, head_dim]` (f32, bf16 or f16; `k` and `v` of one dtype, `q` of
+/// any). The kernel computes in f32 and `o` comes back in `q`'s dtype. On the CPU, f16 or bf16
+/// keys and values (a half-precision KV cache) are read as they are and widened a block at a
+/// time; elsewhere they are converted to f32 first.
 pub fn window_attention(
     q: &Tensor,
     k: &Tensor,
@@ -36,7 +39,7 @@ pub fn window_attention(
     let dev = q.device();
     let q = checked(KERNEL, "q", q, None, FLOATS, dev)?;
     let (batch, q_len, heads, head_dim) = q.dims4()?;
-    let k = checked(KERNEL, "k", k, None, &[q.dtype()], dev)?;
+    let k = checked(KERNEL, "k", k, None, FLOATS, dev)?;
     let (kb, k_len, kv_heads, kd) = k.dims4()?;
     if kb != batch || kd != head_dim {
         return Err(wrap(crate::KernelError::Shape {
@@ -46,7 +49,7 @@ pub fn window_attention(
             found: k.dims().to_vec(),
         }));
     }
-    let v = checked(KERNEL, "v", v, Some(k.dims()), &[q.dtype()], dev)?;
+    let v = checked(KERNEL, "v", v, Some(k.dims()), &[k.dtype()], dev)?;
     let shape = WindowShape {
         batch,
         q_len,
@@ -65,8 +68,31 @@ pub fn window_attention(
         shape,
         scale: spec.scale,
     };
-    let o = f32s(q)?.apply_op3_no_bwd(&f32s(k)?, &f32s(v)?, &op)?;
+    let half_kv_on_cpu = dev.is_cpu() && matches!(k.dtype(), DType::F16 | DType::BF16);
+    let (k, v) = if half_kv_on_cpu {
+        (k, v)
+    } else {
+        (f32s(k)?, f32s(v)?)
+    };
+    let o = f32s(q)?.apply_op3_no_bwd(&k, &v, &op)?;
     o.to_dtype(dtype)
+}
+
+/// The fast CPU path over keys and values of any [`KvElem`] dtype.
+fn window_cpu<E: KvElem>(
+    op: &WindowAttention,
+    q: &[f32],
+    (k, l2): (&[E], &Layout),
+    (v, l3): (&[E], &Layout),
+) -> candle_core::Result<Vec<f32>> {
+    window_attention_cpu(&WindowInput {
+        shape: op.shape,
+        q,
+        k: crate::cpu::contiguous(k, l2, KERNEL, "k")?,
+        v: crate::cpu::contiguous(v, l3, KERNEL, "v")?,
+        scale: op.scale,
+    })
+    .map_err(wrap)
 }
 
 struct WindowAttention {
@@ -88,14 +114,21 @@ impl CustomOp3 for WindowAttention {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let o = window_attention_cpu(&WindowInput {
-            shape: self.shape,
-            q: cpu_f32(s1, l1, KERNEL, "q")?,
-            k: cpu_f32(s2, l2, KERNEL, "k")?,
-            v: cpu_f32(s3, l3, KERNEL, "v")?,
-            scale: self.scale,
-        })
-        .map_err(wrap)?;
+        let q = cpu_f32(s1, l1, KERNEL, "q")?;
+        let o = match (s2, s3) {
+            (CpuStorage::F32(k), CpuStorage::F32(v)) => window_cpu(self, q, (k, l2), (v, l3))?,
+            (CpuStorage::F16(k), CpuStorage::F16(v)) => window_cpu(self, q, (k, l2), (v, l3))?,
+            (CpuStorage::BF16(k), CpuStorage::BF16(v)) => window_cpu(self, q, (k, l2), (v, l3))?,
+            _ => {
+                use candle_core::backend::BackendStorage;
+                return Err(wrap(crate::KernelError::Dtype {
+                    kernel: KERNEL,
+                    arg: "v",
+                    expected: "the dtype of k (f32, f16 or bf16)",
+                    found: s3.dtype().as_str().into(),
+                }));
+            }
+        };
         Ok((CpuStorage::F32(o), l1.shape().clone()))
     }
 
@@ -149,9 +182,9 @@ pub fn positional_attention(
     let dev = q.device();
     let q = checked(KERNEL, "q", q, None, FLOATS, dev)?;
     let (batch, q_len, heads, head_dim) = q.dims4()?;
-    let k = checked(KERNEL, "k", k, None, &[q.dtype()], dev)?;
+    let k = checked(KERNEL, "k", k, None, FLOATS, dev)?;
     let (_, k_len, kv_heads, _) = k.dims4()?;
-    let v = checked(KERNEL, "v", v, Some(k.dims()), &[q.dtype()], dev)?;
+    let v = checked(KERNEL, "v", v, Some(k.dims()), &[k.dtype()], dev)?;
     let input = PositionalInput {
         batch,
         q_len,

@@ -91,6 +91,16 @@ proptest! {
         let got = window_attention(&bf(&q, &qd), &bf(&k, &kd), &bf(&v, &kd), &spec).unwrap();
         prop_assert_eq!(got.dtype(), DType::BF16);
         assert_close(&flat(&got), &want, 0.05, "bf16");
+        // f32 queries over a half-precision KV cache, read as it is: exactly the f32 op on the
+        // same (rounded) values.
+        for half in [DType::F16, DType::BF16] {
+            let (kh, vh) = (tensor(&k, &kd).to_dtype(half).unwrap(), tensor(&v, &kd).to_dtype(half).unwrap());
+            let got = window_attention(&tensor(&q, &qd), &kh, &vh, &spec).unwrap();
+            let widened = |t: &Tensor| t.to_dtype(DType::F32).unwrap();
+            let want = window_attention(&tensor(&q, &qd), &widened(&kh), &widened(&vh), &spec).unwrap();
+            prop_assert_eq!(got.dtype(), DType::F32);
+            prop_assert_eq!(flat(&got), flat(&want));
+        }
     }
 
     /// Ring-buffer positions (empty slots, padding queries) through the op and the tensor-op form.
@@ -293,6 +303,23 @@ fn ops_refuse_bad_input_by_name() {
         &spec,
     ));
     assert!(e.contains("`v`") && e.contains("bf16"), "{e}");
+    let e = error_of(window_attention(
+        &q,
+        &q.to_dtype(DType::F16).unwrap(),
+        &q,
+        &spec,
+    ));
+    assert!(
+        e.contains("`v`") && e.contains("f16") && e.contains("f32"),
+        "{e}"
+    );
+    let e = error_of(window_attention(
+        &q,
+        &q.to_dtype(DType::U8).unwrap(),
+        &q.to_dtype(DType::U8).unwrap(),
+        &spec,
+    ));
+    assert!(e.contains("`k`") && e.contains("u8"), "{e}");
     let late = WindowSpec {
         q_offset: 5,
         ..spec

@@ -201,6 +201,64 @@ fn decoding_split_over_threads_matches_reference() {
     }
 }
 
+/// A half-precision KV cache (f16 or bf16) gives exactly what the f32 path gives on the same
+/// values widened: decode steps (split over threads or not), prefill tiles, and a cache with
+/// capacity past the last query (its unwritten rows never read).
+#[test]
+fn half_precision_keys_and_values_match_f32_on_their_values_exactly() {
+    fn check<E: kernels::cpu::KvElem>(
+        name: &str,
+        narrow: impl Fn(f32) -> E,
+        widen: impl Fn(E) -> f32,
+    ) {
+        let mut all = shapes();
+        all.extend([
+            shape(1, 1, 700, 4, 2, 64, 0, None),
+            shape(2, 1, 1000, 4, 1, 67, 3, Some(333)),
+            shape(3, 2, 513, 6, 3, 32, 0, None),
+        ]);
+        // Queries at positions 20..52 of a 100-position cache.
+        all.push(WindowShape {
+            q_offset: 20,
+            ..shape(2, 32, 100, 4, 2, 24, 0, Some(17))
+        });
+        all.push(WindowShape {
+            q_offset: 60,
+            ..shape(1, 1, 300, 4, 2, 64, 0, None)
+        });
+        for (i, s) in all.into_iter().enumerate() {
+            let c = Case::new(s, 900 + i as u64);
+            let half_k: Vec<E> = c.k.iter().map(|&x| narrow(x)).collect();
+            let half_v: Vec<E> = c.v.iter().map(|&x| narrow(x)).collect();
+            let wide = Case {
+                k: half_k.iter().map(|&x| widen(x)).collect(),
+                v: half_v.iter().map(|&x| widen(x)).collect(),
+                q: c.q.clone(),
+                shape: s,
+            };
+            assert_ne!(wide.k, c.k, "{name} {s}: the values were rounded");
+            let half = WindowInput {
+                shape: s,
+                q: &c.q,
+                k: &half_k[..],
+                v: &half_v[..],
+                scale: wide.input().scale,
+            };
+            for threads in [1, 3] {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                let got = pool.install(|| window_attention_cpu(&half).unwrap());
+                let want = pool.install(|| window_attention_cpu(&wide.input()).unwrap());
+                assert_eq!(got, want, "{name} {s} on {threads} threads");
+            }
+        }
+    }
+    check("f16", half::f16::from_f32, half::f16::to_f32);
+    check("bf16", half::bf16::from_f32, half::bf16::to_f32);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
     #[test]
