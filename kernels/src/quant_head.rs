@@ -53,7 +53,7 @@ impl Q4Matrix {
     pub fn quantize(w: &[f32], rows: usize, cols: usize) -> Result<Self> {
         let shape = format!("[{rows}, {cols}]");
         check_len(KERNEL, "w", w.len(), rows * cols, &shape)?;
-        if cols == 0 || cols % GROUP != 0 {
+        if cols == 0 || !cols.is_multiple_of(GROUP) {
             return Err(KernelError::Invalid {
                 kernel: KERNEL,
                 arg: "w",

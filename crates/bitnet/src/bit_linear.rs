@@ -35,7 +35,7 @@ impl BitLinear {
                 PackedTernary::ternarize_absmean(&w, out_dim, in_dim)?
             }
             WeightFormat::Packed { scale } => {
-                if out_dim % 4 != 0 {
+                if !out_dim.is_multiple_of(4) {
                     return Err(BitNetError::Weights(format!(
                         "{}: {out_dim} output features cannot be packed four rows to a byte",
                         key("weight")

@@ -204,20 +204,23 @@ impl Config {
         if self.block_types.is_empty() {
             return Err(bad("block_types is empty"));
         }
-        if self.lru_width % self.num_attention_heads != 0 {
+        if !self.lru_width.is_multiple_of(self.num_attention_heads) {
             return Err(bad(format!(
                 "lru_width {} is not a multiple of num_attention_heads {} (the RG-LRU gates are block-diagonal per head)",
                 self.lru_width, self.num_attention_heads
             )));
         }
-        if self.num_attention_heads % self.num_key_value_heads != 0 {
+        if !self
+            .num_attention_heads
+            .is_multiple_of(self.num_key_value_heads)
+        {
             return Err(bad(format!(
                 "num_attention_heads {} is not a multiple of num_key_value_heads {}",
                 self.num_attention_heads, self.num_key_value_heads
             )));
         }
         let rot = self.rotary_dim();
-        if rot == 0 || rot % 2 != 0 || rot > self.head_dim {
+        if rot == 0 || !rot.is_multiple_of(2) || rot > self.head_dim {
             return Err(bad(format!(
                 "partial_rotary_factor {} gives a rotary dimension of {rot} for head_dim {}: it must be even and positive",
                 self.partial_rotary_factor, self.head_dim

@@ -112,13 +112,13 @@ impl Config {
                 "num_key_value_heads ({hk}) must divide num_attention_heads ({h})"
             ));
         }
-        if self.head_dim.is_none() && self.hidden_size % h != 0 {
+        if self.head_dim.is_none() && !self.hidden_size.is_multiple_of(h) {
             return bad(format!(
                 "hidden_size ({}) is not a multiple of num_attention_heads ({h}); give head_dim",
                 self.hidden_size
             ));
         }
-        if self.head_dim() == 0 || self.head_dim() % 2 != 0 {
+        if self.head_dim() == 0 || !self.head_dim().is_multiple_of(2) {
             return bad(format!(
                 "head_dim ({}) must be even for rotary embeddings",
                 self.head_dim()

@@ -217,7 +217,10 @@ fn a_half_precision_cache_stays_near_f32_in_half_the_bytes() {
             "{dtype:?} cache: logits within {:e} of the f32 cache's (relative to the largest)",
             worst / scale
         );
-        assert!(worst > 0.0 && worst < bound * scale, "{dtype:?}: {worst} of {scale}");
+        assert!(
+            worst > 0.0 && worst < bound * scale,
+            "{dtype:?}: {worst} of {scale}"
+        );
     }
     let e = ours
         .new_cache_in(1, 40, DType::U8)

@@ -96,7 +96,7 @@ impl Config {
                 self.max_seq_len
             )));
         }
-        if self.n_layers % 2 != 0 {
+        if !self.n_layers.is_multiple_of(2) {
             return Err(bad(format!(
                 "n_layers {} is odd: YOCO splits it into equal self- and cross-decoders",
                 self.n_layers
@@ -106,14 +106,14 @@ impl Config {
             ("n_self_heads", self.n_self_heads),
             ("n_attn_heads", self.n_attn_heads),
         ] {
-            if self.dim % heads != 0 || (self.dim / heads) % 2 != 0 {
+            if !self.dim.is_multiple_of(heads) || !(self.dim / heads).is_multiple_of(2) {
                 return Err(bad(format!(
                     "dim {} over {name} {heads} does not give an even head size",
                     self.dim
                 )));
             }
         }
-        if self.n_attn_heads % self.n_attn_kv_heads != 0 {
+        if !self.n_attn_heads.is_multiple_of(self.n_attn_kv_heads) {
             return Err(bad(format!(
                 "n_attn_heads {} is not a multiple of n_attn_kv_heads {}",
                 self.n_attn_heads, self.n_attn_kv_heads

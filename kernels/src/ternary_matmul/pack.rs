@@ -64,7 +64,7 @@ impl PackedTernary {
     /// contiguous row blocks). The code 3 is invalid there and an error here.
     pub fn from_hf_packed(packed: &[u8], n: usize, k: usize, scale: f32) -> Result<Self> {
         Self::shape_check(n, k)?;
-        if n % 4 != 0 {
+        if !n.is_multiple_of(4) {
             return Err(KernelError::Invalid {
                 kernel: KERNEL,
                 arg: "n (output features)",

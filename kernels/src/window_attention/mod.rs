@@ -93,7 +93,7 @@ impl WindowShape {
             arg: "shape",
             message,
         };
-        if self.heads % self.kv_heads != 0 {
+        if !self.heads.is_multiple_of(self.kv_heads) {
             return Err(invalid(format!(
                 "heads {} is not a multiple of kv_heads {}",
                 self.heads, self.kv_heads

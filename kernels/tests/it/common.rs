@@ -82,7 +82,7 @@ impl<T: ScanElement> Case<T> {
             ),
             Resets::Random(p) => Some(
                 (0..shape.batch * t)
-                    .map(|_| u8::from(rng.next_u64() % p == 0))
+                    .map(|_| u8::from(rng.next_u64().is_multiple_of(p)))
                     .collect(),
             ),
         };

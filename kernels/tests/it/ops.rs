@@ -118,10 +118,10 @@ proptest! {
             // A ring of earlier positions in scrambled slots, some empty; then the block's own.
             for s in 0..ring {
                 let p = start - 1 - ((s * 5 + 3) % ring) as i64;
-                k_pos.push(if rng.next_u64() % 4 == 0 { -1 } else { p });
+                k_pos.push(if rng.next_u64().is_multiple_of(4) { -1 } else { p });
             }
             for i in 0..q_len {
-                let p = if rng.next_u64() % 5 == 0 { -1 } else { start + i as i64 };
+                let p = if rng.next_u64().is_multiple_of(5) { -1 } else { start + i as i64 };
                 q_pos.push(p);
                 k_pos.push(p);
             }

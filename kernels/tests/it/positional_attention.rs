@@ -54,14 +54,17 @@ fn random(dims: (usize, usize, usize, usize, usize, usize), window: usize, seed:
         for i in (1..p.len()).rev() {
             p.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
         }
-        k_pos.extend(
-            p.into_iter()
-                .map(|p| if rng.next_u64() % 7 == 0 { -1 } else { p }),
-        );
+        k_pos.extend(p.into_iter().map(|p| {
+            if rng.next_u64().is_multiple_of(7) {
+                -1
+            } else {
+                p
+            }
+        }));
     }
     let q_pos = (0..b * t)
         .map(|i| {
-            if rng.next_u64() % 6 == 0 {
+            if rng.next_u64().is_multiple_of(6) {
                 -1
             } else {
                 (s + i % t) as i64 - 2

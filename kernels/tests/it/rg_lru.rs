@@ -46,11 +46,11 @@ impl Case {
         let mut rng = Rng::new(seed ^ 0xabc);
         // Resets at random positions (and always at 0 without h0); padding at random positions.
         let reset = (0..batch * seq_len)
-            .map(|i| (i % seq_len == 0 && !opts.0) || rng.next_u64() % 9 == 0)
+            .map(|i| (i % seq_len == 0 && !opts.0) || rng.next_u64().is_multiple_of(9))
             .collect();
         let real = opts.1.then(|| {
             (0..batch * seq_len)
-                .map(|_| rng.next_u64() % 4 != 0)
+                .map(|_| !rng.next_u64().is_multiple_of(4))
                 .collect()
         });
         Case {

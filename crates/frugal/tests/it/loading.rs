@@ -106,7 +106,7 @@ fn write_checkpoint(dir: &Path) -> usize {
         offset += bytes;
     }
     let mut text = serde_json::Value::Object(header).to_string();
-    while text.len() % 8 != 0 {
+    while !text.len().is_multiple_of(8) {
         text.push(' ');
     }
     let mut out =
