@@ -162,7 +162,7 @@ fn mul_halves(
     half: usize,
     f: impl Fn(f32, f32) -> f32 + Sync,
 ) -> crate::Result<Vec<f32>> {
-    if half == 0 || x.len() % (2 * half) != 0 {
+    if half == 0 || !x.len().is_multiple_of(2 * half) {
         return Err(crate::KernelError::Invalid {
             kernel,
             arg: "x",
@@ -341,7 +341,7 @@ pub fn rope_rotate_half(
             message,
         })
     };
-    if row == 0 || rotary_dim % 2 != 0 || rotary_dim > head_dim || x.len() % row != 0 {
+    if row == 0 || rotary_dim % 2 != 0 || rotary_dim > head_dim || !x.len().is_multiple_of(row) {
         return bad(format!(
             "{} values, heads {heads}, head_dim {head_dim}, rotary_dim {rotary_dim}",
             x.len()
@@ -378,11 +378,81 @@ fn check_len(kernel: &'static str, a: usize, b: usize) -> crate::Result<()> {
     Ok(())
 }
 
+/// `x ← log softmax(scale · x + mask)` over each row of `x` `[batch, rows, n]`, in place, with
+/// the additive `mask` `[batch, n]` (0 for a key, −∞ for padding) shared by a batch's rows: per
+/// row, one pass that scales and masks, one for the max, one for the sum of `exp`, one that
+/// subtracts `max + ln(sum)`, all vectorised and in L1; rows in parallel. Smart Bird's sketch,
+/// `log Â` (in place: a fresh N × N buffer a call costs page faults worth more than the math).
+pub fn scaled_masked_log_softmax(
+    x: &mut [f32],
+    mask: &[f32],
+    n: usize,
+    scale: f32,
+) -> crate::Result<()> {
+    if n == 0
+        || mask.is_empty()
+        || !mask.len().is_multiple_of(n)
+        || !x.len().is_multiple_of(mask.len())
+    {
+        return Err(crate::KernelError::Invalid {
+            kernel: "scaled_masked_log_softmax",
+            arg: "x",
+            message: format!(
+                "{} elements are not [batch, rows, {n}] over a mask of {} ([batch, {n}])",
+                x.len(),
+                mask.len()
+            ),
+        });
+    }
+    let per_batch = x.len() / (mask.len() / n);
+    let row = |(r, out): (usize, &mut [f32])| {
+        let mask = &mask[(r * n / per_batch) * n..][..n];
+        simd(
+            #[inline(always)]
+            || {
+                // Eight lanes apart, so the loops vectorise (one running max or sum is a chain
+                // the compiler may not reorder).
+                for (o, &m) in out.iter_mut().zip(mask) {
+                    *o = *o * scale + m;
+                }
+                let mut lanes = [f32::NEG_INFINITY; 8];
+                let mut eight = out.chunks_exact(8);
+                for c in &mut eight {
+                    for (l, &o) in lanes.iter_mut().zip(c) {
+                        *l = if o > *l { o } else { *l };
+                    }
+                }
+                let max = eight
+                    .remainder()
+                    .iter()
+                    .chain(&lanes)
+                    .fold(f32::NEG_INFINITY, |m, &o| m.max(o));
+                let mut sums = [0.0f32; 8];
+                let mut eight = out.chunks_exact(8);
+                for c in &mut eight {
+                    for (s, &o) in sums.iter_mut().zip(c) {
+                        *s += exp(o - max);
+                    }
+                }
+                let tail: f32 = eight.remainder().iter().map(|&o| exp(o - max)).sum();
+                let lse = max + (sums.iter().sum::<f32>() + tail).ln();
+                out.iter_mut().for_each(|o| *o -= lse);
+            },
+        )
+    };
+    if x.len() >= PARALLEL_MIN {
+        x.par_chunks_mut(n).enumerate().for_each(row);
+    } else {
+        x.chunks_mut(n).enumerate().for_each(row);
+    }
+    Ok(())
+}
+
 /// RMSNorm of each `scale.len()`-wide row of `x`: `x · (mean(x²) + eps)^-½ ⊙ scale` (for Gemma,
 /// `scale` is `1 + w`), rows in parallel.
 pub fn rms_norm_rows(x: &[f32], scale: &[f32], eps: f32) -> crate::Result<Vec<f32>> {
     let width = scale.len();
-    if width == 0 || x.len() % width != 0 {
+    if width == 0 || !x.len().is_multiple_of(width) {
         return Err(crate::KernelError::Invalid {
             kernel: "rms_norm_rows",
             arg: "x",

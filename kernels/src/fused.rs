@@ -25,6 +25,65 @@ pub fn gemma_rms_norm(x: &Tensor, scale: &Tensor, eps: f64) -> candle_core::Resu
     normed.broadcast_mul(scale)?.to_dtype(dtype)
 }
 
+/// `log softmax(scale · x + mask)` over the last dimension of `x` `[batch, rows, n]`, with the
+/// additive `mask` `[batch, n]` (0 for keys, −∞ for padding) broadcast over the rows: Smart
+/// Bird's sketch log-probabilities. On the CPU in f32 this overwrites `x`'s storage (pass a
+/// tensor nothing else reads, such as a fresh matmul's output) in one vectorised pass per row
+/// ([`cpu_math::scaled_masked_log_softmax`]); elsewhere it is candle ops, `x` untouched.
+pub fn scaled_masked_log_softmax_in_place(
+    x: Tensor,
+    scale: f64,
+    mask: &Tensor,
+) -> candle_core::Result<Tensor> {
+    let (batch, _, n) = x.dims3()?;
+    if mask.dims() != [batch, n] {
+        return Err(candle_core::Error::Msg(format!(
+            "scaled_masked_log_softmax: mask {:?} is not [batch {batch}, n {n}] of x {:?}",
+            mask.dims(),
+            x.dims()
+        )));
+    }
+    let cpu_f32 = x.device().is_cpu() && x.dtype() == DType::F32 && x.is_contiguous();
+    if let (true, Some(mask)) = (cpu_f32, with_cpu_f32(mask, <[f32]>::to_vec)) {
+        x.inplace_op1(&LogSoftmaxInPlace {
+            mask,
+            n,
+            scale: scale as f32,
+        })?;
+        return Ok(x);
+    }
+    let scores = (x * scale)?.broadcast_add(&mask.unsqueeze(1)?)?;
+    candle_nn::ops::log_softmax(&scores, D::Minus1)
+}
+
+struct LogSoftmaxInPlace {
+    mask: Vec<f32>,
+    n: usize,
+    scale: f32,
+}
+
+impl candle_core::InplaceOp1 for LogSoftmaxInPlace {
+    fn name(&self) -> &'static str {
+        "scaled-masked-log-softmax"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &mut candle_core::CpuStorage,
+        layout: &candle_core::Layout,
+    ) -> candle_core::Result<()> {
+        let (candle_core::CpuStorage::F32(data), Some((start, end))) =
+            (storage, layout.contiguous_offsets())
+        else {
+            return Err(candle_core::Error::Msg(
+                "scaled_masked_log_softmax: x must be contiguous f32".into(),
+            ));
+        };
+        cpu_math::scaled_masked_log_softmax(&mut data[start..end], &self.mask, self.n, self.scale)
+            .map_err(wrap)
+    }
+}
+
 /// The logit soft cap, `cap · tanh(v / cap)`.
 pub fn soft_cap(logits: &Tensor, cap: f64) -> candle_core::Result<Tensor> {
     match with_cpu_f32(logits, |v| cpu_math::soft_cap(v, cap as f32)) {

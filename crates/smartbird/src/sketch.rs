@@ -5,7 +5,7 @@
 //! Reconstructed choices (the paper's code is not public): the down-projection `W_s` before the
 //! sketch's own query/key projections, biases on all three, one sketch per layer computed from the
 //! layer's input, and returning `log Â` (what the sampler needs).
-use candle_core::{Module, Tensor, D};
+use candle_core::{Module, Tensor};
 use candle_nn::{linear, Linear, VarBuilder};
 
 use crate::config::Config;
@@ -37,8 +37,11 @@ impl Sketch {
         let small = self.down.forward(x)?;
         let q = self.query.forward(&small)?;
         let k = self.key.forward(&small)?;
-        let scores = (q.matmul(&k.t()?)? / (self.dim as f64).sqrt())?;
-        let scores = scores.broadcast_add(&key_mask.unsqueeze(1)?)?;
-        Ok(candle_nn::ops::log_softmax(&scores, D::Minus1)?)
+        let scores = q.matmul(&k.t()?)?;
+        let scale = (self.dim as f64).sqrt().recip();
+        // In place: `scores` is this call's own.
+        Ok(kernels::fused::scaled_masked_log_softmax_in_place(
+            scores, scale, key_mask,
+        )?)
     }
 }

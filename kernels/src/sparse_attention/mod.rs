@@ -23,6 +23,8 @@ mod fast;
 mod op;
 pub mod plan;
 mod reference;
+#[cfg(target_arch = "x86_64")]
+mod select_avx512;
 
 pub use fast::{sketch_topk_cpu, sparse_attention_cpu};
 pub use op::{sketch_topk, sparse_attention, Selection};
@@ -191,6 +193,21 @@ impl SketchTopk<'_> {
 
     /// The score of key `j` for (b, h, i): `None` when it can never be selected.
     pub(crate) fn score(&self, b: usize, h: usize, i: usize, j: usize) -> Option<f32> {
+        let noise = self
+            .gumbel_seed
+            .map(|seed| noise_bits(seed, self.counter(b, h, i, j)));
+        self.score_of_bits(b, i, j, noise)
+    }
+
+    /// [`SketchTopk::score`] with the key's noise bits already drawn (`None`: no noise).
+    #[inline]
+    pub(crate) fn score_of_bits(
+        &self,
+        b: usize,
+        i: usize,
+        j: usize,
+        noise: Option<u32>,
+    ) -> Option<f32> {
         if !self.is_token(b, j) {
             return None;
         }
@@ -198,8 +215,8 @@ impl SketchTopk<'_> {
             return Some(f32::INFINITY);
         }
         let mut s = self.log_prob(b, i, j);
-        if let Some(seed) = self.gumbel_seed {
-            s += gumbel(seed, self.counter(b, h, i, j));
+        if let Some(bits) = noise {
+            s += gumbel_of_bits(bits);
         }
         (s != f32::NEG_INFINITY).then_some(s)
     }

@@ -257,3 +257,101 @@ fn mismatched_lengths_are_errors() {
         .to_string();
     assert!(e.contains("7 elements are not rows of 2"), "{e}");
 }
+
+/// Smart Bird's sketch log-probabilities: the fused pass against the same formula in f64, with
+/// padding keys (−∞ in the mask, −∞ out), rows of every batch, a row length off the vector
+/// width; its tensor form against candle's `log_softmax` of the scaled, masked scores.
+#[test]
+fn scaled_masked_log_softmax_matches_f64() {
+    use candle_core::{Device, Tensor, D};
+    use kernels::cpu_math::scaled_masked_log_softmax;
+    let (batch, rows, n, scale) = (3, 5, 37, 0.25f32);
+    let mut rng = Rng::new(17);
+    let x: Vec<f32> = (0..batch * rows * n)
+        .map(|_| rng.uniform(-30.0, 30.0))
+        .collect();
+    // Batch b pads its last 4b keys.
+    let mask: Vec<f32> = (0..batch * n)
+        .map(|e| {
+            if e % n >= n - 4 * (e / n) {
+                f32::NEG_INFINITY
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let mut got = x.clone();
+    scaled_masked_log_softmax(&mut got, &mask, n, scale).unwrap();
+    for (r, (got, x)) in got.chunks(n).zip(x.chunks(n)).enumerate() {
+        let m = &mask[(r / rows) * n..][..n];
+        let s: Vec<f64> = x
+            .iter()
+            .zip(m)
+            .map(|(&x, &m)| x as f64 * scale as f64 + m as f64)
+            .collect();
+        let max = s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let lse = max + s.iter().map(|v| (v - max).exp()).sum::<f64>().ln();
+        for (j, (&g, &s)) in got.iter().zip(&s).enumerate() {
+            let want = s - lse;
+            if want == f64::NEG_INFINITY {
+                assert_eq!(g, f32::NEG_INFINITY, "row {r}, key {j}: padding");
+            } else {
+                assert!(
+                    (g as f64 - want).abs() <= 2e-6 * (1.0 + want.abs()),
+                    "row {r}, key {j}: {g} vs {want}"
+                );
+            }
+        }
+    }
+    let dev = Device::Cpu;
+    let xt = Tensor::from_vec(x.clone(), (batch, rows, n), &dev).unwrap();
+    let mt = Tensor::from_vec(mask.clone(), (batch, n), &dev).unwrap();
+    let fused =
+        kernels::fused::scaled_masked_log_softmax_in_place(xt.copy().unwrap(), scale as f64, &mt)
+            .unwrap();
+    let plain = candle_nn::ops::log_softmax(
+        &(&xt * scale as f64)
+            .unwrap()
+            .broadcast_add(&mt.unsqueeze(1).unwrap())
+            .unwrap(),
+        D::Minus1,
+    )
+    .unwrap();
+    let (a, b): (Vec<f32>, Vec<f32>) = (
+        fused.flatten_all().unwrap().to_vec1().unwrap(),
+        plain.flatten_all().unwrap().to_vec1().unwrap(),
+    );
+    for (a, b) in a.iter().zip(&b) {
+        assert!(
+            a == b || (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
+            "{a} vs {b}"
+        );
+    }
+    assert!(scaled_masked_log_softmax(&mut x.clone(), &mask, 0, scale).is_err());
+    assert!(scaled_masked_log_softmax(&mut x[1..].to_vec(), &mask, n, scale).is_err());
+    // The candle-ops form (a strided view is not overwritten) agrees too, and leaves x alone.
+    let strided = xt
+        .transpose(1, 2)
+        .unwrap()
+        .contiguous()
+        .unwrap()
+        .transpose(1, 2)
+        .unwrap();
+    let other =
+        kernels::fused::scaled_masked_log_softmax_in_place(strided.clone(), scale as f64, &mt)
+            .unwrap();
+    let other: Vec<f32> = other.flatten_all().unwrap().to_vec1().unwrap();
+    for (a, b) in other.iter().zip(&b) {
+        assert!(
+            a == b || (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
+            "{a} vs {b}"
+        );
+    }
+    let kept: Vec<f32> = strided.flatten_all().unwrap().to_vec1().unwrap();
+    assert_eq!(kept, x);
+    let e =
+        kernels::fused::scaled_masked_log_softmax_in_place(xt, 1.0, &mt.narrow(1, 0, 5).unwrap())
+            .unwrap_err()
+            .to_string();
+    assert!(e.contains("mask") && e.contains("[3, 5]"), "{e}");
+}
