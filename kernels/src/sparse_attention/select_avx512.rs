@@ -65,8 +65,8 @@ fn noise_bits16(seed: __m512i, first: u64) -> __m512i {
     _mm512_inserti64x4::<1>(_mm512_castsi256_si512(low), high)
 }
 
-/// Fills `scratch.candidates` with (exact score, key) of every key of (b, h, i) that may be among
-/// the K best, as the portable `bounded_candidates` does.
+/// Fills `scratch.candidates` with the [`rank_key`] (exact score, key) of every key of (b, h, i)
+/// that may be among the K best, as the portable `bounded_candidates` does.
 ///
 /// # Safety
 /// [`available`]; `sel` validated; `sel.keys <= MAX_KEYS`.
