@@ -199,17 +199,34 @@ impl WeightElem for half::bf16 {
 
 /// An element of a cached key or value the attention kernels read: f32, or f16 / bf16 (a KV
 /// cache kept in half precision, llama.cpp's default, half the bytes a decoded token reads),
-/// widened to f32 a block at a time before the products.
+/// widened to f32 as it is read.
 pub trait KvElem: Copy + Send + Sync + 'static {
+    /// Whether [`KvElem::load8`] needs F16C (besides AVX2).
+    const NEEDS_F16C: bool = false;
+
     /// `src` as f32: `src` itself, or its values widened into `scratch` (exactly: every f16 and
     /// bf16 is an f32).
     fn as_f32<'s>(src: &'s [Self], scratch: &'s mut Vec<f32>) -> &'s [f32];
+
+    /// Eight elements at `p`, widened in registers (the AVX2 decode attention).
+    ///
+    /// # Safety
+    /// AVX2, and F16C where [`KvElem::NEEDS_F16C`], present; eight elements readable at `p`.
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn load8(p: *const Self) -> std::arch::x86_64::__m256;
 }
 
 impl KvElem for f32 {
     #[inline(always)]
     fn as_f32<'s>(src: &'s [f32], _: &'s mut Vec<f32>) -> &'s [f32] {
         src
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load8(p: *const f32) -> std::arch::x86_64::__m256 {
+        // SAFETY: the caller's contract.
+        unsafe { std::arch::x86_64::_mm256_loadu_ps(p) }
     }
 }
 
@@ -223,9 +240,26 @@ impl KvElem for half::bf16 {
         );
         scratch
     }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load8(p: *const half::bf16) -> std::arch::x86_64::__m256 {
+        // SAFETY: the caller's contract (the bf16 GEMV's widening load).
+        unsafe { <half::bf16 as WeightElem>::load8(p) }
+    }
 }
 
 impl KvElem for half::f16 {
+    const NEEDS_F16C: bool = true;
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load8(p: *const half::f16) -> std::arch::x86_64::__m256 {
+        use std::arch::x86_64::*;
+        // SAFETY: the caller's contract; eight f16 are 128 bits.
+        unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i)) }
+    }
+
     fn as_f32<'s>(src: &'s [half::f16], scratch: &'s mut Vec<f32>) -> &'s [f32] {
         scratch.clear();
         #[cfg(target_arch = "x86_64")]

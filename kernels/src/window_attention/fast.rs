@@ -15,7 +15,7 @@ use crate::cpu::{dot, fma_available, KvElem};
 use crate::cpu_math::simd;
 
 /// Keys scored per block: one max, one vectorised `exp` pass and at most one rescale each.
-const KEY_BLOCK: usize = 64;
+pub(super) const KEY_BLOCK: usize = 64;
 use crate::error::Result;
 
 pub fn window_attention_cpu<E: KvElem>(input: &WindowInput<'_, E>) -> Result<Vec<f32>> {
@@ -169,6 +169,13 @@ fn attend_keys<E: KvElem>(
 ) {
     let s = input.shape;
     let (h, hk, d) = (s.heads, s.kv_heads, s.head_dim);
+    #[cfg(target_arch = "x86_64")]
+    if super::rows_avx2::available::<E>(d) {
+        // SAFETY: the CPU features and head size are checked; the caller validated `input` and
+        // the key range.
+        unsafe { super::rows_avx2::attend_keys(input, row, lo, hi, accs, states) };
+        return;
+    }
     let group = h / hk;
     let b = row / s.q_len;
     simd(

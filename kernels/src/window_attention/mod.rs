@@ -23,6 +23,8 @@ pub mod plan;
 mod positional;
 mod reference;
 #[cfg(target_arch = "x86_64")]
+mod rows_avx2;
+#[cfg(target_arch = "x86_64")]
 mod tiled;
 
 pub use fast::window_attention_cpu;
