@@ -4,14 +4,16 @@
 //! Both sides run the Llama-style model of `frugal compare --size small` (hidden 256, 4 layers,
 //! 4 heads / 2 KV heads, SwiGLU 768, vocabulary 4096) with random weights:
 //! - frugal: `frugal compare --archs transformer --json` (prefill of 256/1024/2048 tokens, then
-//!   16 decode steps after each, medians of at least three runs), with f32 weights and with bf16
+//!   16 decode steps after each, medians of at least three runs), with f32 weights (once with
+//!   its exact f32 KV cache, once with `--kv-cache f16` as llama.cpp's default) and with bf16
 //!   weights (`--weights bf16`: kept in bf16, widened to f32 inside the kernels);
 //! - llama.cpp: `llama-bench` on GGUFs written here (`gguf.rs`) with f32 and with f16 matrices:
 //!   prefill `-p 256,1024,2048`, and decode `-n 16 -d 256,1024,2048` (16 tokens generated after
 //!   that many in the cache). llama-bench's defaults otherwise (its KV cache is f16).
 //!
-//! It prints one table: frugal f32 against llama.cpp f32, and frugal bf16 against llama.cpp f16
-//! (the same bytes per weight), and writes the raw results beside the models.
+//! It prints one table: frugal f32 against llama.cpp f32 (with our f32 and with an f16 KV
+//! cache), and frugal bf16 against llama.cpp f16 (the same bytes per weight), and writes the raw
+//! results beside the models.
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -66,11 +68,14 @@ pub fn run(
     ensure!(status.success(), "cargo build --release -p frugal failed");
 
     let contexts = CONTEXTS.map(|c| c.to_string()).join(",");
-    // frugal's side twice: f32 weights (against llama.cpp's f32 GGUF) and bf16 weights, kept in
-    // bf16 and widened inside the kernels (against its f16 GGUF: two bytes a weight on both sides).
-    let frugal_run = |weights: &str| -> Result<Value> {
-        eprintln!("frugal: the dense baseline, {weights} weights, {threads} threads");
-        let plot = dir.join(format!("frugal-baseline-{weights}.svg"));
+    // frugal's side three times: f32 weights (against llama.cpp's f32 GGUF), with our f32 KV
+    // cache and with an f16 one as llama.cpp's default; and bf16 weights, kept in bf16 and
+    // widened inside the kernels (against its f16 GGUF: two bytes a weight on both sides).
+    let frugal_run = |weights: &str, kv: &str| -> Result<Value> {
+        eprintln!(
+            "frugal: the dense baseline, {weights} weights, {kv} KV cache, {threads} threads"
+        );
+        let plot = dir.join(format!("frugal-baseline-{weights}-kv-{kv}.svg"));
         let args = [
             "--size",
             "small",
@@ -78,9 +83,11 @@ pub fn run(
             "transformer",
             "--weights",
             weights,
+            "--kv-cache",
+            kv,
         ];
         let plot = ["--contexts", &contexts, "--plot", &plot.to_string_lossy()];
-        let save = dir.join(format!("frugal-{weights}.json"));
+        let save = dir.join(format!("frugal-{weights}-kv-{kv}.json"));
         frugal_compare(root, &[&args[..], &plot[..]].concat(), threads, &save)
     };
     let bench = |what: &str, args: &[&str]| -> Result<Vec<Value>> {
@@ -97,7 +104,13 @@ pub fn run(
     let results = alternating(
         rounds,
         "dense baseline",
-        || Ok((frugal_run("f32")?, frugal_run("bf16")?)),
+        || {
+            Ok((
+                frugal_run("f32", "f32")?,
+                frugal_run("f32", "f16")?,
+                frugal_run("bf16", "f32")?,
+            ))
+        },
         || {
             let prefill = bench("prefill", &["-p", &contexts, "-n", "0"])?;
             let decode = bench(
@@ -139,8 +152,16 @@ pub fn run(
         "dense baseline (hidden 256, 4 layers, 4/2 heads, FFN 768, vocab 4096), {threads} threads; llama.cpp {build}"
     );
     println!(
-        "{:<18} {:>11} {:>13} {:>7} {:>12} {:>13} {:>7}",
-        "tokens/s", "frugal f32", "llama.cpp f32", "ratio", "frugal bf16", "llama.cpp f16", "ratio"
+        "{:<18} {:>11} {:>13} {:>7} {:>11} {:>7} {:>12} {:>13} {:>7}",
+        "tokens/s",
+        "frugal f32",
+        "llama.cpp f32",
+        "ratio",
+        "f16 KV",
+        "ratio",
+        "frugal bf16",
+        "llama.cpp f16",
+        "ratio"
     );
     // (label, our key, which llama.cpp run (0 prefill, 1 decode) and its (prompt, generated,
     // depth)) per table row.
@@ -154,16 +175,18 @@ pub fn run(
     for (label, key, run, (prompt, generated, depth)) in rows {
         // Prefill rows are keyed by the prompt, decode rows by the depth before them.
         let at = prompt.max(depth);
-        // Per round: frugal f32, llama.cpp f32, frugal bf16, llama.cpp f16.
-        let per_round: Vec<[Option<f64>; 4]> = results
+        // Per round: frugal f32, llama.cpp f32, frugal bf16, llama.cpp f16, frugal f32 with an
+        // f16 KV cache.
+        let per_round: Vec<[Option<f64>; 5]> = results
             .iter()
-            .map(|((f32s, bf16s), (p, d))| {
+            .map(|((f32s, f16_kv, bf16s), (p, d))| {
                 let runs = if run == 0 { p } else { d };
                 [
                     ours(f32s, at, key),
                     llama(runs, &f32_model, prompt, generated, depth),
                     ours(bf16s, at, key),
                     llama(runs, &f16_model, prompt, generated, depth),
+                    ours(f16_kv, at, key),
                 ]
             })
             .collect();
@@ -172,11 +195,13 @@ pub fn run(
         // at most), not the ratio of the medians.
         let ratio_of = |a: usize, b: usize| median_ratio(per_round.iter().map(|r| (r[a], r[b])));
         println!(
-            "{:<18} {:>11} {:>13} {:>7} {:>12} {:>13} {:>7}",
+            "{:<18} {:>11} {:>13} {:>7} {:>11} {:>7} {:>12} {:>13} {:>7}",
             label,
             fmt(column(0)),
             fmt(column(1)),
             ratio_of(0, 1),
+            fmt(column(4)),
+            ratio_of(4, 1),
             fmt(column(2)),
             fmt(column(3)),
             ratio_of(2, 3)

@@ -96,6 +96,28 @@ impl Weights {
     }
 }
 
+/// The dtype the dense baseline keeps its KV cache in (`Transformer::new_cache_in`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum KvCacheDtype {
+    /// Exact.
+    #[default]
+    F32,
+    /// Half the bytes, each key and value rounded once (llama.cpp's default).
+    F16,
+    /// Half the bytes, rounded to bf16.
+    Bf16,
+}
+
+impl KvCacheDtype {
+    pub fn dtype(self) -> DType {
+        match self {
+            KvCacheDtype::F32 => DType::F32,
+            KvCacheDtype::F16 => DType::F16,
+            KvCacheDtype::Bf16 => DType::BF16,
+        }
+    }
+}
+
 /// How the models are built beyond their size.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Options {
@@ -103,6 +125,8 @@ pub struct Options {
     /// BitNet's logits from a 4-bit copy of its output embedding (opt-in, lossy:
     /// `bitnet::Model::quantize_head`).
     pub quantized_head: bool,
+    /// The dense baseline's KV cache dtype.
+    pub kv_cache: KvCacheDtype,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -225,7 +249,8 @@ enum Built {
     BitNet(Box<bitnet::Model>),
     Fastformer(Box<fastformer::Model>),
     SmartBird(Box<smartbird::Model>),
-    Dense(Box<transformer::Transformer>),
+    /// The baseline and its KV cache's dtype.
+    Dense(Box<transformer::Transformer>, DType),
 }
 
 /// Builds a model twice over one `VarMap`: the first build creates its variables, which are then
@@ -385,7 +410,7 @@ fn build(
             let (m, b) = random(device, weights, |vb| {
                 Ok(transformer::Transformer::new(&cfg, vb)?)
             })?;
-            (Built::Dense(Box::new(m)), b)
+            (Built::Dense(Box::new(m), opts.kv_cache.dtype()), b)
         }
         Arch::Griffin | Arch::Hawk => {
             let cfg = griffin_config(s, arch == Arch::Hawk);
@@ -460,8 +485,8 @@ fn measure(
             })?;
             (p, Some(d), Some(m.cache_bytes(&c).total()))
         }
-        Built::Dense(m) => {
-            let mut c = m.new_cache(1, cap)?;
+        Built::Dense(m, kv_dtype) => {
+            let mut c = m.new_cache_in(1, cap, *kv_dtype)?;
             let (_, p) = timed(device, || Ok(m.forward_last(&[prompt], &mut c)?))?;
             let d = decode_secs(device, steps, |i| {
                 m.forward_last(&[&step_ids(i)], &mut c)?;

@@ -26,7 +26,7 @@ use anyhow::Result;
 use candle_core::Device;
 use clap::{Parser, Subcommand, ValueEnum};
 
-use compare::{Arch, Options, SizeName, Weights};
+use compare::{Arch, KvCacheDtype, Options, SizeName, Weights};
 use model_dir::ModelArch;
 
 #[derive(Parser)]
@@ -111,9 +111,13 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Weights::F32)]
         weights: Weights,
         /// BitNet's logits from a 4-bit copy of its output embedding (opt-in and lossy: about
-        /// 10% of the largest logit on the HF fixtures; see README, "BitNet's 4-bit head").
+        /// 10% of the largest logit on the HF fixtures; see README, "BitNet against TQ2_0").
         #[arg(long)]
         quantized_head: bool,
+        /// The dense baseline's KV cache: f32, or f16 / bf16 (half the bytes, each key and value
+        /// rounded once; llama.cpp's default is f16).
+        #[arg(long, value_enum, default_value_t = KvCacheDtype::F32)]
+        kv_cache: KvCacheDtype,
         /// Where to write the SVG plot.
         #[arg(long, default_value = "frugal-compare.svg")]
         plot: PathBuf,
@@ -321,8 +325,13 @@ fn run_compare(
         !archs.is_empty(),
         "--no-baseline with only the baseline in --archs leaves nothing to measure"
     );
+    // Said wherever the figures go when the baseline's cache is not the exact one.
+    let kv_note = match opts.kv_cache {
+        KvCacheDtype::F32 => String::new(),
+        other => format!(", baseline KV cache {}", other.dtype().as_str()),
+    };
     eprintln!(
-        "frugal compare: size {} (hidden {}, {} layers, {} heads / {} KV, FFN {}, vocab {}), contexts {:?}, {}, random {} weights",
+        "frugal compare: size {} (hidden {}, {} layers, {} heads / {} KV, FFN {}, vocab {}), contexts {:?}, {}, random {} weights{kv_note}",
         s.name, s.hidden, s.layers, s.heads, s.kv_heads, s.ffn, s.vocab, contexts, device_label(&dev), opts.weights.name()
     );
     let bar = progress_bar();
@@ -352,7 +361,7 @@ fn run_compare(
     }
     let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "?".into());
     let title = format!(
-        "frugal compare: {} size (hidden {}, {} layers), {}, f32 math, {} weights, {threads} threads, batch 1, random weights",
+        "frugal compare: {} size (hidden {}, {} layers), {}, f32 math, {} weights{kv_note}, {threads} threads, batch 1, random weights",
         s.name, s.hidden, s.layers, device_label(&dev), opts.weights.name()
     );
     plot::write_svg(plot, &records, &title)?;
@@ -385,6 +394,7 @@ fn run(cli: Cli) -> Result<()> {
         device: DeviceArg::Cpu,
         weights: Weights::F32,
         quantized_head: false,
+        kv_cache: KvCacheDtype::F32,
         plot: PathBuf::from("frugal-compare.svg"),
         json: false,
         no_baseline: false,
@@ -398,6 +408,7 @@ fn run(cli: Cli) -> Result<()> {
             device,
             weights,
             quantized_head,
+            kv_cache,
             plot,
             json,
             no_baseline,
@@ -410,6 +421,7 @@ fn run(cli: Cli) -> Result<()> {
             Options {
                 weights,
                 quantized_head,
+                kv_cache,
             },
             &plot,
             json,

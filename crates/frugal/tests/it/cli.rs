@@ -630,6 +630,32 @@ fn compare_takes_the_weights_dtype_layers_and_no_baseline() {
         bitnet(&["--quantized-head"]) - bitnet(&[]),
         2048 * 128 / 2 + 2048 * 128 / 32 * 2
     );
+    // The baseline's KV cache in f16: half the bytes.
+    let baseline_cache = |kv: &str| -> u64 {
+        let (ok, out, err) = frugal(&[
+            "compare",
+            "--size",
+            "tiny",
+            "--archs",
+            "transformer",
+            "--contexts",
+            "16",
+            "--json",
+            "--plot",
+            plot.to_str().unwrap(),
+            "--kv-cache",
+            kv,
+        ]);
+        assert!(ok, "{err}");
+        let records: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+        assert_eq!(records[0]["arch"], "transformer");
+        assert!(
+            kv == "f32" || err.contains(&format!("baseline KV cache {kv}")),
+            "{err}"
+        );
+        records[0]["cache_bytes"].as_u64().unwrap()
+    };
+    assert_eq!(baseline_cache("f32"), 2 * baseline_cache("f16"));
     std::fs::remove_file(&plot).unwrap();
     for (args, needle) in [
         (vec!["compare", "--layers", "0"], "--layers: 0 is outside"),
@@ -638,6 +664,7 @@ fn compare_takes_the_weights_dtype_layers_and_no_baseline() {
             "leaves nothing to measure",
         ),
         (vec!["compare", "--weights", "f8"], "invalid value 'f8'"),
+        (vec!["compare", "--kv-cache", "u8"], "invalid value 'u8'"),
     ] {
         let (ok, _, err) = frugal(&args);
         assert!(!ok && err.contains(needle), "{args:?}: {err}");
