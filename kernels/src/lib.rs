@@ -25,6 +25,7 @@
 //!   tensor ops elsewhere).
 //! - [`ternary_matmul`]: BitNet's 2-bit packed ternary (or binary) weights times int8 activations.
 pub mod additive_attention;
+pub mod compact_head;
 pub mod cpu;
 pub mod cpu_linear;
 pub mod cpu_math;

@@ -3,7 +3,8 @@
 //!
 //! - frugal: `frugal compare --size 2b4t --layers L --archs bitnet --weights bf16 --no-baseline`
 //!   (random master weights ternarised and packed at load, the tied embedding bf16 as 2B4T's
-//!   is): prefill of 128 tokens, then 16 decode steps; again with `--quantized-head` (the
+//!   is) and `--compact-head` (the exact head: the bf16 embedding losslessly in 12 bits a
+//!   weight): prefill of 128 tokens, then 16 decode steps; again with `--quantized-head` (the
 //!   opt-in, lossy 4-bit head).
 //! - llama.cpp: `llama-bench` on the GGUFs the anchor scripts write (`bitnet-L{L}-tq2_0.gguf`,
 //!   whose tied embedding llama-quantize makes Q6_K, and `bitnet-L{L}-tq2_0-embf16.gguf`, the
@@ -42,9 +43,9 @@ pub fn run(
             m.display()
         );
     }
-    // frugal twice: the exact bf16 head, and the opt-in 4-bit one.
+    // frugal twice: the exact head (bf16 values in 12 bits), and the opt-in 4-bit one.
     let frugal_run = |quantized: bool| -> Result<Value> {
-        let head = if quantized { "4-bit" } else { "bf16" };
+        let head = if quantized { "4-bit" } else { "exact" };
         eprintln!("frugal: BitNet at 2B4T widths, {layers} layers, {head} head, {threads} threads");
         let (layers, prompt) = (layers.to_string(), PROMPT.to_string());
         let plot = out_dir.join(format!("frugal-bitnet-{head}.svg"));
@@ -59,9 +60,11 @@ pub fn run(
         ]);
         let plot = plot.to_string_lossy();
         args.extend(["--plot", &plot]);
-        if quantized {
-            args.push("--quantized-head");
-        }
+        args.push(if quantized {
+            "--quantized-head"
+        } else {
+            "--compact-head"
+        });
         let save = out_dir.join(format!("frugal-bitnet-L{layers}-{head}.json"));
         frugal_compare(root, &args, threads, &save)
     };
@@ -104,12 +107,12 @@ pub fn run(
     };
     let fmt = |v| rate(v, 1);
     println!(
-        "BitNet b1.58 at 2B4T widths, {layers} layers, {threads} threads; llama.cpp's head is Q6_K (TQ2_0) or f16"
+        "BitNet b1.58 at 2B4T widths, {layers} layers, {threads} threads; our exact head: the bf16 embedding in 12 bits (lossless); llama.cpp's head is Q6_K (TQ2_0) or f16"
     );
     println!(
-        "{:<18} {:>11} {:>7} {:>7} {:>11} {:>7} {:>7} {:>9} {:>9}",
+        "{:<18} {:>12} {:>7} {:>7} {:>11} {:>7} {:>7} {:>9} {:>9}",
         "tokens/s",
-        "frugal bf16",
+        "frugal exact",
         "/Q6_K",
         "/f16",
         "frugal 4b",
@@ -139,7 +142,7 @@ pub fn run(
         // The median of the rounds' own ratios.
         let ratio_of = |a: usize, b: usize| median_ratio(per_round.iter().map(|r| (r[a], r[b])));
         println!(
-            "{:<18} {:>11} {:>7} {:>7} {:>11} {:>7} {:>7} {:>9} {:>9}",
+            "{:<18} {:>12} {:>7} {:>7} {:>11} {:>7} {:>7} {:>9} {:>9}",
             label,
             fmt(column(0)),
             ratio_of(0, 2),

@@ -19,6 +19,8 @@ pub struct Model {
     lm_head: Tensor,
     /// The opt-in 4-bit copy of `lm_head` the logits take instead ([`Model::quantize_head`]).
     q4_head: Option<std::sync::Arc<kernels::quant_head::Q4Matrix>>,
+    /// The opt-in lossless 12-bit copy of `lm_head` ([`Model::compact_head`]).
+    compact_head: Option<std::sync::Arc<kernels::compact_head::CompactBf16Matrix>>,
     dtype: DType,
     device: Device,
 }
@@ -58,6 +60,7 @@ impl Model {
             norm: crate::rms_norm(cfg.hidden_size, cfg.rms_norm_eps, m.pp("norm"))?,
             lm_head,
             q4_head: None,
+            compact_head: None,
             dtype: vb.dtype(),
             device: vb.device().clone(),
         })
@@ -174,10 +177,32 @@ impl Model {
         self.q4_head.is_some()
     }
 
+    /// Opt-in and exact: the logits come from a lossless copy of a bf16 output embedding in 12
+    /// bits per weight (`kernels::compact_head`: the high byte of each bf16 coded in 4 bits
+    /// against a per-row table, the rare values that miss it listed apart), 1.5 bytes read per
+    /// weight and decoded token instead of 2. Every weight decodes to its exact bf16, so the
+    /// logits are the bf16 head's up to the order of f32 sums. An error when the output
+    /// embedding holds values that are not bf16 (an f32 checkpoint), when its width is not a
+    /// multiple of 32, and on a device other than the CPU. The float head stays for the
+    /// embedding lookups (tied); the 4-bit head, when also asked for, takes precedence.
+    pub fn compact_head(&mut self) -> Result<()> {
+        let c = kernels::compact_head::CompactBf16Matrix::from_tensor(&self.lm_head)?;
+        self.compact_head = Some(std::sync::Arc::new(c));
+        Ok(())
+    }
+
+    /// Whether the logits take the lossless 12-bit head.
+    pub fn has_compact_head(&self) -> bool {
+        self.compact_head.is_some()
+    }
+
     fn logits(&self, x: &Tensor) -> Result<Tensor> {
         let (b, t, h) = x.dims3()?;
         if let Some(q) = &self.q4_head {
             return Ok(q.forward(x)?);
+        }
+        if let Some(c) = &self.compact_head {
+            return Ok(c.forward(x)?);
         }
         // Decoding (a row or a few) takes the threaded GEMV over the output embedding.
         let logits = kernels::cpu_linear::linear(&x.reshape((b * t, h))?, &self.lm_head, None)?
@@ -239,6 +264,7 @@ impl Model {
             w.float += size(&self.lm_head);
         }
         w.quantized_head = self.q4_head.as_ref().map_or(0, |q| q.bytes());
+        w.compact_head = self.compact_head.as_ref().map_or(0, |c| c.bytes());
         w.float += self.cfg.hidden_size * (1 + 3 * self.layers.len()) * self.dtype.size_in_bytes()
             + self.cfg.intermediate_size * self.layers.len() * self.dtype.size_in_bytes();
         w
@@ -256,4 +282,7 @@ pub struct WeightBytes {
     pub float: usize,
     /// The 4-bit copy of the output embedding, when asked for ([`Model::quantize_head`]).
     pub quantized_head: usize,
+    /// The lossless 12-bit copy of the output embedding, when asked for
+    /// ([`Model::compact_head`]).
+    pub compact_head: usize,
 }

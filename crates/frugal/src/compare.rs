@@ -125,6 +125,9 @@ pub struct Options {
     /// BitNet's logits from a 4-bit copy of its output embedding (opt-in, lossy:
     /// `bitnet::Model::quantize_head`).
     pub quantized_head: bool,
+    /// BitNet's logits from a lossless 12-bit copy of its bf16 output embedding (opt-in, exact:
+    /// `bitnet::Model::compact_head`).
+    pub compact_head: bool,
     /// The dense baseline's KV cache dtype.
     pub kv_cache: KvCacheDtype,
 }
@@ -423,10 +426,13 @@ fn build(
             if opts.quantized_head {
                 m.quantize_head()?;
             }
+            if opts.compact_head {
+                m.compact_head()?;
+            }
             let w = m.weight_bytes();
             (
                 Built::BitNet(Box::new(m)),
-                w.packed + w.float + w.quantized_head,
+                w.packed + w.float + w.quantized_head + w.compact_head,
             )
         }
         Arch::Fastformer => {

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 mod additive_attention;
 mod common;
+mod compact_head;
 mod cpu_linear;
 mod cpu_math;
 mod gated_retention;

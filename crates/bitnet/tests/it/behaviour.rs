@@ -354,3 +354,49 @@ fn binarized_bitlinear_is_the_original_bitnet_layer() {
         }
     }
 }
+
+/// The opt-in 12-bit head is exact: on the fixture with its embedding in bf16 (the values the
+/// format stores losslessly), the logits are the plain bf16 head's up to the order of f32 sums
+/// and greedy decoding picks the same tokens; on the f32 fixture as shipped it is an error.
+#[test]
+fn compact_head_is_exact() {
+    let name = "bitnet_packed";
+    let mut t = tensors(name);
+    let key = "model.embed_tokens.weight";
+    let embedding = t[key].to_dtype(DType::BF16).unwrap();
+    t.insert(key.into(), embedding);
+    let dir = scratch("compact_head");
+    write(&dir, &config_json(name), &t);
+    let plain = load(&dir).unwrap();
+    let mut compact = load(&dir).unwrap();
+    assert!(!compact.has_compact_head());
+    compact.compact_head().unwrap();
+    assert!(compact.has_compact_head());
+
+    let g = golden(name);
+    let (a, b) = (
+        prompt_logits(&plain, &g.input_ids),
+        prompt_logits(&compact, &g.input_ids),
+    );
+    let largest = a.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let d = max_abs_diff(&a, &b);
+    assert!(d <= 1e-5 * largest, "compact head logits differ by {d}");
+    let steps = g.new_tokens.len();
+    let (_, plain_tokens) = bitnet::generation::greedy(&plain, &g.input_ids, steps).unwrap();
+    let (_, compact_tokens) = bitnet::generation::greedy(&compact, &g.input_ids, steps).unwrap();
+    assert_eq!(plain_tokens, compact_tokens);
+
+    // 1.5 bytes a weight, a 16-byte table and a row start per row; no exceptions expected on
+    // rows this narrow, so below bf16's 2 bytes.
+    let c = compact.config();
+    let (vocab, hidden) = (c.vocab_size, c.hidden_size);
+    let bytes = compact.weight_bytes().compact_head;
+    assert!(
+        bytes >= vocab * hidden * 3 / 2 && bytes < vocab * hidden * 2,
+        "{bytes} bytes"
+    );
+
+    let mut f32_model = load(&fixture_dir(name)).unwrap();
+    let e = f32_model.compact_head().unwrap_err().to_string();
+    assert!(e.contains("not a bf16"), "{e}");
+}

@@ -1,0 +1,422 @@
+//! An exact output head in 12 bits per weight: a decoder's vocabulary-sized last GEMV over bf16
+//! weights (BitNet 2B4T's tied embedding, 128256 × 2560, is most of a decode step's bytes),
+//! stored losslessly in three quarters of bf16's bytes.
+//!
+//! A bf16 value is a high byte (sign and the top seven exponent bits) and a low byte (the last
+//! exponent bit and seven mantissa bits). The low bytes look random and are kept as they are; the
+//! high bytes take few values, because the weights of a row span a few binades. So per row:
+//! - a table of up to 16 high bytes (the row's commonest), and per weight a 4-bit code into it;
+//! - when a row has more than 16 distinct high bytes, its table holds the 15 commonest and code
+//!   15 marks an *exception*: the weight is stored as (column, bf16) in a per-row list and its
+//!   slot decodes to +0, so the vector loop adds nothing for it and the list adds it back.
+//!
+//! Every weight decodes to exactly its bf16 bits ([`CompactBf16Matrix::value`]), and the GEMV is
+//! f32 arithmetic on those values: the logits are the bf16 head's up to the order of the f32
+//! sums. Bytes per weight: 1.5, plus 16 bytes of table per row and 6 per exception (on random
+//! N(0, 0.02) rows of 2560, about 0.3% of weights; none on rows spanning fewer binades).
+//!
+//! Layout: per row, `cols` low bytes; then, per chunk of [`CHUNK`] = 32 weights, 16 code bytes,
+//! byte `j` holding weight `j`'s code in its low nibble and weight `16 + j`'s in its high nibble.
+//! On AVX2, one 16-byte load and two masks give the chunk's 32 codes, one `pshufb` against the
+//! row's table their high bytes, and two byte and four word interleaves the 32 f32 values (a bf16
+//! widens to f32 by a 16-bit shift), in an order the activations are permuted to once per call.
+use rayon::prelude::*;
+
+use crate::error::{check_len, KernelError, Result};
+
+/// Weights per chunk of codes (16 bytes).
+pub const CHUNK: usize = 32;
+const KERNEL: &str = "compact_head";
+/// The code of an exception in a row that has them.
+const ESCAPE: u8 = 15;
+
+/// A `[rows, cols]` bf16 matrix in the lossless 12-bit format above.
+#[derive(Debug, Clone)]
+pub struct CompactBf16Matrix {
+    rows: usize,
+    cols: usize,
+    /// `[rows, cols]` low bytes (0 for an exception).
+    low: Vec<u8>,
+    /// `[rows, cols / 2]` 4-bit codes, two per byte in the chunk order above.
+    codes: Vec<u8>,
+    /// `[rows]` high-byte tables.
+    tables: Vec<[u8; 16]>,
+    /// `[rows + 1]`: row `r`'s exceptions are `exceptions[starts[r]..starts[r + 1]]`.
+    starts: Vec<usize>,
+    /// `(column, value)` of each exception, by row, then column.
+    exceptions: Vec<(u32, half::bf16)>,
+}
+
+/// One row of activations, permuted to the order the AVX2 loop decodes weights in.
+#[derive(Debug, Clone)]
+pub struct PermutedInput {
+    /// `x` as given (the exceptions and the portable path read it).
+    x: Vec<f32>,
+    /// Per chunk, four vectors of eight: vector `i` holds `x[4i..4i + 4]` then
+    /// `x[16 + 4i..16 + 4i + 4]` (of the chunk).
+    permuted: Vec<f32>,
+}
+
+impl CompactBf16Matrix {
+    /// Encodes `w` (`[rows, cols]` bf16, row-major). `cols` must be a positive multiple of
+    /// [`CHUNK`].
+    pub fn encode(w: &[half::bf16], rows: usize, cols: usize) -> Result<Self> {
+        let shape = format!("[{rows}, {cols}]");
+        check_len(KERNEL, "w", w.len(), rows * cols, &shape)?;
+        if cols == 0 || !cols.is_multiple_of(CHUNK) {
+            return Err(KernelError::Invalid {
+                kernel: KERNEL,
+                arg: "w",
+                message: format!(
+                    "{cols} columns: the compact head needs a positive multiple of {CHUNK}"
+                ),
+            });
+        }
+        let mut low = vec![0u8; rows * cols];
+        let mut codes = vec![0u8; rows * cols / 2];
+        let mut tables = vec![[0u8; 16]; rows];
+        let mut row_exceptions: Vec<Vec<(u32, half::bf16)>> = vec![Vec::new(); rows];
+        low.par_chunks_mut(cols)
+            .zip(codes.par_chunks_mut(cols / 2))
+            .zip(tables.par_iter_mut())
+            .zip(row_exceptions.par_iter_mut())
+            .zip(w.par_chunks(cols))
+            .for_each(|((((low, codes), table), exceptions), row)| {
+                encode_row(row, low, codes, table, exceptions);
+            });
+        let mut starts = Vec::with_capacity(rows + 1);
+        starts.push(0);
+        let mut exceptions = Vec::new();
+        for e in row_exceptions {
+            exceptions.extend(e);
+            starts.push(exceptions.len());
+        }
+        Ok(CompactBf16Matrix {
+            rows,
+            cols,
+            low,
+            codes,
+            tables,
+            starts,
+            exceptions,
+        })
+    }
+
+    /// [`CompactBf16Matrix::encode`] of a `[rows, cols]` tensor on the CPU holding bf16 values:
+    /// a bf16 tensor, or an f32 one whose every value is a bf16 (else an error: the format is
+    /// lossless only for those). Other devices are an error naming theirs.
+    pub fn from_tensor(w: &candle_core::Tensor) -> candle_core::Result<Self> {
+        use candle_core::DType;
+        if !w.device().is_cpu() {
+            return Err(crate::op::unsupported(KERNEL, w.device(), w.dtype()));
+        }
+        let (rows, cols) = w.dims2()?;
+        let values: Vec<half::bf16> = match w.dtype() {
+            DType::BF16 => w.flatten_all()?.to_vec1()?,
+            DType::F32 => {
+                let f: Vec<f32> = w.flatten_all()?.to_vec1()?;
+                if let Some(i) = f.iter().position(|v| v.to_bits() & 0xffff != 0) {
+                    return Err(crate::op::wrap(KernelError::Invalid {
+                        kernel: KERNEL,
+                        arg: "w",
+                        message: format!(
+                            "value {} at index {i} is not a bf16: the compact head stores bf16 \
+                             weights losslessly, and only those",
+                            f[i]
+                        ),
+                    }));
+                }
+                f.into_iter().map(half::bf16::from_f32).collect()
+            }
+            other => return Err(crate::op::unsupported(KERNEL, w.device(), other)),
+        };
+        Self::encode(&values, rows, cols).map_err(crate::op::wrap)
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Bytes held: low bytes, codes, tables and exceptions with their row starts.
+    pub fn bytes(&self) -> usize {
+        self.low.len()
+            + self.codes.len()
+            + 16 * self.tables.len()
+            + std::mem::size_of::<usize>() * self.starts.len()
+            + 6 * self.exceptions.len()
+    }
+
+    /// Weights stored as exceptions.
+    pub fn exception_count(&self) -> usize {
+        self.exceptions.len()
+    }
+
+    /// The bf16 stored for (row, col): exactly the value encoded. Callers keep `row < rows` and
+    /// `col < cols`.
+    pub fn value(&self, row: usize, col: usize) -> half::bf16 {
+        let code = self.code(row, col);
+        let exceptions = self.row_exceptions(row);
+        if code == ESCAPE && !exceptions.is_empty() {
+            if let Ok(i) = exceptions.binary_search_by_key(&(col as u32), |e| e.0) {
+                return exceptions[i].1;
+            }
+        }
+        let high = self.tables[row][usize::from(code)];
+        half::bf16::from_bits(u16::from(high) << 8 | u16::from(self.low[row * self.cols + col]))
+    }
+
+    fn code(&self, row: usize, col: usize) -> u8 {
+        let (chunk, j) = (col / CHUNK, col % CHUNK);
+        let byte = self.codes[row * self.cols / 2 + chunk * CHUNK / 2 + j % 16];
+        (byte >> (4 * (j / 16))) & 0x0f
+    }
+
+    fn row_exceptions(&self, row: usize) -> &[(u32, half::bf16)] {
+        &self.exceptions[self.starts[row]..self.starts[row + 1]]
+    }
+
+    /// One row of activations (`cols` values) for [`CompactBf16Matrix::gemv`].
+    pub fn permute_input(&self, x: &[f32]) -> Result<PermutedInput> {
+        check_len(KERNEL, "x", x.len(), self.cols, &format!("[{}]", self.cols))?;
+        let mut permuted = Vec::with_capacity(self.cols);
+        for chunk in x.chunks_exact(CHUNK) {
+            for i in 0..4 {
+                permuted.extend_from_slice(&chunk[4 * i..4 * i + 4]);
+                permuted.extend_from_slice(&chunk[16 + 4 * i..16 + 4 * i + 4]);
+            }
+        }
+        Ok(PermutedInput {
+            x: x.to_vec(),
+            permuted,
+        })
+    }
+
+    /// `y [m, rows] = x [m, cols] · selfᵀ`: threaded over output rows, AVX2 where the CPU has it.
+    pub fn gemv(&self, x: &[f32], m: usize) -> Result<Vec<f32>> {
+        let shape = format!("[m {m}, rows {}, cols {}]", self.rows, self.cols);
+        check_len(KERNEL, "x", x.len(), m * self.cols, &shape)?;
+        let inputs = (0..m)
+            .map(|t| self.permute_input(&x[t * self.cols..(t + 1) * self.cols]))
+            .collect::<Result<Vec<_>>>()?;
+        let fma = crate::cpu::fma_available();
+        Ok(crate::cpu_linear::rows_times_inputs(
+            self.rows,
+            &inputs,
+            true,
+            |row, input| self.row_dot(fma, row, input),
+        ))
+    }
+
+    /// `x [.., cols]` (any float dtype, on the CPU) times the matrix: `[.., rows]` in f32.
+    pub fn forward(&self, x: &candle_core::Tensor) -> candle_core::Result<candle_core::Tensor> {
+        if !x.device().is_cpu() {
+            return Err(crate::op::unsupported(KERNEL, x.device(), x.dtype()));
+        }
+        let mut dims = x.dims().to_vec();
+        if dims.last() != Some(&self.cols) {
+            return Err(crate::op::wrap(KernelError::Shape {
+                kernel: KERNEL,
+                arg: "x",
+                expected: format!("[.., {}]", self.cols),
+                found: dims,
+            }));
+        }
+        let m = x.elem_count() / self.cols;
+        let values: Vec<f32> = x
+            .to_dtype(candle_core::DType::F32)?
+            .flatten_all()?
+            .to_vec1()?;
+        let y = self.gemv(&values, m).map_err(crate::op::wrap)?;
+        if let Some(last) = dims.last_mut() {
+            *last = self.rows;
+        }
+        candle_core::Tensor::from_vec(y, dims, &candle_core::Device::Cpu)
+    }
+
+    fn row_dot(&self, fma: bool, row: usize, input: &PermutedInput) -> f32 {
+        let low = &self.low[row * self.cols..][..self.cols];
+        let codes = &self.codes[row * self.cols / 2..][..self.cols / 2];
+        let table = &self.tables[row];
+        let exceptions = self.row_exceptions(row);
+        #[cfg(target_arch = "x86_64")]
+        if fma {
+            // SAFETY: AVX2 and FMA are present (checked at run time by `fma`); `low` and
+            // `codes` hold whole chunks and `permuted` has `cols` values.
+            let body = unsafe { row_dot_avx2(low, codes, table, &input.permuted) };
+            return body + exceptions_dot(exceptions, &input.x);
+        }
+        let _ = fma;
+        row_dot_portable(low, codes, table, &input.x) + exceptions_dot(exceptions, &input.x)
+    }
+}
+
+/// Chooses the row's table, writes its low bytes and codes, and lists its exceptions.
+fn encode_row(
+    row: &[half::bf16],
+    low: &mut [u8],
+    codes: &mut [u8],
+    table: &mut [u8; 16],
+    exceptions: &mut Vec<(u32, half::bf16)>,
+) {
+    let mut counts = [0usize; 256];
+    for v in row {
+        counts[usize::from(v.to_bits() >> 8)] += 1;
+    }
+    let mut used: Vec<u8> = (0..=255u8)
+        .filter(|&h| counts[usize::from(h)] > 0)
+        .collect();
+    // Commonest first (ties by value, so the encoding is deterministic).
+    used.sort_by_key(|&h| (std::cmp::Reverse(counts[usize::from(h)]), h));
+    let slots = if used.len() > 16 { 15 } else { 16 };
+    let mut code_of = [ESCAPE; 256];
+    *table = [0; 16];
+    for (code, &h) in used.iter().take(slots).enumerate() {
+        table[code] = h;
+        code_of[usize::from(h)] = code as u8;
+    }
+    let has_exceptions = used.len() > 16;
+    for (col, v) in row.iter().enumerate() {
+        let bits = v.to_bits();
+        let mut code = code_of[usize::from(bits >> 8)];
+        let mut byte = bits as u8;
+        if has_exceptions && code == ESCAPE {
+            // Decodes to +0 (table[15] = 0, low byte 0); the list carries the value.
+            code = ESCAPE;
+            byte = 0;
+            exceptions.push((col as u32, *v));
+        }
+        low[col] = byte;
+        let (chunk, j) = (col / CHUNK, col % CHUNK);
+        let slot = &mut codes[chunk * CHUNK / 2 + j % 16];
+        let shift = 4 * (j / 16);
+        *slot = (*slot & !(0x0f << shift)) | (code << shift);
+    }
+}
+
+/// `Σ w·x` over a row's exceptions.
+fn exceptions_dot(exceptions: &[(u32, half::bf16)], x: &[f32]) -> f32 {
+    exceptions
+        .iter()
+        .map(|&(col, v)| v.to_f32() * x[col as usize])
+        .sum()
+}
+
+/// The plain form: every weight decoded (exceptions as +0), in column order.
+fn row_dot_portable(low: &[u8], codes: &[u8], table: &[u8; 16], x: &[f32]) -> f32 {
+    let mut total = 0.0f32;
+    for (col, (&l, &xv)) in low.iter().zip(x).enumerate() {
+        let (chunk, j) = (col / CHUNK, col % CHUNK);
+        let code = (codes[chunk * CHUNK / 2 + j % 16] >> (4 * (j / 16))) & 0x0f;
+        let bits = u32::from(table[usize::from(code)]) << 24 | u32::from(l) << 16;
+        total += f32::from_bits(bits) * xv;
+    }
+    total
+}
+
+/// The AVX2 loop of the module docs: 32 weights a step, four f32 accumulators.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn row_dot_avx2(low: &[u8], codes: &[u8], table: &[u8; 16], permuted: &[f32]) -> f32 {
+    use std::arch::x86_64::*;
+    let chunks = low.len() / CHUNK;
+    assert!(codes.len() >= chunks * CHUNK / 2 && permuted.len() >= chunks * CHUNK);
+    // SAFETY: every load below is inside the slices (asserted above), unaligned; the rest is
+    // register arithmetic.
+    unsafe {
+        let lut = _mm256_broadcastsi128_si256(_mm_loadu_si128(table.as_ptr() as *const __m128i));
+        let nibble = _mm_set1_epi8(0x0f);
+        let zero = _mm256_setzero_si256();
+        let mut acc = [_mm256_setzero_ps(); 4];
+        for c in 0..chunks {
+            let lows = _mm256_loadu_si256(low.as_ptr().add(c * CHUNK) as *const __m256i);
+            let packed = _mm_loadu_si128(codes.as_ptr().add(c * CHUNK / 2) as *const __m128i);
+            // Lane 0: the codes of weights 0..16; lane 1: of 16..32 (as the low bytes).
+            let code = _mm256_set_m128i(
+                _mm_and_si128(_mm_srli_epi16(packed, 4), nibble),
+                _mm_and_si128(packed, nibble),
+            );
+            let highs = _mm256_shuffle_epi8(lut, code);
+            // bf16 words (low byte, high byte): weights 0..8 | 16..24, and 8..16 | 24..32.
+            let words = [
+                _mm256_unpacklo_epi8(lows, highs),
+                _mm256_unpackhi_epi8(lows, highs),
+            ];
+            let x = permuted.as_ptr().add(c * CHUNK);
+            for (h, w) in words.into_iter().enumerate() {
+                // A word in the top half of a zero dword is that bf16 as an f32.
+                let a = _mm256_castsi256_ps(_mm256_unpacklo_epi16(zero, w));
+                let b = _mm256_castsi256_ps(_mm256_unpackhi_epi16(zero, w));
+                acc[2 * h] = _mm256_fmadd_ps(a, _mm256_loadu_ps(x.add(16 * h)), acc[2 * h]);
+                acc[2 * h + 1] =
+                    _mm256_fmadd_ps(b, _mm256_loadu_ps(x.add(16 * h + 8)), acc[2 * h + 1]);
+            }
+        }
+        let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+        let lanes: [f32; 8] = std::mem::transmute(sum);
+        lanes.iter().sum()
+    }
+}
+
+/// The reference: every weight decoded through [`CompactBf16Matrix::value`] and multiplied in
+/// f64.
+pub fn compact_gemv_reference(w: &CompactBf16Matrix, x: &[f32], m: usize) -> Result<Vec<f32>> {
+    let shape = format!("[m {m}, rows {}, cols {}]", w.rows, w.cols);
+    check_len(KERNEL, "x", x.len(), m * w.cols, &shape)?;
+    let mut y = Vec::with_capacity(m * w.rows);
+    for xr in x.chunks(w.cols).take(m) {
+        for row in 0..w.rows {
+            let total: f64 = xr
+                .iter()
+                .enumerate()
+                .map(|(col, &v)| f64::from(w.value(row, col).to_f32()) * f64::from(v))
+                .sum();
+            y.push(total as f32);
+        }
+    }
+    Ok(y)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::CompactBf16Matrix;
+
+    /// The AVX2 path and the portable one (CPUs without AVX2) give the same sums, up to the
+    /// order of f32 additions: one chunk, several, 2B4T's width, rows with exceptions.
+    #[test]
+    fn both_cpu_paths_agree() {
+        if !crate::cpu::fma_available() {
+            eprintln!("SKIPPED: no AVX2/FMA on this CPU, only the portable path runs");
+            return;
+        }
+        for (rows, cols) in [(3, 32), (5, 96), (4, 2560)] {
+            let w: Vec<half::bf16> = (0..rows * cols)
+                .map(|i| {
+                    let e = (i * 7 % 23) as i32 - 14;
+                    let v = ((i * 37 % 101) as f32 - 50.0) / 50.0;
+                    half::bf16::from_f32(v * 2f32.powi(e))
+                })
+                .collect();
+            let x: Vec<f32> = (0..cols)
+                .map(|i| ((i * 13 % 29) as f32 - 14.0) / 9.0)
+                .collect();
+            let c = CompactBf16Matrix::encode(&w, rows, cols).unwrap();
+            assert!(c.exception_count() > 0, "the rows span 23 binades");
+            let input = c.permute_input(&x).unwrap();
+            for row in 0..rows {
+                let (a, b) = (c.row_dot(false, row, &input), c.row_dot(true, row, &input));
+                let magnitude: f32 = (0..cols)
+                    .map(|k| (w[row * cols + k].to_f32() * x[k]).abs())
+                    .sum();
+                assert!(
+                    (a - b).abs() <= 1e-6 * magnitude,
+                    "[{rows}, {cols}] row {row}: {a} vs {b}"
+                );
+            }
+        }
+    }
+}
