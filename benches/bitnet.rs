@@ -9,8 +9,9 @@
 //! 2. GEMM at 128 and 512 tokens: ours vs candle f32, and our int8 GOP/s.
 //! 3. A 2B4T-shaped model (hidden 2560, 20/5 heads, FFN 6912, vocab 128256) of 4 layers with random
 //!    packed weights: prefill (512 tokens, last-position logits) and decode tokens/s (with the
-//!    exact bf16 head and the opt-in 4-bit one), then the output embedding's GEMV alone (bf16 as
-//!    2B4T stores it, 4-bit, f32) as time, share of a decode step and fraction of read bandwidth.
+//!    exact bf16 head, the exact 12-bit one and the opt-in 4-bit one), then the output
+//!    embedding's GEMV alone (bf16 as 2B4T stores it, 12-bit, 4-bit, f32) as time, share of a
+//!    decode step and fraction of read bandwidth.
 //!
 //! Then criterion: GEMV and GEMM (warm) for `cargo bench`'s usual statistics.
 //! `FRUGAL_BENCH_QUICK=1` runs fewer repetitions.
@@ -218,15 +219,18 @@ fn model_table(read_bw: f64) {
     });
     let steps = if quick() { 8 } else { 32 };
     let decode = decode_rate(&model, &prompt, steps);
+    model.compact_head().expect("12-bit head");
+    let decode_compact = decode_rate(&model, &prompt, steps);
     model.quantize_head().expect("4-bit head");
     let decode_q4 = decode_rate(&model, &prompt, steps);
     // The output embedding alone ([128256, 2560]), the same GEMV decode runs per token, on a
-    // pool thread as the model runs it: bf16 (as the model holds 2B4T's), the opt-in 4-bit
-    // copy, and f32 for comparison. Each is larger than the last-level cache: read from memory.
+    // pool thread as the model runs it: bf16 (as the model holds 2B4T's), the exact 12-bit and
+    // the opt-in 4-bit copies, and f32 for comparison. Each is larger than the last-level cache: read from memory.
     let (vocab, hidden) = (128_256, 2560);
     let emb = Tensor::randn(0f32, 0.02, (vocab, hidden), &Device::Cpu).expect("alloc");
     let emb16 = emb.to_dtype(DType::BF16).expect("bf16");
     let q4 = kernels::quant_head::Q4Matrix::from_tensor(&emb16).expect("4-bit");
+    let compact = kernels::compact_head::CompactBf16Matrix::from_tensor(&emb16).expect("12-bit");
     let x = Tensor::from_vec(random_x(1, hidden), (1, hidden), &Device::Cpu).expect("alloc");
     let xv = random_x(1, hidden);
     let time = |f: &mut (dyn FnMut() + Send)| layers::pool::on_pool(|| median_secs(9, f));
@@ -240,22 +244,29 @@ fn model_table(read_bw: f64) {
     let head_q4 = time(&mut || {
         black_box(q4.gemv(&xv, 1).expect("head"));
     });
+    let head_compact = time(&mut || {
+        black_box(compact.gemv(&xv, 1).expect("head"));
+    });
     let of_bw = |bytes: usize, secs: f64| bytes as f64 / secs / read_bw;
     let w = model.weight_bytes();
     println!("2B4T-shaped model, {layers} layers, vocab 128256, f32 activations");
     println!(
-        "prefill {prompt_len}: {:.1} tok/s | decode (after 128): {:.2} tok/s (4-bit head: {:.2}) | packed weights {:.1} MB for {:.0} M ternary params",
+        "prefill {prompt_len}: {:.1} tok/s | decode (after 128): {:.2} tok/s (12-bit head: {:.2}, 4-bit head: {:.2}) | packed weights {:.1} MB for {:.0} M ternary params",
         prompt_len as f64 / prefill,
         decode,
+        decode_compact,
         decode_q4,
         w.packed as f64 / 1e6,
         w.ternary_params as f64 / 1e6
     );
     println!(
-        "output head alone [{vocab} x {hidden}], GEMV: bf16 {:.2} ms ({:.0}% of a decode step, {:.2} of read bw) | 4-bit {:.2} ms ({:.2} of read bw) | f32 {:.2} ms ({:.2} of read bw)",
+        "output head alone [{vocab} x {hidden}], GEMV: bf16 {:.2} ms ({:.0}% of a decode step, {:.2} of read bw) | 12-bit {:.2} ms ({:.2} of read bw, {:.2}x bf16) | 4-bit {:.2} ms ({:.2} of read bw) | f32 {:.2} ms ({:.2} of read bw)",
         head * 1e3,
         100.0 * head * decode,
         of_bw(2 * vocab * hidden, head),
+        head_compact * 1e3,
+        of_bw(compact.bytes(), head_compact),
+        head / head_compact,
         head_q4 * 1e3,
         of_bw(q4.bytes(), head_q4),
         head_f32 * 1e3,

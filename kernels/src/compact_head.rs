@@ -15,17 +15,22 @@
 //! sums. Bytes per weight: 1.5, plus 16 bytes of table per row and 6 per exception (on random
 //! N(0, 0.02) rows of 2560, about 0.3% of weights; none on rows spanning fewer binades).
 //!
-//! Layout: per row, `cols` low bytes; then, per chunk of [`CHUNK`] = 32 weights, 16 code bytes,
-//! byte `j` holding weight `j`'s code in its low nibble and weight `16 + j`'s in its high nibble.
-//! On AVX2, one 16-byte load and two masks give the chunk's 32 codes, one `pshufb` against the
+//! Layout: per row, per chunk of [`CHUNK`] = 32 weights, [`CHUNK_BYTES`] = 48 bytes: the 32 low
+//! bytes, then 16 code bytes, byte `j` holding weight `j`'s code in its low nibble and weight
+//! `16 + j`'s in its high nibble. One stream per row: a first layout with the low bytes and the
+//! codes in two arrays made the GEMV 25% slower than bf16's inside the model, where its loads of
+//! the second stream stalled. On AVX2, one 16-byte load, a shift and a mask give the chunk's 32
+//! codes, one `pshufb` against the
 //! row's table their high bytes, and two byte and four word interleaves the 32 f32 values (a bf16
 //! widens to f32 by a 16-bit shift), in an order the activations are permuted to once per call.
 use rayon::prelude::*;
 
 use crate::error::{check_len, KernelError, Result};
 
-/// Weights per chunk of codes (16 bytes).
+/// Weights per chunk.
 pub const CHUNK: usize = 32;
+/// Bytes per chunk: 32 low bytes and 16 of codes.
+pub const CHUNK_BYTES: usize = 48;
 const KERNEL: &str = "compact_head";
 /// The code of an exception in a row that has them.
 const ESCAPE: u8 = 15;
@@ -35,10 +40,9 @@ const ESCAPE: u8 = 15;
 pub struct CompactBf16Matrix {
     rows: usize,
     cols: usize,
-    /// `[rows, cols]` low bytes (0 for an exception).
-    low: Vec<u8>,
-    /// `[rows, cols / 2]` 4-bit codes, two per byte in the chunk order above.
-    codes: Vec<u8>,
+    /// `[rows, cols / 32, 48]`: per chunk, the low bytes (0 for an exception), then the 4-bit
+    /// codes two per byte in the order above.
+    chunks: Vec<u8>,
     /// `[rows]` high-byte tables.
     tables: Vec<[u8; 16]>,
     /// `[rows + 1]`: row `r`'s exceptions are `exceptions[starts[r]..starts[r + 1]]`.
@@ -72,17 +76,17 @@ impl CompactBf16Matrix {
                 ),
             });
         }
-        let mut low = vec![0u8; rows * cols];
-        let mut codes = vec![0u8; rows * cols / 2];
+        let row_bytes = cols / CHUNK * CHUNK_BYTES;
+        let mut chunks = vec![0u8; rows * row_bytes];
         let mut tables = vec![[0u8; 16]; rows];
         let mut row_exceptions: Vec<Vec<(u32, half::bf16)>> = vec![Vec::new(); rows];
-        low.par_chunks_mut(cols)
-            .zip(codes.par_chunks_mut(cols / 2))
+        chunks
+            .par_chunks_mut(row_bytes)
             .zip(tables.par_iter_mut())
             .zip(row_exceptions.par_iter_mut())
             .zip(w.par_chunks(cols))
-            .for_each(|((((low, codes), table), exceptions), row)| {
-                encode_row(row, low, codes, table, exceptions);
+            .for_each(|(((out, table), exceptions), row)| {
+                encode_row(row, out, table, exceptions);
             });
         let mut starts = Vec::with_capacity(rows + 1);
         starts.push(0);
@@ -94,8 +98,7 @@ impl CompactBf16Matrix {
         Ok(CompactBf16Matrix {
             rows,
             cols,
-            low,
-            codes,
+            chunks,
             tables,
             starts,
             exceptions,
@@ -143,8 +146,7 @@ impl CompactBf16Matrix {
 
     /// Bytes held: low bytes, codes, tables and exceptions with their row starts.
     pub fn bytes(&self) -> usize {
-        self.low.len()
-            + self.codes.len()
+        self.chunks.len()
             + 16 * self.tables.len()
             + std::mem::size_of::<usize>() * self.starts.len()
             + 6 * self.exceptions.len()
@@ -166,13 +168,18 @@ impl CompactBf16Matrix {
             }
         }
         let high = self.tables[row][usize::from(code)];
-        half::bf16::from_bits(u16::from(high) << 8 | u16::from(self.low[row * self.cols + col]))
+        let (low, _) = chunk_parts(self.row(row), col);
+        half::bf16::from_bits(u16::from(high) << 8 | u16::from(low))
     }
 
     fn code(&self, row: usize, col: usize) -> u8 {
-        let (chunk, j) = (col / CHUNK, col % CHUNK);
-        let byte = self.codes[row * self.cols / 2 + chunk * CHUNK / 2 + j % 16];
-        (byte >> (4 * (j / 16))) & 0x0f
+        chunk_parts(self.row(row), col).1
+    }
+
+    /// Row `row`'s chunks.
+    fn row(&self, row: usize) -> &[u8] {
+        let row_bytes = self.cols / CHUNK * CHUNK_BYTES;
+        &self.chunks[row * row_bytes..][..row_bytes]
     }
 
     fn row_exceptions(&self, row: usize) -> &[(u32, half::bf16)] {
@@ -238,27 +245,32 @@ impl CompactBf16Matrix {
     }
 
     fn row_dot(&self, fma: bool, row: usize, input: &PermutedInput) -> f32 {
-        let low = &self.low[row * self.cols..][..self.cols];
-        let codes = &self.codes[row * self.cols / 2..][..self.cols / 2];
+        let chunks = self.row(row);
         let table = &self.tables[row];
         let exceptions = self.row_exceptions(row);
         #[cfg(target_arch = "x86_64")]
         if fma {
-            // SAFETY: AVX2 and FMA are present (checked at run time by `fma`); `low` and
-            // `codes` hold whole chunks and `permuted` has `cols` values.
-            let body = unsafe { row_dot_avx2(low, codes, table, &input.permuted) };
+            // SAFETY: AVX2 and FMA are present (checked at run time by `fma`); `chunks` holds
+            // whole chunks and `permuted` has `cols` values.
+            let body = unsafe { row_dot_avx2(chunks, table, &input.permuted) };
             return body + exceptions_dot(exceptions, &input.x);
         }
         let _ = fma;
-        row_dot_portable(low, codes, table, &input.x) + exceptions_dot(exceptions, &input.x)
+        row_dot_portable(chunks, table, &input.x) + exceptions_dot(exceptions, &input.x)
     }
 }
 
-/// Chooses the row's table, writes its low bytes and codes, and lists its exceptions.
+/// The low byte and the code of weight `col` in a row's chunks.
+fn chunk_parts(chunks: &[u8], col: usize) -> (u8, u8) {
+    let (chunk, j) = (col / CHUNK, col % CHUNK);
+    let bytes = &chunks[chunk * CHUNK_BYTES..][..CHUNK_BYTES];
+    (bytes[j], (bytes[CHUNK + j % 16] >> (4 * (j / 16))) & 0x0f)
+}
+
+/// Chooses the row's table, writes its chunks (low bytes and codes), and lists its exceptions.
 fn encode_row(
     row: &[half::bf16],
-    low: &mut [u8],
-    codes: &mut [u8],
+    out: &mut [u8],
     table: &mut [u8; 16],
     exceptions: &mut Vec<(u32, half::bf16)>,
 ) {
@@ -289,9 +301,10 @@ fn encode_row(
             byte = 0;
             exceptions.push((col as u32, *v));
         }
-        low[col] = byte;
         let (chunk, j) = (col / CHUNK, col % CHUNK);
-        let slot = &mut codes[chunk * CHUNK / 2 + j % 16];
+        let bytes = &mut out[chunk * CHUNK_BYTES..][..CHUNK_BYTES];
+        bytes[j] = byte;
+        let slot = &mut bytes[CHUNK + j % 16];
         let shift = 4 * (j / 16);
         *slot = (*slot & !(0x0f << shift)) | (code << shift);
     }
@@ -306,11 +319,10 @@ fn exceptions_dot(exceptions: &[(u32, half::bf16)], x: &[f32]) -> f32 {
 }
 
 /// The plain form: every weight decoded (exceptions as +0), in column order.
-fn row_dot_portable(low: &[u8], codes: &[u8], table: &[u8; 16], x: &[f32]) -> f32 {
+fn row_dot_portable(chunks: &[u8], table: &[u8; 16], x: &[f32]) -> f32 {
     let mut total = 0.0f32;
-    for (col, (&l, &xv)) in low.iter().zip(x).enumerate() {
-        let (chunk, j) = (col / CHUNK, col % CHUNK);
-        let code = (codes[chunk * CHUNK / 2 + j % 16] >> (4 * (j / 16))) & 0x0f;
+    for (col, &xv) in x.iter().enumerate() {
+        let (l, code) = chunk_parts(chunks, col);
         let bits = u32::from(table[usize::from(code)]) << 24 | u32::from(l) << 16;
         total += f32::from_bits(bits) * xv;
     }
@@ -320,25 +332,27 @@ fn row_dot_portable(low: &[u8], codes: &[u8], table: &[u8; 16], x: &[f32]) -> f3
 /// The AVX2 loop of the module docs: 32 weights a step, four f32 accumulators.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn row_dot_avx2(low: &[u8], codes: &[u8], table: &[u8; 16], permuted: &[f32]) -> f32 {
+unsafe fn row_dot_avx2(bytes: &[u8], table: &[u8; 16], permuted: &[f32]) -> f32 {
     use std::arch::x86_64::*;
-    let chunks = low.len() / CHUNK;
-    assert!(codes.len() >= chunks * CHUNK / 2 && permuted.len() >= chunks * CHUNK);
+    let chunks = bytes.len() / CHUNK_BYTES;
+    assert!(permuted.len() >= chunks * CHUNK);
     // SAFETY: every load below is inside the slices (asserted above), unaligned; the rest is
     // register arithmetic.
     unsafe {
         let lut = _mm256_broadcastsi128_si256(_mm_loadu_si128(table.as_ptr() as *const __m128i));
-        let nibble = _mm_set1_epi8(0x0f);
+        let nibble = _mm256_set1_epi8(0x0f);
+        // Lane 0 keeps the low nibbles, lane 1 takes the high ones.
+        let shifts = _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4);
         let zero = _mm256_setzero_si256();
         let mut acc = [_mm256_setzero_ps(); 4];
         for c in 0..chunks {
-            let lows = _mm256_loadu_si256(low.as_ptr().add(c * CHUNK) as *const __m256i);
-            let packed = _mm_loadu_si128(codes.as_ptr().add(c * CHUNK / 2) as *const __m128i);
-            // Lane 0: the codes of weights 0..16; lane 1: of 16..32 (as the low bytes).
-            let code = _mm256_set_m128i(
-                _mm_and_si128(_mm_srli_epi16(packed, 4), nibble),
-                _mm_and_si128(packed, nibble),
-            );
+            let chunk = bytes.as_ptr().add(c * CHUNK_BYTES);
+            let lows = _mm256_loadu_si256(chunk as *const __m256i);
+            // The chunk's 16 code bytes in both lanes; lane 0 then holds the codes of weights
+            // 0..16, lane 1 of 16..32 (as the low bytes).
+            let packed =
+                _mm256_broadcastsi128_si256(_mm_loadu_si128(chunk.add(CHUNK) as *const __m128i));
+            let code = _mm256_and_si256(_mm256_srlv_epi32(packed, shifts), nibble);
             let highs = _mm256_shuffle_epi8(lut, code);
             // bf16 words (low byte, high byte): weights 0..8 | 16..24, and 8..16 | 24..32.
             let words = [

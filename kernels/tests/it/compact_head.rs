@@ -76,7 +76,7 @@ fn tables_of_exactly_sixteen_and_seventeen_high_bytes() {
     for distinct in [16u16, 17] {
         let cols = 64;
         let w: Vec<bf16> = (0..cols as u16)
-            .map(|i| bf16::from_bits(((i % distinct) + 0x30) << 8 | (i * 37 & 0xff)))
+            .map(|i| bf16::from_bits(((i % distinct) + 0x30) << 8 | ((i * 37) & 0xff)))
             .collect();
         let c = assert_lossless(&w, 1, cols);
         // 17: the high bytes 0x30 + 0..13 appear four times, 0x30 + 13..17 three; the table
