@@ -12,17 +12,18 @@
 //!
 //! Every weight decodes to exactly its bf16 bits ([`CompactBf16Matrix::value`]), and the GEMV is
 //! f32 arithmetic on those values: the logits are the bf16 head's up to the order of the f32
-//! sums. Bytes per weight: 1.5, plus 16 bytes of table per row and 6 per exception (on random
-//! N(0, 0.02) rows of 2560, about 0.3% of weights; none on rows spanning fewer binades).
+//! sums. Bytes per weight: 1.5, plus 24 bytes per row (its table and where its exceptions start)
+//! and 8 per exception (on random N(0, 0.02) rows of 2560, about 0.001% of weights; none on rows
+//! spanning fewer binades).
 //!
 //! Layout: per row, per chunk of [`CHUNK`] = 32 weights, [`CHUNK_BYTES`] = 48 bytes: the 32 low
 //! bytes, then 16 code bytes, byte `j` holding weight `j`'s code in its low nibble and weight
 //! `16 + j`'s in its high nibble. One stream per row: a first layout with the low bytes and the
 //! codes in two arrays made the GEMV 25% slower than bf16's inside the model, where its loads of
 //! the second stream stalled. On AVX2, one 16-byte load, a shift and a mask give the chunk's 32
-//! codes, one `pshufb` against the
-//! row's table their high bytes, and two byte and four word interleaves the 32 f32 values (a bf16
-//! widens to f32 by a 16-bit shift), in an order the activations are permuted to once per call.
+//! codes, one `pshufb` against the row's table their high bytes, and two byte and four word
+//! interleaves the 32 f32 values (a bf16 widens to f32 by a 16-bit shift), in an order the
+//! activations are permuted to once per call.
 use rayon::prelude::*;
 
 use crate::error::{check_len, KernelError, Result};
@@ -149,7 +150,7 @@ impl CompactBf16Matrix {
         self.chunks.len()
             + 16 * self.tables.len()
             + std::mem::size_of::<usize>() * self.starts.len()
-            + 6 * self.exceptions.len()
+            + std::mem::size_of::<(u32, half::bf16)>() * self.exceptions.len()
     }
 
     /// Weights stored as exceptions.
@@ -220,28 +221,7 @@ impl CompactBf16Matrix {
 
     /// `x [.., cols]` (any float dtype, on the CPU) times the matrix: `[.., rows]` in f32.
     pub fn forward(&self, x: &candle_core::Tensor) -> candle_core::Result<candle_core::Tensor> {
-        if !x.device().is_cpu() {
-            return Err(crate::op::unsupported(KERNEL, x.device(), x.dtype()));
-        }
-        let mut dims = x.dims().to_vec();
-        if dims.last() != Some(&self.cols) {
-            return Err(crate::op::wrap(KernelError::Shape {
-                kernel: KERNEL,
-                arg: "x",
-                expected: format!("[.., {}]", self.cols),
-                found: dims,
-            }));
-        }
-        let m = x.elem_count() / self.cols;
-        let values: Vec<f32> = x
-            .to_dtype(candle_core::DType::F32)?
-            .flatten_all()?
-            .to_vec1()?;
-        let y = self.gemv(&values, m).map_err(crate::op::wrap)?;
-        if let Some(last) = dims.last_mut() {
-            *last = self.rows;
-        }
-        candle_core::Tensor::from_vec(y, dims, &candle_core::Device::Cpu)
+        crate::op::host_gemv_forward(KERNEL, x, (self.rows, self.cols), |v, m| self.gemv(v, m))
     }
 
     fn row_dot(&self, fma: bool, row: usize, input: &PermutedInput) -> f32 {

@@ -241,3 +241,34 @@ pub(crate) mod cuda {
         }
     }
 }
+
+/// `x [.., cols]` (any float dtype, on the CPU) through a host GEMV over a `[rows, cols]` matrix
+/// (`gemv(values, m)` gives `[m, rows]`): `[.., rows]` in f32. The output heads with their own
+/// formats (`quant_head`, `compact_head`) have no GPU path: other devices are an error naming
+/// theirs.
+pub(crate) fn host_gemv_forward(
+    kernel: &'static str,
+    x: &Tensor,
+    (rows, cols): (usize, usize),
+    gemv: impl FnOnce(&[f32], usize) -> crate::Result<Vec<f32>>,
+) -> candle_core::Result<Tensor> {
+    if !x.device().is_cpu() {
+        return Err(unsupported(kernel, x.device(), x.dtype()));
+    }
+    let mut dims = x.dims().to_vec();
+    if dims.last() != Some(&cols) {
+        return Err(wrap(KernelError::Shape {
+            kernel,
+            arg: "x",
+            expected: format!("[.., {cols}]"),
+            found: dims,
+        }));
+    }
+    let m = x.elem_count() / cols;
+    let values: Vec<f32> = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+    let y = gemv(&values, m).map_err(wrap)?;
+    if let Some(last) = dims.last_mut() {
+        *last = rows;
+    }
+    Tensor::from_vec(y, dims, &Device::Cpu)
+}

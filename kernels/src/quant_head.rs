@@ -118,28 +118,7 @@ impl Q4Matrix {
 
     /// `x [.., cols]` (any float dtype, on the CPU) times the matrix: `[.., rows]` in f32.
     pub fn forward(&self, x: &candle_core::Tensor) -> candle_core::Result<candle_core::Tensor> {
-        if !x.device().is_cpu() {
-            return Err(crate::op::unsupported(KERNEL, x.device(), x.dtype()));
-        }
-        let mut dims = x.dims().to_vec();
-        if dims.last() != Some(&self.cols) {
-            return Err(crate::op::wrap(KernelError::Shape {
-                kernel: KERNEL,
-                arg: "x",
-                expected: format!("[.., {}]", self.cols),
-                found: dims,
-            }));
-        }
-        let m = x.elem_count() / self.cols;
-        let values: Vec<f32> = x
-            .to_dtype(candle_core::DType::F32)?
-            .flatten_all()?
-            .to_vec1()?;
-        let y = self.gemv(&values, m).map_err(crate::op::wrap)?;
-        if let Some(last) = dims.last_mut() {
-            *last = self.rows;
-        }
-        candle_core::Tensor::from_vec(y, dims, &candle_core::Device::Cpu)
+        crate::op::host_gemv_forward(KERNEL, x, (self.rows, self.cols), |v, m| self.gemv(v, m))
     }
 
     pub fn rows(&self) -> usize {
