@@ -137,6 +137,17 @@ impl CompactBf16Matrix {
         Self::encode(&values, rows, cols).map_err(crate::op::wrap)
     }
 
+    /// Whether a model holds `w` in this form by default: a bf16 `[rows, cols]` matrix on the CPU
+    /// (the form's only device) with `cols` a positive multiple of [`CHUNK`]. An f32 tensor of
+    /// bf16 values qualifies only when asked for ([`CompactBf16Matrix::from_tensor`] takes it):
+    /// finding out reads every value.
+    pub fn suits(w: &candle_core::Tensor) -> bool {
+        w.device().is_cpu()
+            && w.dtype() == candle_core::DType::BF16
+            && w.dims2()
+                .is_ok_and(|(_, cols)| cols > 0 && cols.is_multiple_of(CHUNK))
+    }
+
     pub fn rows(&self) -> usize {
         self.rows
     }
@@ -219,9 +230,62 @@ impl CompactBf16Matrix {
         ))
     }
 
+    /// Rows `first..first + out.len() / cols` decoded exactly to f32 (a bf16 widens to the f32
+    /// whose top half it is), row after row into `out`: the embedding lookups, and the blocks of
+    /// [`CompactBf16Matrix::matmul`].
+    pub fn decode_rows(&self, first: usize, out: &mut [f32]) -> Result<()> {
+        let count = out.len() / self.cols;
+        let shape = format!("[{}, {}]", self.rows, self.cols);
+        if out.len() != count * self.cols || first + count > self.rows {
+            return Err(KernelError::Invalid {
+                kernel: KERNEL,
+                arg: "out",
+                message: format!(
+                    "{} values are not whole rows of {shape} from row {first}",
+                    out.len()
+                ),
+            });
+        }
+        let decode = |(i, row): (usize, &mut [f32])| {
+            let r = first + i;
+            decode_row(self.row(r), &self.tables[r], row);
+            for &(col, v) in self.row_exceptions(r) {
+                row[col as usize] = v.to_f32();
+            }
+        };
+        if out.len() >= crate::cpu_linear::PARALLEL_MIN_WEIGHTS {
+            out.par_chunks_mut(self.cols).enumerate().for_each(decode);
+        } else {
+            out.chunks_mut(self.cols).enumerate().for_each(decode);
+        }
+        Ok(())
+    }
+
+    /// `y [m, rows] = x [m, cols] · selfᵀ` for any `m`: [`CompactBf16Matrix::gemv`] up to
+    /// [`crate::cpu_linear::GEMV_MAX_ROWS`] inputs (decoding), else blocks of rows decoded to f32
+    /// and multiplied by gemm (prefill logits: the decode is paid once per block, not per input).
+    pub fn matmul(&self, x: &[f32], m: usize) -> Result<Vec<f32>> {
+        if m <= crate::cpu_linear::GEMV_MAX_ROWS {
+            return self.gemv(x, m);
+        }
+        let shape = format!("[m {m}, rows {}, cols {}]", self.rows, self.cols);
+        check_len(KERNEL, "x", x.len(), m * self.cols, &shape)?;
+        let mut y = vec![0.0f32; m * self.rows];
+        let block_rows =
+            (crate::cpu_linear::WIDEN_BLOCK_VALUES / self.cols).clamp(1, self.rows.max(1));
+        let mut block = Vec::new();
+        for first in (0..self.rows).step_by(block_rows) {
+            let rows = block_rows.min(self.rows - first);
+            block.resize(rows * self.cols, 0.0);
+            self.decode_rows(first, &mut block)?;
+            crate::cpu_linear::gemm_into(&mut y, first, x, m, &block, rows, self.cols, false);
+        }
+        Ok(y)
+    }
+
     /// `x [.., cols]` (any float dtype, on the CPU) times the matrix: `[.., rows]` in f32.
     pub fn forward(&self, x: &candle_core::Tensor) -> candle_core::Result<candle_core::Tensor> {
-        crate::op::host_gemv_forward(KERNEL, x, (self.rows, self.cols), |v, m| self.gemv(v, m))
+        crate::op::host_gemv_forward(KERNEL, x, (self.rows, self.cols), |v, m| self.matmul(v, m))
     }
 
     fn row_dot(&self, fma: bool, row: usize, input: &PermutedInput) -> f32 {
@@ -287,6 +351,21 @@ fn encode_row(
         let slot = &mut bytes[CHUNK + j % 16];
         let shift = 4 * (j / 16);
         *slot = (*slot & !(0x0f << shift)) | (code << shift);
+    }
+}
+
+/// A row's chunks decoded in column order (exceptions as +0: the caller writes them after).
+fn decode_row(chunks: &[u8], table: &[u8; 16], out: &mut [f32]) {
+    for (bytes, out) in chunks
+        .chunks_exact(CHUNK_BYTES)
+        .zip(out.chunks_exact_mut(CHUNK))
+    {
+        let (lows, codes) = bytes.split_at(CHUNK);
+        for (j, o) in out.iter_mut().enumerate() {
+            let code = (codes[j % 16] >> (4 * (j / 16))) & 0x0f;
+            let high = table[usize::from(code)];
+            *o = f32::from_bits((u32::from(high) << 24) | (u32::from(lows[j]) << 16));
+        }
     }
 }
 

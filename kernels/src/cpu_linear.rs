@@ -199,7 +199,7 @@ fn with_weights<R>(w: &Tensor, f: impl FnOnce(Weights<'_>) -> R) -> Option<R> {
 }
 
 /// bf16 weights widened per block of output rows for a product of many rows (prefill).
-const WIDEN_BLOCK_VALUES: usize = 1 << 19;
+pub(crate) const WIDEN_BLOCK_VALUES: usize = 1 << 19;
 
 thread_local! {
     /// A block of widened bf16 weights, kept between calls (no allocation per product).
@@ -274,7 +274,7 @@ fn widen(from: &[half::bf16], to: &mut [f32]) {
 
 /// Columns `col..col + rows` of `y [m, n]` `(+)= x [m, k] · w [rows, k]ᵀ`.
 #[allow(clippy::too_many_arguments)]
-fn gemm_into(
+pub(crate) fn gemm_into(
     y: &mut [f32],
     col: usize,
     x: &[f32],

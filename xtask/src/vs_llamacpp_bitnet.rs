@@ -3,9 +3,9 @@
 //!
 //! - frugal: `frugal compare --size 2b4t --layers L --archs bitnet --weights bf16 --no-baseline`
 //!   (random master weights ternarised and packed at load, the tied embedding bf16 as 2B4T's
-//!   is) and `--compact-head` (the exact head: the bf16 embedding losslessly in 12 bits a
-//!   weight): prefill of 128 tokens, then 16 decode steps; again with `--quantized-head` (the
-//!   opt-in, lossy 4-bit head).
+//!   is, held losslessly in 12 bits a weight by default: the exact head): prefill of 128
+//!   tokens, then 16 decode steps; again with `--quantized-head` (the opt-in, lossy 4-bit
+//!   head).
 //! - llama.cpp: `llama-bench` on the GGUFs the anchor scripts write (`bitnet-L{L}-tq2_0.gguf`,
 //!   whose tied embedding llama-quantize makes Q6_K, and `bitnet-L{L}-tq2_0-embf16.gguf`, the
 //!   embedding kept f16): `-p 128 -n 0` and `-p 0 -n 16 -d 128`.
@@ -60,11 +60,9 @@ pub fn run(
         ]);
         let plot = plot.to_string_lossy();
         args.extend(["--plot", &plot]);
-        args.push(if quantized {
-            "--quantized-head"
-        } else {
-            "--compact-head"
-        });
+        if quantized {
+            args.push("--quantized-head");
+        }
         let save = out_dir.join(format!("frugal-bitnet-L{layers}-{head}.json"));
         frugal_compare(root, &args, threads, &save)
     };

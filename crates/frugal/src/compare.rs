@@ -125,9 +125,9 @@ pub struct Options {
     /// BitNet's logits from a 4-bit copy of its output embedding (opt-in, lossy:
     /// `bitnet::Model::quantize_head`).
     pub quantized_head: bool,
-    /// BitNet's logits from a lossless 12-bit copy of its bf16 output embedding (opt-in, exact:
-    /// `bitnet::Model::compact_head`).
-    pub compact_head: bool,
+    /// BitNet's bf16 output embedding as a plain bf16 tensor instead of its default lossless
+    /// 12-bit form (`bitnet::Model::plain_head`).
+    pub plain_head: bool,
     /// The dense baseline's KV cache dtype.
     pub kv_cache: KvCacheDtype,
 }
@@ -426,8 +426,8 @@ fn build(
             if opts.quantized_head {
                 m.quantize_head()?;
             }
-            if opts.compact_head {
-                m.compact_head()?;
+            if opts.plain_head {
+                m.plain_head()?;
             }
             let w = m.weight_bytes();
             (

@@ -112,13 +112,13 @@ enum Command {
         weights: Weights,
         /// BitNet's logits from a 4-bit copy of its output embedding (opt-in and lossy: about
         /// 10% of the largest logit on the HF fixtures; see README, "BitNet against TQ2_0").
-        #[arg(long, conflicts_with = "compact_head")]
+        #[arg(long, conflicts_with = "plain_head")]
         quantized_head: bool,
-        /// BitNet's logits from a lossless 12-bit copy of its output embedding (opt-in and exact:
-        /// each bf16 weight decodes to itself; 1.5 bytes a weight read per token instead of 2;
-        /// needs bf16 values, so `--weights bf16`).
+        /// BitNet's bf16 output embedding as a plain bf16 tensor, 2 bytes a weight read per
+        /// token, instead of the lossless 12-bit form it is held in by default (1.5 bytes; the
+        /// same logits): for comparing the two. No effect with f32 weights.
         #[arg(long)]
-        compact_head: bool,
+        plain_head: bool,
         /// The dense baseline's KV cache: f32, or f16 / bf16 (half the bytes, each key and value
         /// rounded once; llama.cpp's default is f16).
         #[arg(long, value_enum, default_value_t = KvCacheDtype::F32)]
@@ -399,7 +399,7 @@ fn run(cli: Cli) -> Result<()> {
         device: DeviceArg::Cpu,
         weights: Weights::F32,
         quantized_head: false,
-        compact_head: false,
+        plain_head: false,
         kv_cache: KvCacheDtype::F32,
         plot: PathBuf::from("frugal-compare.svg"),
         json: false,
@@ -414,7 +414,7 @@ fn run(cli: Cli) -> Result<()> {
             device,
             weights,
             quantized_head,
-            compact_head,
+            plain_head,
             kv_cache,
             plot,
             json,
@@ -428,7 +428,7 @@ fn run(cli: Cli) -> Result<()> {
             Options {
                 weights,
                 quantized_head,
-                compact_head,
+                plain_head,
                 kv_cache,
             },
             &plot,

@@ -1,6 +1,7 @@
-//! The lossless 12-bit head: every weight decodes to its exact bf16 bits (rows with and without
-//! exceptions, special values), the threaded GEMV against the reference (the decoded values
-//! multiplied in f64) and against the plain bf16 GEMV on odd shapes, and bad input.
+//! The lossless 12-bit head: every weight decodes to its exact bf16 bits (one by one and by whole
+//! rows, rows with and without exceptions, special values), the threaded GEMV and the blocked
+//! product of many inputs against the reference (the decoded values multiplied in f64) and
+//! against the plain bf16 GEMV on odd shapes, and bad input.
 use half::bf16;
 use kernels::compact_head::{compact_gemv_reference, CompactBf16Matrix, CHUNK};
 use proptest::prelude::*;
@@ -33,14 +34,35 @@ fn assert_lossless(w: &[bf16], rows: usize, cols: usize) -> CompactBf16Matrix {
             i % cols
         );
     }
+    // Whole rows decoded to f32 (the lookups and the blocked product): each value the f32 whose
+    // top half is the bf16, NaN payloads included; all rows at once, then the last alone.
+    let mut all = vec![0.0f32; rows * cols];
+    c.decode_rows(0, &mut all).unwrap();
+    let mut last = vec![0.0f32; cols];
+    c.decode_rows(rows - 1, &mut last).unwrap();
+    for (i, v) in w.iter().enumerate() {
+        let want = u32::from(v.to_bits()) << 16;
+        assert_eq!(all[i].to_bits(), want, "[{rows}, {cols}] value {i}");
+    }
+    for (got, v) in last.iter().zip(&w[(rows - 1) * cols..]) {
+        assert_eq!(got.to_bits(), u32::from(v.to_bits()) << 16);
+    }
     c
 }
 
 /// `|got − want| ≤ 1e-6 · Σ|w·x|` per output: f32 sums in another order than the f64 reference.
+/// Both entry points: the GEMV, and the product that takes it up to four inputs and decodes
+/// blocks of rows for gemm beyond.
 fn assert_gemv_close(c: &CompactBf16Matrix, w: &[bf16], x: &[f32], m: usize) {
-    let (rows, cols) = (c.rows(), c.cols());
-    let got = c.gemv(x, m).unwrap();
     let want = compact_gemv_reference(c, x, m).unwrap();
+    if m <= 8 {
+        assert_close(c, w, x, m, &c.gemv(x, m).unwrap(), &want);
+    }
+    assert_close(c, w, x, m, &c.matmul(x, m).unwrap(), &want);
+}
+
+fn assert_close(c: &CompactBf16Matrix, w: &[bf16], x: &[f32], m: usize, got: &[f32], want: &[f32]) {
+    let (rows, cols) = (c.rows(), c.cols());
     assert_eq!(got.len(), m * rows);
     for t in 0..m {
         for r in 0..rows {
@@ -118,7 +140,7 @@ fn gemv_matches_the_reference_on_odd_shapes() {
         (5, 32 * 9),
         (130, 2560),
     ] {
-        for (m, binades) in [(1, 4), (3, 24)] {
+        for (m, binades) in [(1, 4), (3, 24), (5, 6), (9, 30)] {
             let w = values(rows * cols, binades, (rows * cols + m) as u64);
             let mut rng = Rng::new((rows + cols) as u64);
             let x = rng.vec(m * cols, -2.0, 2.0);
@@ -126,6 +148,38 @@ fn gemv_matches_the_reference_on_odd_shapes() {
             assert_gemv_close(&c, &w, &x, m);
         }
     }
+}
+
+#[test]
+fn models_take_the_form_for_bf16_matrices_on_the_cpu() {
+    use candle_core::{DType, Device, Tensor};
+    let t = |shape: &[usize], dtype| Tensor::zeros(shape, dtype, &Device::Cpu).unwrap();
+    assert!(CompactBf16Matrix::suits(&t(&[3, 64], DType::BF16)));
+    for (shape, dtype) in [
+        (&[3, 64][..], DType::F32),
+        (&[3, 64], DType::F16),
+        (&[3, 48], DType::BF16),
+        (&[3, 0], DType::BF16),
+        (&[64], DType::BF16),
+        (&[2, 3, 64], DType::BF16),
+    ] {
+        assert!(
+            !CompactBf16Matrix::suits(&t(shape, dtype)),
+            "{shape:?} {dtype:?}"
+        );
+    }
+}
+
+#[test]
+fn many_inputs_take_blocks_of_decoded_rows() {
+    // More rows than one decoded block (2^19 values: 16384 rows of 32), so a block boundary
+    // falls inside the matrix and the last block is partial; exceptions in some rows.
+    let (rows, cols, m) = (16384 + 77, 32, 6);
+    let w = values(rows * cols, 18, 5);
+    let c = CompactBf16Matrix::encode(&w, rows, cols).unwrap();
+    assert!(c.exception_count() > 0);
+    let x = Rng::new(6).vec(m * cols, -1.0, 1.0);
+    assert_gemv_close(&c, &w, &x, m);
 }
 
 #[test]
@@ -164,6 +218,18 @@ fn bad_input_is_an_error() {
     assert!(e.contains("0 columns"), "{e}");
     let c = CompactBf16Matrix::encode(&w[..64], 2, CHUNK).unwrap();
     assert!(c.gemv(&[1.0; 31], 1).is_err());
+    assert!(c.matmul(&[1.0; 32 * 6 - 1], 6).is_err());
+    // Decoding: whole rows only, inside the matrix.
+    for (first, len) in [(0, 31), (1, 64), (2, 32), (0, 96)] {
+        let e = c
+            .decode_rows(first, &mut vec![0.0; len])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(&format!("{len} values")) && e.contains("[2, 32]"),
+            "{e}"
+        );
+    }
 
     // From tensors: bf16, and f32 holding bf16 values, load; other f32 values and f16 do not.
     let dev = candle_core::Device::Cpu;
@@ -194,7 +260,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(32))]
     #[test]
     fn lossless_and_close_on_random_shapes(
-        rows in 1usize..40, chunks in 1usize..6, m in 1usize..3, binades in 1u32..40,
+        rows in 1usize..40, chunks in 1usize..6, m in 1usize..8, binades in 1u32..40,
         seed in 0u64..1000
     ) {
         let cols = chunks * CHUNK;
