@@ -1,7 +1,9 @@
-//! The fast CPU path: AVX2 where the CPU has it (runtime detection), portable scalar code
-//! otherwise, threaded with rayon over blocks of output rows. Each 32-byte block of a row is
-//! unpacked once (one shift and one mask per 32 weights) and multiplied into up to
-//! [`TOKENS_PER_PASS`] tokens, so prefill reuses the unpacking and decode reads each weight once.
+//! The fast CPU path: AVX2 where the CPU has it (runtime detection), AVX-512 VNNI for products
+//! of [`VNNI_MIN_TOKENS`] tokens or more where it has that too, portable scalar code otherwise,
+//! threaded with rayon over blocks of output rows. Each 32-byte block of a row is unpacked once
+//! (one shift and one mask per 32 weights) and multiplied into up to [`TOKENS_PER_PASS`] tokens
+//! ([`MAX_TOKENS_PER_PASS`] with VNNI), so prefill reuses the unpacking and decode reads each
+//! weight once.
 //! Bit-identical to the reference: the same integer sums, then the same float operations.
 use rayon::prelude::*;
 
@@ -71,21 +73,79 @@ pub fn ternary_matmul_quantized(qa: &QuantizedActivations, w: &PackedTernary) ->
     )?;
     check_len(KERNEL, "activation scales", qa.scale.len(), qa.m, &shape)?;
     check_len(KERNEL, "activation sums", qa.sum.len(), qa.m, &shape)?;
+    Ok(matmul_with(Isa::best(qa.m), qa, w))
+}
+
+/// The instruction sets the product can take, best last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Isa {
+    Scalar,
+    Avx2,
+    /// AVX-512 VNNI for prefill's GEMM (more than [`VNNI_MIN_TOKENS`] tokens): `vpdpbusd` takes
+    /// unsigned codes times signed activations into i32 lanes in one instruction where AVX2 takes
+    /// three (`maddubs`, an add, `madd`), 64 weights a vector.
+    Avx512Vnni,
+}
+
+/// Fewer tokens than this (decoding) keep the AVX2 loop: a GEMV reads each weight once and
+/// waits on memory either way, and the VNNI form measured no faster there (README).
+const VNNI_MIN_TOKENS: usize = 8;
+
+impl Isa {
+    /// What this CPU has, for a product of `m` tokens.
+    pub(crate) fn best(m: usize) -> Isa {
+        let available = Isa::available();
+        if m < VNNI_MIN_TOKENS && available.contains(&Isa::Avx2) {
+            return Isa::Avx2;
+        }
+        available.last().copied().unwrap_or(Isa::Scalar)
+    }
+
+    /// Every form this CPU runs, the scalar one first.
+    pub(crate) fn available() -> Vec<Isa> {
+        let mut out = vec![Isa::Scalar];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2") {
+                out.push(Isa::Avx2);
+            }
+            if vnni::available() {
+                out.push(Isa::Avx512Vnni);
+            }
+        }
+        out
+    }
+}
+
+/// [`ternary_matmul_quantized`] in the form `isa` (which the caller checked this CPU runs).
+pub(crate) fn matmul_with(isa: Isa, qa: &QuantizedActivations, w: &PackedTernary) -> Vec<f32> {
     let (m, n) = (qa.m, w.n());
     let mut y = vec![0.0f32; m * n];
     let out = SharedMut(y.as_mut_ptr());
-    let use_avx2 = avx2_available();
+    // The VNNI loop reads activations two blocks at a time, interleaved (see `vnni`).
+    let paired;
+    let acts_all: &[i8] = if isa == Isa::Avx512Vnni {
+        paired = vnni::pair_blocks(&qa.q, qa.k_padded);
+        &paired
+    } else {
+        &qa.q
+    };
+    let tokens_per_pass = if isa == Isa::Avx512Vnni {
+        MAX_TOKENS_PER_PASS
+    } else {
+        TOKENS_PER_PASS
+    };
     (0..n.div_ceil(ROWS_PER_TASK))
         .into_par_iter()
         .for_each(|task| {
             let rows = task * ROWS_PER_TASK..((task + 1) * ROWS_PER_TASK).min(n);
-            let mut acc = [0i32; TOKENS_PER_PASS];
-            for t0 in (0..m).step_by(TOKENS_PER_PASS) {
-                let tokens = (m - t0).min(TOKENS_PER_PASS);
-                let acts = &qa.q[t0 * qa.k_padded..(t0 + tokens) * qa.k_padded];
+            let mut acc = [0i32; MAX_TOKENS_PER_PASS];
+            for t0 in (0..m).step_by(tokens_per_pass) {
+                let tokens = (m - t0).min(tokens_per_pass);
+                let acts = &acts_all[t0 * qa.k_padded..(t0 + tokens) * qa.k_padded];
                 for row in rows.clone() {
                     let wrow = &w.bytes()[row * w.row_bytes()..(row + 1) * w.row_bytes()];
-                    row_dot(use_avx2, wrow, acts, tokens, &mut acc);
+                    row_dot(isa, wrow, acts, tokens, &mut acc);
                     for (i, &a) in acc[..tokens].iter().enumerate() {
                         let t = t0 + i;
                         let v = (a - qa.sum[t]) as f32 / qa.scale[t] * w.scale();
@@ -95,39 +155,34 @@ pub fn ternary_matmul_quantized(qa: &QuantizedActivations, w: &PackedTernary) ->
                 }
             }
         });
-    Ok(y)
+    y
 }
 
-fn avx2_available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
+/// Tokens the VNNI loop shares one unpacked pair of blocks across (eight accumulators and four
+/// code vectors of 32 registers).
+const MAX_TOKENS_PER_PASS: usize = 8;
 
-/// `acc[t] = Σ_k code[k] · acts[t][k]` for one packed row and `tokens` activation rows.
+/// `acc[t] = Σ_k code[k] · acts[t][k]` for one packed row and `tokens` activation rows (laid out
+/// as `isa` reads them).
 fn row_dot(
-    use_avx2: bool,
+    isa: Isa,
     wrow: &[u8],
     acts: &[i8],
     tokens: usize,
-    acc: &mut [i32; TOKENS_PER_PASS],
+    acc: &mut [i32; MAX_TOKENS_PER_PASS],
 ) {
-    #[cfg(target_arch = "x86_64")]
-    if use_avx2 {
-        // SAFETY: AVX2 is present (checked at run time); lengths are checked inside.
-        unsafe { avx2::row_dot(wrow, acts, tokens, acc) };
-        return;
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX2 is present (`Isa::available`); lengths are checked inside.
+        Isa::Avx2 => unsafe { avx2::row_dot(wrow, acts, tokens, acc) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX-512 F/BW/VNNI are present (`Isa::available`); lengths are checked inside.
+        Isa::Avx512Vnni => unsafe { vnni::row_dot(wrow, acts, tokens, acc) },
+        _ => row_dot_scalar(wrow, acts, tokens, acc),
     }
-    let _ = use_avx2;
-    row_dot_scalar(wrow, acts, tokens, acc);
 }
 
-fn row_dot_scalar(wrow: &[u8], acts: &[i8], tokens: usize, acc: &mut [i32; TOKENS_PER_PASS]) {
+fn row_dot_scalar(wrow: &[u8], acts: &[i8], tokens: usize, acc: &mut [i32; MAX_TOKENS_PER_PASS]) {
     let kp = wrow.len() * 4;
     for (t, a) in acc.iter_mut().enumerate().take(tokens) {
         let x = &acts[t * kp..(t + 1) * kp];
@@ -148,7 +203,7 @@ fn row_dot_scalar(wrow: &[u8], acts: &[i8], tokens: usize, acc: &mut [i32; TOKEN
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{BLOCK, TOKENS_PER_PASS};
+    use super::{BLOCK, MAX_TOKENS_PER_PASS, TOKENS_PER_PASS};
 
     /// AVX2 form of [`super::row_dot_scalar`]. Per 32-byte block: four shift+mask steps give the
     /// codes of 4 × 32 consecutive weights; `maddubs` multiplies them (unsigned, ≤ 2) by the
@@ -159,7 +214,7 @@ mod avx2 {
         wrow: &[u8],
         acts: &[i8],
         tokens: usize,
-        acc: &mut [i32; TOKENS_PER_PASS],
+        acc: &mut [i32; MAX_TOKENS_PER_PASS],
     ) {
         let kp = wrow.len() * 4;
         assert!(tokens <= TOKENS_PER_PASS && acts.len() >= tokens * kp);
@@ -199,6 +254,157 @@ mod avx2 {
             // valid i32.
             let lanes: [i32; 8] = unsafe { std::mem::transmute(s) };
             *a = lanes.iter().sum();
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod vnni {
+    use std::arch::x86_64::*;
+
+    use super::{BLOCK, MAX_TOKENS_PER_PASS};
+
+    pub(super) fn available() -> bool {
+        std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512vnni")
+    }
+
+    /// Activation rows (`k_padded` each) with each pair of blocks interleaved for 64-byte loads:
+    /// for blocks `2p` and `2p + 1` and `i = 0..4`, the 32 activations `32i..32i + 32` of block
+    /// `2p`, then the same 32 of block `2p + 1`. A 64-byte load of the packed row covers the same
+    /// two blocks, and its code vector `i` (one shift and one mask) holds the codes of exactly
+    /// those weights, in that order. A last unpaired block stays as it is.
+    pub(super) fn pair_blocks(q: &[i8], k_padded: usize) -> Vec<i8> {
+        let mut out = Vec::with_capacity(q.len());
+        for row in q.chunks_exact(k_padded) {
+            let mut pairs = row.chunks_exact(2 * BLOCK);
+            for pair in &mut pairs {
+                let (a, b) = pair.split_at(BLOCK);
+                for i in 0..4 {
+                    out.extend_from_slice(&a[32 * i..32 * i + 32]);
+                    out.extend_from_slice(&b[32 * i..32 * i + 32]);
+                }
+            }
+            out.extend_from_slice(pairs.remainder());
+        }
+        out
+    }
+
+    /// [`super::row_dot_scalar`] on activations laid out by [`pair_blocks`]: per pair of blocks
+    /// one 64-byte load of codes, four shift+mask steps, and per token four `vpdpbusd` (codes
+    /// unsigned, activations signed, into i32 lanes: |Σ| ≤ 2 · 128 · k, no overflow for any k
+    /// a row can have here). A last unpaired block takes the 256-bit form of the same.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl")]
+    pub(super) unsafe fn row_dot(
+        wrow: &[u8],
+        acts: &[i8],
+        tokens: usize,
+        acc: &mut [i32; MAX_TOKENS_PER_PASS],
+    ) {
+        let kp = wrow.len() * 4;
+        assert!(tokens <= MAX_TOKENS_PER_PASS && acts.len() >= tokens * kp);
+        let blocks = kp / BLOCK;
+        let mask = _mm512_set1_epi8(3);
+        let mut sums = [_mm512_setzero_si512(); MAX_TOKENS_PER_PASS];
+        for p in 0..blocks / 2 {
+            // SAFETY: blocks 2p and 2p + 1 are the 64 bytes at 64·p inside `wrow`.
+            let packed = unsafe { _mm512_loadu_si512(wrow.as_ptr().add(64 * p) as *const _) };
+            let codes = [
+                _mm512_and_si512(packed, mask),
+                _mm512_and_si512(_mm512_srli_epi16(packed, 2), mask),
+                _mm512_and_si512(_mm512_srli_epi16(packed, 4), mask),
+                _mm512_and_si512(_mm512_srli_epi16(packed, 6), mask),
+            ];
+            for (t, sum) in sums.iter_mut().enumerate().take(tokens) {
+                // SAFETY: token t's pair p is the 256 bytes at t·kp + 256·p, inside `acts`
+                // (asserted); each load below is 64 of them, unaligned.
+                unsafe {
+                    let x = acts.as_ptr().add(t * kp + 2 * BLOCK * p);
+                    for (i, c) in codes.iter().enumerate() {
+                        let a = _mm512_loadu_si512(x.add(64 * i) as *const _);
+                        *sum = _mm512_dpbusd_epi32(*sum, *c, a);
+                    }
+                }
+            }
+        }
+        let mut tail = [_mm256_setzero_si256(); MAX_TOKENS_PER_PASS];
+        if blocks % 2 == 1 {
+            let b = blocks - 1;
+            let mask = _mm256_set1_epi8(3);
+            // SAFETY: the last block is the 32 bytes at 32·b inside `wrow`.
+            let packed = unsafe { _mm256_loadu_si256(wrow.as_ptr().add(32 * b) as *const _) };
+            let codes = [
+                _mm256_and_si256(packed, mask),
+                _mm256_and_si256(_mm256_srli_epi16(packed, 2), mask),
+                _mm256_and_si256(_mm256_srli_epi16(packed, 4), mask),
+                _mm256_and_si256(_mm256_srli_epi16(packed, 6), mask),
+            ];
+            for (t, sum) in tail.iter_mut().enumerate().take(tokens) {
+                for (i, &c) in codes.iter().enumerate() {
+                    // SAFETY: token t's last block is 128 bytes at t·kp + 128·b, left in place by
+                    // `pair_blocks`; each load is 32 of them.
+                    let a = unsafe {
+                        _mm256_loadu_si256(
+                            acts.as_ptr().add(t * kp + BLOCK * b + 32 * i) as *const _
+                        )
+                    };
+                    *sum = _mm256_dpbusd_epi32(*sum, c, a);
+                }
+            }
+        }
+        for ((a, s), t) in acc.iter_mut().zip(sums).zip(tail).take(tokens) {
+            // SAFETY: `__m256i` and `[i32; 8]` have the same size, and every bit pattern is a
+            // valid i32.
+            let lanes: [i32; 8] = unsafe { std::mem::transmute(t) };
+            *a = _mm512_reduce_add_epi32(s) + lanes.iter().sum::<i32>();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ternary_matmul::ternary_matmul_reference;
+
+    /// Every form this CPU runs gives the scalar form's integer sums, so the same bits, and the
+    /// reference's: token counts around each form's pass (4 and 8) and the VNNI threshold, odd
+    /// and even block counts (the VNNI form pairs blocks), rows around a task (32).
+    #[test]
+    fn every_form_matches_the_scalar_one_and_the_reference() {
+        let mut seed = 0x9e37_79b9u32;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            seed
+        };
+        let forms = Isa::available();
+        println!("forms checked against the scalar one: {forms:?}");
+        for (n, k) in [
+            (1, 1),
+            (33, 128),
+            (5, 256),
+            (70, 384),
+            (3, 1000),
+            (40, 2560),
+        ] {
+            let codes: Vec<i8> = (0..n * k).map(|_| (next() % 3) as i8 - 1).collect();
+            let w = PackedTernary::from_ternary(&codes, n, k, 0.37).unwrap();
+            for m in [1, 3, 4, 5, 7, 8, 9, 16, 17] {
+                let x: Vec<f32> = (0..m * k)
+                    .map(|_| (next() % 2001) as f32 / 1000.0 - 1.0)
+                    .collect();
+                let qa = quantize_activations(&x, m, &w).unwrap();
+                let scalar = matmul_with(Isa::Scalar, &qa, &w);
+                let reference = ternary_matmul_reference(&x, m, &w).unwrap();
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&scalar), bits(&reference), "[{n}, {k}] m {m}");
+                for &isa in &forms {
+                    let got = matmul_with(isa, &qa, &w);
+                    assert_eq!(bits(&got), bits(&scalar), "{isa:?} [{n}, {k}] m {m}");
+                }
+            }
         }
     }
 }

@@ -20,8 +20,9 @@
 //! product is corrected by the token's activation sum: `Σ x_q·w = Σ x_q·code − Σ x_q`.
 //!
 //! Forms: [`ternary_matmul_reference`] (plain loops, unpacking one weight at a time),
-//! [`ternary_matmul_cpu`] (AVX2 with a scalar fallback, threaded over output rows; a GEMV for one
-//! token and a GEMM reusing each unpacked block across tokens), and `kernels/cuda/ternary_matmul.cu`
+//! [`ternary_matmul_cpu`] (AVX2 with a scalar fallback, and AVX-512 VNNI's `vpdpbusd` for eight
+//! tokens or more, threaded over output rows; a GEMV for one token and a GEMM reusing each
+//! unpacked block across tokens), and `kernels/cuda/ternary_matmul.cu`
 //! (activation quantisation, a `__dp4a` GEMV and a tiled GEMM) with [`plan::plan`].
 mod fast;
 mod op;
