@@ -9,7 +9,8 @@
 //! 2. GEMM at 128 and 512 tokens: ours vs candle f32, and our int8 GOP/s.
 //! 3. A 2B4T-shaped model (hidden 2560, 20/5 heads, FFN 6912, vocab 128256) of 4 layers with random
 //!    packed weights: prefill (512 tokens, last-position logits) and decode tokens/s (with the
-//!    exact bf16 head, the exact 12-bit one and the opt-in 4-bit one), then the output
+//!    exact 12-bit head the model holds by default, the plain bf16 one and the opt-in 4-bit
+//!    one), then the output
 //!    embedding's GEMV alone (bf16 as 2B4T stores it, 12-bit, 4-bit, f32) as time, share of a
 //!    decode step and fraction of read bandwidth.
 //!

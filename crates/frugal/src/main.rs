@@ -375,6 +375,8 @@ fn run_compare(
 }
 
 fn main() -> ExitCode {
+    // Freed buffers stay with the process: a decode loop reallocates the same ones every token.
+    layers::alloc::keep_freed_memory();
     // candle 0.11's CPU matmul asks for its thread count on every call and, unless this variable
     // is set, reads /proc/cpuinfo to answer: set it once, here, before any thread exists.
     if std::env::var_os("RAYON_NUM_THREADS").is_none() {
