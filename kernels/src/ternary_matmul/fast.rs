@@ -205,6 +205,20 @@ mod avx2 {
 
     use super::{BLOCK, MAX_TOKENS_PER_PASS, TOKENS_PER_PASS};
 
+    /// A packed block's four code vectors: vector `i` holds the codes of weights `32i..32i + 32`
+    /// (bits `2i, 2i + 1` of each byte; the 16-bit shift brings the next byte's bits into the top
+    /// of each byte, which the mask clears).
+    #[target_feature(enable = "avx2")]
+    pub(super) fn unpack(packed: __m256i) -> [__m256i; 4] {
+        let mask = _mm256_set1_epi8(3);
+        [
+            _mm256_and_si256(packed, mask),
+            _mm256_and_si256(_mm256_srli_epi16(packed, 2), mask),
+            _mm256_and_si256(_mm256_srli_epi16(packed, 4), mask),
+            _mm256_and_si256(_mm256_srli_epi16(packed, 6), mask),
+        ]
+    }
+
     /// AVX2 form of [`super::row_dot_scalar`]. Per 32-byte block: four shift+mask steps give the
     /// codes of 4 × 32 consecutive weights; `maddubs` multiplies them (unsigned, ≤ 2) by the
     /// signed activations into i16 pairs (|·| ≤ 512), the four are summed (≤ 2048, no overflow)
@@ -218,18 +232,12 @@ mod avx2 {
     ) {
         let kp = wrow.len() * 4;
         assert!(tokens <= TOKENS_PER_PASS && acts.len() >= tokens * kp);
-        let mask = _mm256_set1_epi8(3);
         let ones = _mm256_set1_epi16(1);
         let mut sums = [_mm256_setzero_si256(); TOKENS_PER_PASS];
         for b in 0..kp / BLOCK {
             // SAFETY: block b of the row is 32 bytes inside `wrow` (kp = 4 · wrow.len()).
             let packed = unsafe { _mm256_loadu_si256(wrow.as_ptr().add(b * 32) as *const __m256i) };
-            let codes = [
-                _mm256_and_si256(packed, mask),
-                _mm256_and_si256(_mm256_srli_epi16(packed, 2), mask),
-                _mm256_and_si256(_mm256_srli_epi16(packed, 4), mask),
-                _mm256_and_si256(_mm256_srli_epi16(packed, 6), mask),
-            ];
+            let codes = unpack(packed);
             for (t, sum) in sums.iter_mut().enumerate().take(tokens) {
                 // SAFETY: token t's activations for block b are 128 bytes inside `acts` (asserted).
                 let x = unsafe { acts.as_ptr().add(t * kp + b * BLOCK) };
@@ -331,15 +339,9 @@ mod vnni {
         let mut tail = [_mm256_setzero_si256(); MAX_TOKENS_PER_PASS];
         if blocks % 2 == 1 {
             let b = blocks - 1;
-            let mask = _mm256_set1_epi8(3);
             // SAFETY: the last block is the 32 bytes at 32·b inside `wrow`.
             let packed = unsafe { _mm256_loadu_si256(wrow.as_ptr().add(32 * b) as *const _) };
-            let codes = [
-                _mm256_and_si256(packed, mask),
-                _mm256_and_si256(_mm256_srli_epi16(packed, 2), mask),
-                _mm256_and_si256(_mm256_srli_epi16(packed, 4), mask),
-                _mm256_and_si256(_mm256_srli_epi16(packed, 6), mask),
-            ];
+            let codes = super::avx2::unpack(packed);
             for (t, sum) in tail.iter_mut().enumerate().take(tokens) {
                 for (i, &c) in codes.iter().enumerate() {
                     // SAFETY: token t's last block is 128 bytes at t·kp + 128·b, left in place by
