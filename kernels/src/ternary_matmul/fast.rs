@@ -93,15 +93,24 @@ const VNNI_MIN_TOKENS: usize = 8;
 
 impl Isa {
     /// What this CPU has, for a product of `m` tokens.
+    /// Called for every product (each decoded token's GEMVs): no allocation, and the feature
+    /// checks are cached by the standard library.
     pub(crate) fn best(m: usize) -> Isa {
-        let available = Isa::available();
-        if m < VNNI_MIN_TOKENS && available.contains(&Isa::Avx2) {
-            return Isa::Avx2;
+        #[cfg(target_arch = "x86_64")]
+        {
+            if m >= VNNI_MIN_TOKENS && vnni::available() {
+                return Isa::Avx512Vnni;
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                return Isa::Avx2;
+            }
         }
-        available.last().copied().unwrap_or(Isa::Scalar)
+        let _ = m;
+        Isa::Scalar
     }
 
-    /// Every form this CPU runs, the scalar one first.
+    /// Every form this CPU runs, the scalar one first (the tests run each).
+    #[cfg(test)]
     pub(crate) fn available() -> Vec<Isa> {
         let mut out = vec![Isa::Scalar];
         #[cfg(target_arch = "x86_64")]
@@ -173,10 +182,10 @@ fn row_dot(
 ) {
     match isa {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: AVX2 is present (`Isa::available`); lengths are checked inside.
+        // SAFETY: AVX2 is present (`Isa::best` or the tests checked); lengths are checked inside.
         Isa::Avx2 => unsafe { avx2::row_dot(wrow, acts, tokens, acc) },
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: AVX-512 F/BW/VNNI are present (`Isa::available`); lengths are checked inside.
+        // SAFETY: AVX-512 F/BW/VNNI are present (`Isa::best` or the tests checked); lengths are checked inside.
         Isa::Avx512Vnni => unsafe { vnni::row_dot(wrow, acts, tokens, acc) },
         _ => row_dot_scalar(wrow, acts, tokens, acc),
     }
