@@ -185,7 +185,8 @@ fn row_dot(
         // SAFETY: AVX2 is present (`Isa::best` or the tests checked); lengths are checked inside.
         Isa::Avx2 => unsafe { avx2::row_dot(wrow, acts, tokens, acc) },
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: AVX-512 F/BW/VNNI are present (`Isa::best` or the tests checked); lengths are checked inside.
+        // SAFETY: AVX-512 F/BW/VNNI are present (`Isa::best` or the tests checked); lengths are
+        // checked inside.
         Isa::Avx512Vnni => unsafe { vnni::row_dot(wrow, acts, tokens, acc) },
         _ => row_dot_scalar(wrow, acts, tokens, acc),
     }
