@@ -408,6 +408,7 @@ unsafe fn row_dot_avx2(bytes: &[u8], table: &[u8; 16], permuted: &[f32]) -> f32 
         let mut acc = [_mm256_setzero_ps(); 4];
         for c in 0..chunks {
             let chunk = bytes.as_ptr().add(c * CHUNK_BYTES);
+            crate::cpu::prefetch_ahead(chunk);
             let lows = _mm256_loadu_si256(chunk as *const __m256i);
             // The chunk's 16 code bytes in both lanes; lane 0 then holds the codes of weights
             // 0..16, lane 1 of 16..32 (as the low bytes).

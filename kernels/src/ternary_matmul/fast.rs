@@ -1,9 +1,9 @@
-//! The fast CPU path: AVX2 where the CPU has it (runtime detection), AVX-512 VNNI for products
-//! of [`VNNI_MIN_TOKENS`] tokens or more where it has that too, portable scalar code otherwise,
-//! threaded with rayon over blocks of output rows. Each 32-byte block of a row is unpacked once
-//! (one shift and one mask per 32 weights) and multiplied into up to [`TOKENS_PER_PASS`] tokens
-//! ([`MAX_TOKENS_PER_PASS`] with VNNI), so prefill reuses the unpacking and decode reads each
-//! weight once.
+//! The fast CPU path: AVX-512 VNNI where the CPU has it, AVX2 where it has that (runtime
+//! detection), portable scalar code otherwise, threaded with rayon over blocks of output rows.
+//! Each 32-byte block of a row is unpacked once (one shift and one mask per 32 weights) and
+//! multiplied into up to [`TOKENS_PER_PASS`] tokens ([`MAX_TOKENS_PER_PASS`] with VNNI), so
+//! prefill reuses the unpacking and decode reads each weight once. The SIMD loops prefetch the
+//! weights ahead (`cpu::prefetch_ahead`).
 //! Bit-identical to the reference: the same integer sums, then the same float operations.
 use rayon::prelude::*;
 
@@ -73,7 +73,7 @@ pub fn ternary_matmul_quantized(qa: &QuantizedActivations, w: &PackedTernary) ->
     )?;
     check_len(KERNEL, "activation scales", qa.scale.len(), qa.m, &shape)?;
     check_len(KERNEL, "activation sums", qa.sum.len(), qa.m, &shape)?;
-    Ok(matmul_with(Isa::best(qa.m), qa, w))
+    Ok(matmul_with(Isa::best(), qa, w))
 }
 
 /// The instruction sets the product can take, best last.
@@ -81,31 +81,24 @@ pub fn ternary_matmul_quantized(qa: &QuantizedActivations, w: &PackedTernary) ->
 pub(crate) enum Isa {
     Scalar,
     Avx2,
-    /// AVX-512 VNNI for prefill's GEMM (more than [`VNNI_MIN_TOKENS`] tokens): `vpdpbusd` takes
-    /// unsigned codes times signed activations into i32 lanes in one instruction where AVX2 takes
-    /// three (`maddubs`, an add, `madd`), 64 weights a vector.
+    /// AVX-512 VNNI: `vpdpbusd` takes unsigned codes times signed activations into i32 lanes in
+    /// one instruction where AVX2 takes three (`maddubs`, an add, `madd`), 64 weights a vector.
     Avx512Vnni,
 }
 
-/// Fewer tokens than this (decoding) keep the AVX2 loop: a GEMV reads each weight once and
-/// waits on memory either way, and the VNNI form measured no faster there (README).
-const VNNI_MIN_TOKENS: usize = 8;
-
 impl Isa {
-    /// What this CPU has, for a product of `m` tokens.
-    /// Called for every product (each decoded token's GEMVs): no allocation, and the feature
-    /// checks are cached by the standard library.
-    pub(crate) fn best(m: usize) -> Isa {
+    /// What this CPU has. Called for every product (each decoded token's GEMVs): no allocation,
+    /// and the feature checks are cached by the standard library.
+    pub(crate) fn best() -> Isa {
         #[cfg(target_arch = "x86_64")]
         {
-            if m >= VNNI_MIN_TOKENS && vnni::available() {
+            if vnni::available() {
                 return Isa::Avx512Vnni;
             }
             if std::arch::is_x86_feature_detected!("avx2") {
                 return Isa::Avx2;
             }
         }
-        let _ = m;
         Isa::Scalar
     }
 
@@ -247,6 +240,7 @@ mod avx2 {
         for b in 0..kp / BLOCK {
             // SAFETY: block b of the row is 32 bytes inside `wrow` (kp = 4 · wrow.len()).
             let packed = unsafe { _mm256_loadu_si256(wrow.as_ptr().add(b * 32) as *const __m256i) };
+            crate::cpu::prefetch_ahead(wrow.as_ptr().wrapping_add(b * 32));
             let codes = unpack(packed);
             for (t, sum) in sums.iter_mut().enumerate().take(tokens) {
                 // SAFETY: token t's activations for block b are 128 bytes inside `acts` (asserted).
@@ -322,12 +316,18 @@ mod vnni {
     ) {
         let kp = wrow.len() * 4;
         assert!(tokens <= MAX_TOKENS_PER_PASS && acts.len() >= tokens * kp);
+        if tokens == 1 {
+            // SAFETY: the caller's guarantee (the features), lengths asserted above.
+            acc[0] = unsafe { row_dot_one(wrow, acts) };
+            return;
+        }
         let blocks = kp / BLOCK;
         let mask = _mm512_set1_epi8(3);
         let mut sums = [_mm512_setzero_si512(); MAX_TOKENS_PER_PASS];
         for p in 0..blocks / 2 {
             // SAFETY: blocks 2p and 2p + 1 are the 64 bytes at 64·p inside `wrow`.
             let packed = unsafe { _mm512_loadu_si512(wrow.as_ptr().add(64 * p) as *const _) };
+            crate::cpu::prefetch_ahead(wrow.as_ptr().wrapping_add(64 * p));
             let codes = [
                 _mm512_and_si512(packed, mask),
                 _mm512_and_si512(_mm512_srli_epi16(packed, 2), mask),
@@ -371,6 +371,59 @@ mod vnni {
             let lanes: [i32; 8] = unsafe { std::mem::transmute(t) };
             *a = _mm512_reduce_add_epi32(s) + lanes.iter().sum::<i32>();
         }
+    }
+
+    /// [`row_dot`] for one token (a GEMV): the same products, but each of a pair's four code
+    /// vectors feeds its own accumulator. One accumulator would chain the pair's four
+    /// `vpdpbusd` (about 5 cycles each), 20 cycles per 64 weight bytes: slower than a core
+    /// streams memory; with four the loop keeps up with it.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl")]
+    unsafe fn row_dot_one(wrow: &[u8], acts: &[i8]) -> i32 {
+        let kp = wrow.len() * 4;
+        assert!(acts.len() >= kp);
+        let blocks = kp / BLOCK;
+        let mask = _mm512_set1_epi8(3);
+        let mut sums = [_mm512_setzero_si512(); 4];
+        for p in 0..blocks / 2 {
+            // SAFETY: blocks 2p and 2p + 1 are the 64 bytes at 64·p inside `wrow`; the token's
+            // pair p is the 256 bytes at 256·p inside `acts` (asserted); the loads are unaligned.
+            unsafe {
+                let packed = _mm512_loadu_si512(wrow.as_ptr().add(64 * p) as *const _);
+                crate::cpu::prefetch_ahead(wrow.as_ptr().wrapping_add(64 * p));
+                let x = acts.as_ptr().add(2 * BLOCK * p);
+                let codes = [
+                    _mm512_and_si512(packed, mask),
+                    _mm512_and_si512(_mm512_srli_epi16(packed, 2), mask),
+                    _mm512_and_si512(_mm512_srli_epi16(packed, 4), mask),
+                    _mm512_and_si512(_mm512_srli_epi16(packed, 6), mask),
+                ];
+                for (i, (sum, c)) in sums.iter_mut().zip(codes).enumerate() {
+                    let a = _mm512_loadu_si512(x.add(64 * i) as *const _);
+                    *sum = _mm512_dpbusd_epi32(*sum, c, a);
+                }
+            }
+        }
+        let mut tail = _mm256_setzero_si256();
+        if blocks % 2 == 1 {
+            let b = blocks - 1;
+            // SAFETY: the last block is the 32 bytes at 32·b inside `wrow`, its activations the
+            // 128 bytes at 128·b inside `acts`, left in place by `pair_blocks`.
+            unsafe {
+                let packed = _mm256_loadu_si256(wrow.as_ptr().add(32 * b) as *const _);
+                for (i, &c) in super::avx2::unpack(packed).iter().enumerate() {
+                    let a = _mm256_loadu_si256(acts.as_ptr().add(BLOCK * b + 32 * i) as *const _);
+                    tail = _mm256_dpbusd_epi32(tail, c, a);
+                }
+            }
+        }
+        let total = _mm512_add_epi32(
+            _mm512_add_epi32(sums[0], sums[1]),
+            _mm512_add_epi32(sums[2], sums[3]),
+        );
+        // SAFETY: `__m256i` and `[i32; 8]` have the same size, and every bit pattern is a valid
+        // i32.
+        let lanes: [i32; 8] = unsafe { std::mem::transmute(tail) };
+        _mm512_reduce_add_epi32(total) + lanes.iter().sum::<i32>()
     }
 }
 
