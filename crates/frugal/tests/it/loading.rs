@@ -193,7 +193,15 @@ fn a_2b_wide_checkpoint_loads_within_a_few_passes_over_its_bytes() {
     let file_bytes = std::fs::metadata(&file).unwrap().len() as f64;
     for (dtype, final_dtype, width) in [("f32", DType::F32, 4.0), ("bf16", DType::BF16, 2.0)] {
         let pass = one_pass_secs(&file, final_dtype);
-        let runs: Vec<(f64, u64)> = (0..2).map(|_| load(&dir, dtype)).collect();
+        let limit = 2.0 * pass + 0.1;
+        // The best of two loads, or of up to four while none is inside the limit: the other
+        // tests running beside this one slowed a single load past it (0.68 s against 0.66 on a
+        // 2-core VM, where the same load alone took 0.22 s). A load that makes an extra copy of
+        // the weights costs about one more pass every time, so more tries do not hide it.
+        let mut runs: Vec<(f64, u64)> = Vec::new();
+        while runs.len() < 2 || (runs.len() < 4 && runs.iter().all(|r| r.0 > limit)) {
+            runs.push(load(&dir, dtype));
+        }
         let load_secs = runs.iter().map(|r| r.0).fold(f64::INFINITY, f64::min);
         let peak = runs.iter().map(|r| r.1).min().unwrap() as f64;
         let weights = params as f64 * width;
@@ -209,8 +217,9 @@ fn a_2b_wide_checkpoint_loads_within_a_few_passes_over_its_bytes() {
         // timing noise, the process's own startup and the run's activations. Loads measure about
         // 1x and 1.0x: an extra copy of the weights (about one more pass) fails.
         assert!(
-            load_secs <= 2.0 * pass + 0.1,
-            "{dtype}: load {load_secs} s, one pass {pass} s"
+            load_secs <= limit,
+            "{dtype}: load {load_secs} s, one pass {pass} s ({} tries)",
+            runs.len()
         );
         assert!(
             peak <= 1.2 * weights + file_bytes + 150e6,
