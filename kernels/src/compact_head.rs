@@ -23,7 +23,9 @@
 //! the second stream stalled. On AVX2, one 16-byte load, a shift and a mask give the chunk's 32
 //! codes, one `pshufb` against the row's table their high bytes, and two byte and four word
 //! interleaves the 32 f32 values (a bf16 widens to f32 by a 16-bit shift), in an order the
-//! activations are permuted to once per call. Whole rows also decode to f32
+//! activations are permuted to once per call. With AVX-512 VBMI, two masked byte permutes
+//! (`vpermb`) build the 32 f32 values from the low and high bytes side by side, in the weights'
+//! own order. Whole rows also decode to f32
 //! ([`CompactBf16Matrix::decode_rows`]): a tied embedding's lookups read them, and a product of
 //! many inputs ([`CompactBf16Matrix::matmul`], a prompt's logits) decodes blocks of rows for gemm.
 use rayon::prelude::*;
