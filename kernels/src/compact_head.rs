@@ -487,6 +487,25 @@ unsafe fn row_dot_avx2(bytes: &[u8], table: &[u8; 16], permuted: &[f32]) -> f32 
     }
 }
 
+/// The `vpermb` indices of [`row_dot_vbmi`], for weights `16h..16h + 16` of a chunk: byte
+/// `4j + 2` of f32 lane `j` takes low byte `16h + j` (bytes 0..32 of the vector), byte `4j + 3`
+/// high byte `16h + j` (bytes 32..64); bytes `4j` and `4j + 1` are zeroed by the mask.
+#[cfg(target_arch = "x86_64")]
+const VBMI_INDEX: [[u8; 64]; 2] = {
+    let mut ix = [[0u8; 64]; 2];
+    let mut h = 0;
+    while h < 2 {
+        let mut j = 0;
+        while j < 16 {
+            ix[h][4 * j + 2] = (16 * h + j) as u8;
+            ix[h][4 * j + 3] = (32 + 16 * h + j) as u8;
+            j += 1;
+        }
+        h += 1;
+    }
+    ix
+};
+
 /// The [`Form::Avx512Vbmi`] loop: two chunks a step into four accumulators, `x` in its own
 /// order.
 #[cfg(target_arch = "x86_64")]
@@ -495,18 +514,8 @@ unsafe fn row_dot_vbmi(bytes: &[u8], table: &[u8; 16], x: &[f32]) -> f32 {
     use std::arch::x86_64::*;
     let chunks = bytes.len() / CHUNK_BYTES;
     assert!(x.len() >= chunks * CHUNK);
-    // Byte 4j + 2 of f32 lane j takes low byte `first + j` (bytes 0..32 of the vector), byte
-    // 4j + 3 high byte `first + j` (bytes 32..64); bytes 4j and 4j + 1 are zeroed by the mask.
-    let index = |first: u8| {
-        let mut ix = [0u8; 64];
-        for j in 0..16u8 {
-            ix[usize::from(4 * j + 2)] = first + j;
-            ix[usize::from(4 * j + 3)] = 32 + first + j;
-        }
-        ix
-    };
-    let (ix0, ix1) = (index(0), index(16));
     const TOP_HALVES: u64 = 0xcccc_cccc_cccc_cccc;
+    let (ix0, ix1) = (&VBMI_INDEX[0], &VBMI_INDEX[1]);
     // SAFETY: every load below is inside the slices (asserted above) or the index arrays,
     // unaligned; the rest is register arithmetic.
     unsafe {

@@ -303,6 +303,21 @@ mod vnni {
         out
     }
 
+    /// Two packed blocks' (64 bytes') four code vectors: vector `i` holds, per byte, bits
+    /// `2i, 2i + 1` (the 16-bit shift brings the next byte's bits into the top, which the mask
+    /// clears), the layout [`pair_blocks`] gives the activations.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw")]
+    fn unpack(packed: __m512i) -> [__m512i; 4] {
+        let mask = _mm512_set1_epi8(3);
+        [
+            _mm512_and_si512(packed, mask),
+            _mm512_and_si512(_mm512_srli_epi16(packed, 2), mask),
+            _mm512_and_si512(_mm512_srli_epi16(packed, 4), mask),
+            _mm512_and_si512(_mm512_srli_epi16(packed, 6), mask),
+        ]
+    }
+
     /// [`super::row_dot_scalar`] on activations laid out by [`pair_blocks`]: per pair of blocks
     /// one 64-byte load of codes, four shift+mask steps, and per token four `vpdpbusd` (codes
     /// unsigned, activations signed, into i32 lanes: |Σ| ≤ 2 · 128 · k, no overflow for any k
@@ -322,18 +337,12 @@ mod vnni {
             return;
         }
         let blocks = kp / BLOCK;
-        let mask = _mm512_set1_epi8(3);
         let mut sums = [_mm512_setzero_si512(); MAX_TOKENS_PER_PASS];
         for p in 0..blocks / 2 {
             // SAFETY: blocks 2p and 2p + 1 are the 64 bytes at 64·p inside `wrow`.
             let packed = unsafe { _mm512_loadu_si512(wrow.as_ptr().add(64 * p) as *const _) };
             crate::cpu::prefetch_ahead(wrow.as_ptr().wrapping_add(64 * p));
-            let codes = [
-                _mm512_and_si512(packed, mask),
-                _mm512_and_si512(_mm512_srli_epi16(packed, 2), mask),
-                _mm512_and_si512(_mm512_srli_epi16(packed, 4), mask),
-                _mm512_and_si512(_mm512_srli_epi16(packed, 6), mask),
-            ];
+            let codes = unpack(packed);
             for (t, sum) in sums.iter_mut().enumerate().take(tokens) {
                 // SAFETY: token t's pair p is the 256 bytes at t·kp + 256·p, inside `acts`
                 // (asserted); each load below is 64 of them, unaligned.
@@ -382,7 +391,6 @@ mod vnni {
         let kp = wrow.len() * 4;
         assert!(acts.len() >= kp);
         let blocks = kp / BLOCK;
-        let mask = _mm512_set1_epi8(3);
         let mut sums = [_mm512_setzero_si512(); 4];
         for p in 0..blocks / 2 {
             // SAFETY: blocks 2p and 2p + 1 are the 64 bytes at 64·p inside `wrow`; the token's
@@ -391,12 +399,7 @@ mod vnni {
                 let packed = _mm512_loadu_si512(wrow.as_ptr().add(64 * p) as *const _);
                 crate::cpu::prefetch_ahead(wrow.as_ptr().wrapping_add(64 * p));
                 let x = acts.as_ptr().add(2 * BLOCK * p);
-                let codes = [
-                    _mm512_and_si512(packed, mask),
-                    _mm512_and_si512(_mm512_srli_epi16(packed, 2), mask),
-                    _mm512_and_si512(_mm512_srli_epi16(packed, 4), mask),
-                    _mm512_and_si512(_mm512_srli_epi16(packed, 6), mask),
-                ];
+                let codes = unpack(packed);
                 for (i, (sum, c)) in sums.iter_mut().zip(codes).enumerate() {
                     let a = _mm512_loadu_si512(x.add(64 * i) as *const _);
                     *sum = _mm512_dpbusd_epi32(*sum, c, a);
