@@ -47,7 +47,7 @@ pub struct CompactBf16Matrix {
     cols: usize,
     /// `[rows, cols / 32, 48]`: per chunk, the low bytes (0 for an exception), then the 4-bit
     /// codes two per byte in the order above.
-    chunks: Vec<u8>,
+    chunks: crate::huge_bytes::HugeBytes,
     /// `[rows]` high-byte tables.
     tables: Vec<[u8; 16]>,
     /// `[rows + 1]`: row `r`'s exceptions are `exceptions[starts[r]..starts[r + 1]]`.
@@ -82,7 +82,7 @@ impl CompactBf16Matrix {
             });
         }
         let row_bytes = cols / CHUNK * CHUNK_BYTES;
-        let mut chunks = vec![0u8; rows * row_bytes];
+        let mut chunks = crate::huge_bytes::HugeBytes::zeroed(rows * row_bytes);
         let mut tables = vec![[0u8; 16]; rows];
         let mut row_exceptions: Vec<Vec<(u32, half::bf16)>> = vec![Vec::new(); rows];
         chunks

@@ -31,7 +31,7 @@ pub struct Q4Matrix {
     /// Group pairs per row (the last pair's second group is zero when a row has an odd count).
     pairs: usize,
     /// `[rows, pairs, 32]` bytes of two codes each.
-    codes: Vec<u8>,
+    codes: crate::huge_bytes::HugeBytes,
     /// `[rows, 2 · pairs]` group scales.
     scales: Vec<half::bf16>,
 }
@@ -71,7 +71,7 @@ impl Q4Matrix {
         }
         let groups = cols / GROUP;
         let pairs = groups.div_ceil(2);
-        let mut codes = vec![0x88u8; rows * pairs * GROUP];
+        let mut codes = crate::huge_bytes::HugeBytes::filled(rows * pairs * GROUP, 0x88);
         let mut scales = vec![half::bf16::ZERO; rows * 2 * pairs];
         codes
             .par_chunks_mut(pairs * GROUP)

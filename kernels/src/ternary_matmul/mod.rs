@@ -47,7 +47,8 @@ pub struct PackedTernary {
     n: usize,
     k: usize,
     k_padded: usize,
-    bytes: Vec<u8>,
+    /// On huge pages where offered: decode streams these every token.
+    bytes: crate::huge_bytes::HugeBytes,
     scale: f32,
 }
 

@@ -18,7 +18,7 @@ impl PackedTernary {
         let k_padded = k.div_ceil(BLOCK) * BLOCK;
         let row_bytes = k_padded / 4;
         // Padding holds the code of 0, so padded columns contribute nothing.
-        let mut bytes = vec![0b0101_0101u8; n * row_bytes];
+        let mut bytes = crate::huge_bytes::HugeBytes::filled(n * row_bytes, 0b0101_0101);
         for row in 0..n {
             let out = &mut bytes[row * row_bytes..(row + 1) * row_bytes];
             for col in 0..k {
