@@ -195,7 +195,10 @@ mod tests {
             }
             let c = b.clone();
             assert_eq!(c, b);
-            assert!(c.iter().enumerate().all(|(i, &v)| v == (i * 31 % 251) as u8));
+            assert!(c
+                .iter()
+                .enumerate()
+                .all(|(i, &v)| v == (i * 31 % 251) as u8));
             if len > 0 {
                 let mut d = c.clone();
                 d[len - 1] ^= 1;
@@ -236,7 +239,10 @@ mod tests {
                 }
             }
             if inside && line.starts_with("AnonHugePages:") {
-                huge_kb = line.split_whitespace().nth(1).and_then(|v| v.parse::<usize>().ok());
+                huge_kb = line
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<usize>().ok());
             }
         }
         let huge_kb = huge_kb.unwrap_or(0);
