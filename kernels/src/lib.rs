@@ -24,6 +24,8 @@
 //!   [`fused`]: Gemma's RMSNorm, soft cap, RoPE and conv on tensors (those passes on the CPU,
 //!   tensor ops elsewhere).
 //! - [`ternary_matmul`]: BitNet's 2-bit packed ternary (or binary) weights times int8 activations.
+//! - [`huge_bytes`]: the packed weights a decode step streams (ternary layers, compact and 4-bit
+//!   heads), on transparent huge pages where the system offers them.
 pub mod additive_attention;
 pub mod compact_head;
 pub mod cpu;
