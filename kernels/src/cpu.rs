@@ -459,25 +459,10 @@ pub fn with_cpu_f32s<R>(
 /// stream it later miss the TLB less. Only a hint (Linux's `madvise` mode of THP); elsewhere, or
 /// for buffers under a few huge pages, nothing is done.
 pub fn huge_pages<T>(v: Vec<T>) -> Vec<T> {
-    #[cfg(target_os = "linux")]
-    {
-        const HUGE: usize = 2 << 20;
-        let bytes = std::mem::size_of_val(v.as_slice());
-        let start = v.as_ptr() as usize;
-        let (first, last) = (start.next_multiple_of(HUGE), (start + bytes) / HUGE * HUGE);
-        if bytes >= 4 * HUGE && last > first {
-            // SAFETY: `first..last` lies inside `v`'s allocation (rounded inwards to huge-page
-            // boundaries); MADV_HUGEPAGE only changes how the kernel backs those pages, never
-            // their contents, and `v` is not touched concurrently. The result is a hint's: a
-            // kernel without THP refuses it, and the buffer works the same.
-            unsafe {
-                libc::madvise(
-                    first as *mut libc::c_void,
-                    last - first,
-                    libc::MADV_HUGEPAGE,
-                );
-            }
-        }
+    let bytes = std::mem::size_of_val(v.as_slice());
+    if bytes >= 4 * crate::huge_bytes::HUGE_PAGE {
+        // `v` is not touched concurrently, and the advice never changes its contents.
+        crate::huge_bytes::advise_huge_pages(v.as_ptr() as usize, bytes);
     }
     v
 }
