@@ -11,7 +11,7 @@
 //! prints each line's time and throughput (elements = tokens).
 //!
 //! First, one table for the "small" config puts both against this machine's limits, measured in
-//! the same run: prefill as multiply-add work per second against candle's best f32 matmul rate
+//! the same run: prefill as multiply-add work per second against the best f32 matmul rate here (candle's or frugal's own)
 //! (both implementations run their dense layers on it), decode as weight bytes streamed per second
 //! against the machine's threaded read bandwidth (each decode step reads every f32 weight once),
 //! and what the goals (≥ 5× the peer's prefill, ≥ 1.5× its decode) would need of each.
@@ -168,19 +168,34 @@ fn prefill_flops_per_token(cfg: &griffin::Config, t: usize) -> f64 {
     (0..cfg.num_hidden_layers).map(per_layer).sum()
 }
 
-/// candle's f32 matmul rate (FLOP/s) at the small config's largest prefill product, and at a
-/// square 1024 one: the best of the two stands for what this machine's dense layers can do.
-fn matmul_peak() -> f64 {
-    let rate = |m: usize, k: usize, n: usize| {
+/// This machine's f32 matmul rate (FLOP/s) at the small config's largest prefill product, and at
+/// a square 1024 one, the best of candle's (the `gemm` crate) and frugal's own
+/// (`kernels::cpu_linear::matmul`, AVX-512 where the machine has it) at either: what this
+/// machine's dense layers can do. Returns (best, candle's best, ours best).
+fn matmul_peak() -> (f64, f64, f64) {
+    let shapes = [(512, 512, 1536), (1024, 1024, 1024)];
+    let mut candle = 0f64;
+    let mut ours = 0f64;
+    for (m, k, n) in shapes {
         let x = Tensor::randn(0f32, 1.0, (m, k), &Device::Cpu).expect("x");
         let w = Tensor::randn(0f32, 1.0, (n, k), &Device::Cpu).expect("w");
         let wt = w.t().expect("t");
         let s = frugal_benches::median_secs(5, || {
             std::hint::black_box(x.matmul(&wt).expect("matmul"));
         });
-        2.0 * (m * k * n) as f64 / s
-    };
-    rate(512, 512, 1536).max(rate(1024, 1024, 1024))
+        candle = candle.max(2.0 * (m * k * n) as f64 / s);
+        let xs: Vec<f32> = x.flatten_all().and_then(|t| t.to_vec1()).expect("x values");
+        let ws: Vec<f32> = w.flatten_all().and_then(|t| t.to_vec1()).expect("w values");
+        let s = layers::pool::on_pool(|| {
+            frugal_benches::median_secs(5, || {
+                let w = kernels::cpu_linear::Weights::F32(&ws);
+                let y = kernels::cpu_linear::matmul(&xs, m, w, n, k, None);
+                std::hint::black_box(y.expect("matmul"));
+            })
+        });
+        ours = ours.max(2.0 * (m * k * n) as f64 / s);
+    }
+    (candle.max(ours), candle, ours)
 }
 
 fn roofline(p: &Pair, t: usize) {
@@ -201,11 +216,16 @@ fn roofline(p: &Pair, t: usize) {
         std::hint::black_box(m.forward(&ids, 0).expect("peer prefill"));
     });
     let flops = prefill_flops_per_token(&p.cfg, t) * t as f64;
-    let peak = matmul_peak();
+    let (peak, candle_peak, our_peak) = matmul_peak();
     println!("Griffin \"small\" against this machine's limits (one run; prefill T = {t}, decode after 128 tokens)");
     println!(
-        "prefill: {:.2} GFLOP per prompt; ours {:.1} ms = {:.1} GFLOP/s, peer {:.1} ms = {:.1} GFLOP/s; candle f32 matmul peak {:.1} GFLOP/s",
-        flops / 1e9, ours * 1e3, flops / ours / 1e9, peer * 1e3, flops / peer / 1e9, peak / 1e9
+        "prefill: {:.2} GFLOP per prompt; ours {:.1} ms = {:.1} GFLOP/s, peer {:.1} ms = {:.1} GFLOP/s; f32 matmul peak {:.1} GFLOP/s (candle {:.1}, frugal {:.1})",
+        flops / 1e9, ours * 1e3, flops / ours / 1e9, peer * 1e3, flops / peer / 1e9, peak / 1e9,
+        candle_peak / 1e9, our_peak / 1e9
+    );
+    println!(
+        "         ours = {:.2} of the matmul peak",
+        flops / ours / peak
     );
     println!(
         "         ours/peer {:.2}x; 5x the peer needs {:.1} GFLOP/s = {:.2}x the matmul peak",

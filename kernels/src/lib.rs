@@ -29,6 +29,7 @@
 pub mod additive_attention;
 pub mod compact_head;
 pub mod cpu;
+pub mod cpu_gemm;
 pub mod cpu_linear;
 pub mod cpu_math;
 pub mod error;

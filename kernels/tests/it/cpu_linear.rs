@@ -203,3 +203,59 @@ fn only_values_bf16_holds_exactly_are_kept_in_bf16() {
     let inexact = Tensor::new(&[[1.0f32, 0.1]], &dev).unwrap();
     assert_eq!(bf16_if_exact(inexact).unwrap().dtype(), DType::F32);
 }
+
+/// The AVX-512 product's blocking at its edges: `k` across 256-step panels (257, 600), rows
+/// across 192-row passes and 12-row tiles (193, 400), columns across 32-column panels and
+/// 8-panel groups (33, 300), one panel for several threads (rows split), on pools of 1, 2 and 3
+/// threads; f32 and bf16 weights, with and without a bias. Where AVX-512 is missing `matmul`
+/// takes `gemm` and the same checks hold.
+#[test]
+fn matmul_at_the_blocking_edges_on_several_pools() {
+    if !kernels::cpu_gemm::available() {
+        eprintln!(
+            "no AVX-512 (F, BW, VL) here: the blocking checks run on the gemm crate's path instead"
+        );
+    }
+    let mut rng = Rng::new(11);
+    for threads in [1, 2, 3] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        for (m, n, k) in [
+            (193, 33, 257),
+            (400, 300, 600),
+            (25, 7, 16),
+            (13, 600, 31),
+            (5, 1, 1),
+        ] {
+            let x = rng.vec(m * k, -1.0, 1.0);
+            let w = rng.vec(n * k, -1.0, 1.0);
+            let bias = rng.vec(n, -1.0, 1.0);
+            let wb: Vec<half::bf16> = w.iter().map(|&v| half::bf16::from_f32(v)).collect();
+            let wide: Vec<f32> = wb.iter().map(|v| v.to_f32()).collect();
+            for bias in [None, Some(bias.as_slice())] {
+                let (f32_got, bf16_got) = pool.install(|| {
+                    (
+                        matmul(&x, m, Weights::F32(&w), n, k, bias).unwrap(),
+                        matmul(&x, m, Weights::Bf16(&wb), n, k, bias).unwrap(),
+                    )
+                });
+                // f32 sums of k products: rounding grows with k (a missed or doubled product
+                // would be off by ~0.1).
+                let tol = 1e-5 + 2e-6 * k as f32;
+                let near = |got: &[f32], want: &[f32]| {
+                    assert_eq!(got.len(), want.len());
+                    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+                        assert!(
+                            (g - w).abs() <= tol,
+                            "[m {m}, n {n}, k {k}] [{i}]: {g} vs {w}"
+                        );
+                    }
+                };
+                near(&f32_got, &with_bias(naive(&x, m, &w, n, k), n, bias));
+                near(&bf16_got, &with_bias(naive(&x, m, &wide, n, k), n, bias));
+            }
+        }
+    }
+}

@@ -1,0 +1,404 @@
+//! The prefill's linear layers on AVX-512: `y [m, n] = x [m, k] · w [n, k]ᵀ (+ bias)`, f32 or bf16
+//! weights, f32 products and sums.
+//!
+//! The blocking of Goto and van de Geijn ("Anatomy of high-performance matrix multiplication",
+//! 2008), cut to what these layers need. A micro-tile of 12 rows × 32 columns keeps its 24 sums in
+//! registers: per step along `k` it loads 32 weights (two vectors) and multiplies them by each of
+//! the 12 rows' value, broadcast from `x` as it lies (row-major, no copy): 24 FMAs for 14 loads,
+//! so the two FMA ports set the pace. The weights of 32 output columns are copied, `KC` steps of
+//! `k` at a time, into a panel `[KC][32]` in the thread's own buffer, transposed from `w`'s
+//! rows (and widened from bf16 on the way, exactly), and that panel serves every row of `x`.
+//! A group of panels (`GROUP` × 32 KiB) stays in L2 while `MC` rows of `x` pass over them.
+//!
+//! Why not the `gemm` crate, which `matmul` uses otherwise: it packs both operands on every call,
+//! a cost short prompts do not earn back. On the 2-core AVX-512 Xeon the project measures on,
+//! against `gemm` called directly on the same pool, this ran 1.3–4× its rate with f32 weights at
+//! 16–128 rows, 1.05–1.3× at 256–384, and 2–3× with bf16 weights (which `matmul` otherwise
+//! widens a block at a time, then multiplies) up to 256 rows; from 512 f32 rows `gemm` is as fast
+//! or faster (0.9–1.1× at 512 × 3072 × 512), so [`matmul`](crate::cpu_linear::matmul) takes
+//! this below [`MAX_ROWS_F32`] rows for f32 weights and below [`MAX_ROWS_BF16`] for bf16 ones.
+//! `cargo bench -p frugal-benches --bench matmul` prints the rates against candle's matmul.
+//!
+//! Threads split the output's columns (whole panels) when there are enough panels for every
+//! thread, and rows as well when not; each writes its own part of `y`, each once per `KC` step.
+use rayon::prelude::*;
+
+use crate::cpu_linear::Weights;
+
+/// Output columns per panel and micro-tile: two 16-lane vectors.
+const NR: usize = 32;
+/// Rows per micro-tile: 24 accumulators, two weight vectors and a broadcast take 27 of the 32
+/// vector registers.
+const MR: usize = 12;
+/// Steps along `k` per packed panel (32 KiB of f32: most of L1).
+const KC: usize = 256;
+/// Rows of `x` per pass over a group of panels (192 KiB of `x` at `KC`).
+const MC: usize = 192;
+/// Panels packed at once: 256 KiB, in L2 with the rows passing over them.
+const GROUP: usize = 8;
+/// f32 weights: from this many rows up `gemm` is as fast (see the module's note).
+pub const MAX_ROWS_F32: usize = 512;
+/// bf16 weights: from this many rows up `gemm` on widened blocks is as fast.
+pub const MAX_ROWS_BF16: usize = 1536;
+
+/// Whether this machine runs [`gemm`] (AVX-512 F, BW and VL, detected once: every AVX-512 x86
+/// core since 2017 has the three).
+pub fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static AVX512: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *AVX512.get_or_init(|| {
+            std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512bw")
+                && std::arch::is_x86_feature_detected!("avx512vl")
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// The output pointer shared by the tasks, each writing its own rows and columns.
+#[derive(Clone, Copy)]
+struct Out(*mut f32);
+// SAFETY: the tasks write disjoint parts of the buffer (see `gemm`).
+unsafe impl Send for Out {}
+// SAFETY: as for `Send`: no two tasks touch the same value.
+unsafe impl Sync for Out {}
+
+impl Out {
+    /// The pointer (a method: a closure naming `out.0` would capture the bare pointer).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// `y [m, n] = x [m, k] · wᵀ (+ bias)`, on the rayon pool it is called from. The caller checks
+/// the lengths and that [`available`] holds; `m`, `n` and `k` are at least 1.
+pub(crate) fn gemm(
+    x: &[f32],
+    m: usize,
+    w: Weights<'_>,
+    n: usize,
+    k: usize,
+    bias: Option<&[f32]>,
+) -> Vec<f32> {
+    let w_len = match w {
+        Weights::F32(w) => w.len(),
+        Weights::Bf16(w) => w.len(),
+    };
+    assert!(
+        available()
+            && m > 0
+            && n > 0
+            && k > 0
+            && x.len() == m * k
+            && w_len == n * k
+            && bias.is_none_or(|b| b.len() == n),
+        "cpu_gemm::gemm: [m {m}, n {n}, k {k}] with x {}, w {w_len}",
+        x.len(),
+    );
+    // Not zeroed first (a pass over the output, 5% of a 512 × 3072 product): the first KC step
+    // writes every value, before anything reads one (the tasks' rows and panels cover all of y).
+    let mut y: Vec<f32> = Vec::with_capacity(m * n);
+    let panels = n.div_ceil(NR);
+    let threads = rayon::current_num_threads().max(1);
+    // Whole panels per task; rows split too when there are fewer panels than threads.
+    let col_tasks = panels.min(threads);
+    let row_tasks = if col_tasks < threads && m >= 2 * MR {
+        (threads / col_tasks).min(m / MR)
+    } else {
+        1
+    };
+    let panels_per_task = panels.div_ceil(col_tasks);
+    let rows_per_task = m.div_ceil(row_tasks).next_multiple_of(MR);
+    let out = Out(y.as_mut_ptr());
+    (0..col_tasks * row_tasks).into_par_iter().for_each(|task| {
+        let (c, r) = (task % col_tasks, task / col_tasks);
+        let panels = c * panels_per_task..((c + 1) * panels_per_task).min(panels);
+        let rows = r * rows_per_task..((r + 1) * rows_per_task).min(m);
+        if panels.is_empty() || rows.is_empty() {
+            return;
+        }
+        let mut buffer = PANELS.take();
+        buffer.resize(GROUP * KC * NR, 0.0);
+        // SAFETY: this task writes y's rows `rows` in the columns of `panels` (clipped to n), a
+        // part no other task writes; `y`, `x` and `w` have the lengths asserted above.
+        unsafe { task_product(out.get(), x, rows, w, n, k, panels, bias, &mut buffer) };
+        PANELS.set(buffer);
+    });
+    // SAFETY: every one of the m × n values has been written (see above).
+    unsafe { y.set_len(m * n) };
+    y
+}
+
+thread_local! {
+    /// Each thread's packed panels, kept between calls.
+    static PANELS: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// One task's part: rows `rows` of `y` in the columns of `panels`.
+///
+/// # Safety
+/// `y` holds `m × n` values with `rows` inside `0..m`, `x` `m × k`, `w` `n × k`, `bias` `n`
+/// when present; `panels` lie within `0..n.div_ceil(NR)`, and `buffer` holds `GROUP · KC · NR`.
+#[allow(clippy::too_many_arguments)]
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+unsafe fn task_product(
+    y: *mut f32,
+    x: &[f32],
+    rows: std::ops::Range<usize>,
+    w: Weights<'_>,
+    n: usize,
+    k: usize,
+    panels: std::ops::Range<usize>,
+    bias: Option<&[f32]>,
+    buffer: &mut [f32],
+) {
+    for k0 in (0..k).step_by(KC) {
+        let kc = KC.min(k - k0);
+        for g0 in panels.clone().step_by(GROUP) {
+            let group = g0..(g0 + GROUP).min(panels.end);
+            for (slot, p) in group.clone().enumerate() {
+                let cols = NR.min(n - p * NR);
+                let panel = &mut buffer[slot * KC * NR..][..kc * NR];
+                // SAFETY: rows p·NR.. p·NR + cols of w exist (p < n / NR rounded up), each with k
+                // values, k0 + kc ≤ k; the panel holds kc · NR.
+                unsafe { pack_panel(w, k, p * NR, cols, k0, kc, panel) };
+            }
+            for m0 in rows.clone().step_by(MC) {
+                let m1 = (m0 + MC).min(rows.end);
+                for (slot, p) in group.clone().enumerate() {
+                    let cols = NR.min(n - p * NR);
+                    let panel = buffer[slot * KC * NR..].as_ptr();
+                    let start = (k0 == 0).then_some(bias).map(|b| b.map(|b| &b[p * NR..]));
+                    for i0 in (m0..m1).step_by(MR) {
+                        let tile_rows = MR.min(m1 - i0);
+                        // SAFETY: rows i0..i0 + tile_rows of x (from column k0, kc values)
+                        // and of y (columns p·NR.., cols of them) lie inside the buffers.
+                        unsafe {
+                            tile(
+                                tile_rows,
+                                x.as_ptr().add(i0 * k + k0),
+                                k,
+                                panel,
+                                kc,
+                                y.add(i0 * n + p * NR),
+                                n,
+                                start,
+                                cols,
+                            )
+                        };
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn task_product(
+    _: *mut f32,
+    _: &[f32],
+    _: std::ops::Range<usize>,
+    _: Weights<'_>,
+    _: usize,
+    _: usize,
+    _: std::ops::Range<usize>,
+    _: Option<&[f32]>,
+    _: &mut [f32],
+) {
+    unreachable!("cpu_gemm runs only where `available` holds (x86-64 with AVX-512)")
+}
+
+/// `panel[c][j] = w[row0 + j][k0 + c]` for `c < kc`, `j < cols` (f32, bf16 widened exactly), and 0
+/// for the columns `cols..NR` past the matrix's last row. 16 rows by 16 values at a time, read as
+/// rows and transposed in registers.
+///
+/// # Safety
+/// `w` has rows `row0..row0 + cols` of `k` values, `k0 + kc ≤ k`, `panel` holds `kc · NR`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+unsafe fn pack_panel(
+    w: Weights<'_>,
+    k: usize,
+    row0: usize,
+    cols: usize,
+    k0: usize,
+    kc: usize,
+    panel: &mut [f32],
+) {
+    use std::arch::x86_64::*;
+    debug_assert!(panel.len() >= kc * NR && cols <= NR && k0 + kc <= k);
+    for half in 0..NR / 16 {
+        for c0 in (0..kc).step_by(16) {
+            let width = 16.min(kc - c0);
+            let mask = (u32::MAX >> (32 - width)) as __mmask16;
+            let mut r = [_mm512_setzero_ps(); 16];
+            for (j, r) in r.iter_mut().enumerate() {
+                let row = half * 16 + j;
+                if row >= cols {
+                    break;
+                }
+                let at = (row0 + row) * k + k0 + c0;
+                // SAFETY: `width` values from `at` lie in row `row0 + row` (k0 + c0 + width ≤ k).
+                *r = unsafe {
+                    match w {
+                        Weights::F32(w) => _mm512_maskz_loadu_ps(mask, w.as_ptr().add(at)),
+                        Weights::Bf16(w) => {
+                            let bits = _mm256_maskz_loadu_epi16(mask, w.as_ptr().add(at).cast());
+                            _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(bits), 16))
+                        }
+                    }
+                };
+            }
+            let t = transpose16(r);
+            for (c, v) in t.iter().take(width).enumerate() {
+                // SAFETY: (c0 + c) · NR + half · 16 + 16 ≤ kc · NR.
+                unsafe { _mm512_storeu_ps(panel.as_mut_ptr().add((c0 + c) * NR + half * 16), *v) };
+            }
+        }
+    }
+}
+
+/// The 16 × 16 transpose: `out[c]` lane `j` is `r[j]` lane `c`. Three stages of in-lane shuffles
+/// bring four rows' values for one column into each 128-bit lane, two of lane moves place them.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn transpose16(r: [std::arch::x86_64::__m512; 16]) -> [std::arch::x86_64::__m512; 16] {
+    use std::arch::x86_64::*;
+    // t[2i], t[2i+1]: rows 2i and 2i+1 interleaved (columns 4L, 4L+1 | 4L+2, 4L+3 in lane L).
+    let mut t = [_mm512_setzero_ps(); 16];
+    for i in (0..16).step_by(2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    // u[4g + q]: rows 4g..4g + 4 at column 4L + q in lane L.
+    let mut u = [_mm512_setzero_ps(); 16];
+    for g in 0..4 {
+        for h in 0..2 {
+            let (a, b) = (t[4 * g + h], t[4 * g + 2 + h]);
+            u[4 * g + 2 * h] = _mm512_shuffle_ps::<0x44>(a, b);
+            u[4 * g + 2 * h + 1] = _mm512_shuffle_ps::<0xEE>(a, b);
+        }
+    }
+    // out[4L + q]: lane L of u[q], u[4 + q], u[8 + q], u[12 + q].
+    let mut out = [_mm512_setzero_ps(); 16];
+    for q in 0..4 {
+        let v0 = _mm512_shuffle_f32x4::<0x88>(u[q], u[4 + q]);
+        let v1 = _mm512_shuffle_f32x4::<0xDD>(u[q], u[4 + q]);
+        let w0 = _mm512_shuffle_f32x4::<0x88>(u[8 + q], u[12 + q]);
+        let w1 = _mm512_shuffle_f32x4::<0xDD>(u[8 + q], u[12 + q]);
+        out[q] = _mm512_shuffle_f32x4::<0x88>(v0, w0);
+        out[8 + q] = _mm512_shuffle_f32x4::<0xDD>(v0, w0);
+        out[4 + q] = _mm512_shuffle_f32x4::<0x88>(v1, w1);
+        out[12 + q] = _mm512_shuffle_f32x4::<0xDD>(v1, w1);
+    }
+    out
+}
+
+/// A micro-tile of `rows` (1..=MR) rows: the const-sized kernel for that many.
+///
+/// # Safety
+/// As [`micro_tile`].
+#[allow(clippy::too_many_arguments)]
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn tile(
+    rows: usize,
+    x: *const f32,
+    ldx: usize,
+    panel: *const f32,
+    kc: usize,
+    y: *mut f32,
+    ldy: usize,
+    start: Option<Option<&[f32]>>,
+    cols: usize,
+) {
+    // SAFETY: as the caller's.
+    unsafe {
+        match rows {
+            12 => micro_tile::<12>(x, ldx, panel, kc, y, ldy, start, cols),
+            11 => micro_tile::<11>(x, ldx, panel, kc, y, ldy, start, cols),
+            10 => micro_tile::<10>(x, ldx, panel, kc, y, ldy, start, cols),
+            9 => micro_tile::<9>(x, ldx, panel, kc, y, ldy, start, cols),
+            8 => micro_tile::<8>(x, ldx, panel, kc, y, ldy, start, cols),
+            7 => micro_tile::<7>(x, ldx, panel, kc, y, ldy, start, cols),
+            6 => micro_tile::<6>(x, ldx, panel, kc, y, ldy, start, cols),
+            5 => micro_tile::<5>(x, ldx, panel, kc, y, ldy, start, cols),
+            4 => micro_tile::<4>(x, ldx, panel, kc, y, ldy, start, cols),
+            3 => micro_tile::<3>(x, ldx, panel, kc, y, ldy, start, cols),
+            2 => micro_tile::<2>(x, ldx, panel, kc, y, ldy, start, cols),
+            _ => micro_tile::<1>(x, ldx, panel, kc, y, ldy, start, cols),
+        }
+    }
+}
+
+/// `y[i][j] = start[j] + Σ_c x[i][c] · panel[c][j]` for `R` rows and `cols` (≤ NR) columns, where
+/// `start` is `Some(bias)`, `Some(None)` (zero) on a row's first `KC` step, and `None` (the sum
+/// so far, read from `y`) on later ones.
+///
+/// # Safety
+/// `x` has `R` rows (stride `ldx`) of `kc` values, `panel` `kc · NR`, `y` `R` rows (stride `ldy`)
+/// of `cols` values, `start`'s bias `cols`.
+#[allow(clippy::too_many_arguments)]
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn micro_tile<const R: usize>(
+    x: *const f32,
+    ldx: usize,
+    panel: *const f32,
+    kc: usize,
+    y: *mut f32,
+    ldy: usize,
+    start: Option<Option<&[f32]>>,
+    cols: usize,
+) {
+    use std::arch::x86_64::*;
+    // SAFETY: every pointer below stays inside the ranges the caller vouches for; the masks
+    // keep loads and stores of y and the bias within `cols`.
+    unsafe {
+        let mut acc = [[_mm512_setzero_ps(); 2]; R];
+        // Rows in threes from four walking pointers: row 3g + r at `rows[g] + r · ldx`, an
+        // address x86 forms in the load itself (base + index · 1 or 2), not 12 chained adds.
+        let mut rows: [*const f32; 4] = std::array::from_fn(|g| x.wrapping_add(3 * g * ldx));
+        let mut b = panel;
+        for _ in 0..kc {
+            let b0 = _mm512_loadu_ps(b);
+            let b1 = _mm512_loadu_ps(b.add(16));
+            for (i, acc) in acc.iter_mut().enumerate() {
+                let a = _mm512_set1_ps(*rows[i / 3].add((i % 3) * ldx));
+                acc[0] = _mm512_fmadd_ps(a, b0, acc[0]);
+                acc[1] = _mm512_fmadd_ps(a, b1, acc[1]);
+            }
+            for r in &mut rows {
+                *r = r.wrapping_add(1);
+            }
+            b = b.add(NR);
+        }
+        let lanes = |from: usize| -> __mmask16 {
+            let n = cols.saturating_sub(from).min(16);
+            (u32::MAX.checked_shr(32 - n as u32).unwrap_or(0)) as __mmask16
+        };
+        let (m0, m1) = (lanes(0), lanes(16));
+        for (i, acc) in acc.iter().enumerate() {
+            let row = y.add(i * ldy);
+            let (s0, s1) = match start {
+                Some(Some(bias)) => (
+                    _mm512_maskz_loadu_ps(m0, bias.as_ptr()),
+                    _mm512_maskz_loadu_ps(m1, bias.as_ptr().wrapping_add(16)),
+                ),
+                Some(None) => (_mm512_setzero_ps(), _mm512_setzero_ps()),
+                None => (
+                    _mm512_maskz_loadu_ps(m0, row),
+                    _mm512_maskz_loadu_ps(m1, row.wrapping_add(16)),
+                ),
+            };
+            _mm512_mask_storeu_ps(row, m0, _mm512_add_ps(s0, acc[0]));
+            _mm512_mask_storeu_ps(row.wrapping_add(16), m1, _mm512_add_ps(s1, acc[1]));
+        }
+    }
+}
