@@ -11,10 +11,10 @@
 //! prints each line's time and throughput (elements = tokens).
 //!
 //! First, one table for the "small" config puts both against this machine's limits, measured in
-//! the same run: prefill as multiply-add work per second against the best f32 matmul rate here (candle's or frugal's own)
-//! (both implementations run their dense layers on it), decode as weight bytes streamed per second
-//! against the machine's threaded read bandwidth (each decode step reads every f32 weight once),
-//! and what the goals (≥ 5× the peer's prefill, ≥ 1.5× its decode) would need of each.
+//! the same run: prefill as multiply-add work per second against the best f32 matmul rate here
+//! (candle's or frugal's own, whichever is faster: the dense layers run on them), decode as
+//! weight bytes streamed per second against the machine's threaded read bandwidth (each decode
+//! step reads every f32 weight once), and what the goals (≥ 5× the peer's prefill, ≥ 1.5× its decode) would need of each.
 use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor};

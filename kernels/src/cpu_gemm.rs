@@ -1,5 +1,5 @@
-//! The prefill's linear layers on AVX-512: `y [m, n] = x [m, k] · w [n, k]ᵀ (+ bias)`, f32 or bf16
-//! weights, f32 products and sums.
+//! The prefill's linear layers on AVX-512: `y [m, n] = x [m, k] · w [n, k]ᵀ (+ bias)`, f32 or
+//! bf16 weights, f32 products and sums.
 //!
 //! The blocking of Goto and van de Geijn ("Anatomy of high-performance matrix multiplication",
 //! 2008), cut to what these layers need. A micro-tile of 12 rows × 32 columns keeps its 24 sums in
@@ -84,10 +84,7 @@ pub(crate) fn gemm(
     k: usize,
     bias: Option<&[f32]>,
 ) -> Vec<f32> {
-    let w_len = match w {
-        Weights::F32(w) => w.len(),
-        Weights::Bf16(w) => w.len(),
-    };
+    let w_len = w.len();
     assert!(
         available()
             && m > 0

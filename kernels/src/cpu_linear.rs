@@ -190,6 +190,20 @@ pub enum Weights<'a> {
     Bf16(&'a [half::bf16]),
 }
 
+impl Weights<'_> {
+    /// How many values the matrix holds.
+    pub fn len(&self) -> usize {
+        match self {
+            Weights::F32(w) => w.len(),
+            Weights::Bf16(w) => w.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// Calls `f` with the values of a contiguous f32 or bf16 CPU matrix, without copying.
 fn with_weights<R>(w: &Tensor, f: impl FnOnce(Weights<'_>) -> R) -> Option<R> {
     match w.dtype() {
@@ -222,11 +236,7 @@ pub fn matmul(
 ) -> Result<Vec<f32>> {
     let shape = format!("[m {m}, n {n}, k {k}]");
     check_len("matmul", "x", x.len(), m * k, &shape)?;
-    let w_len = match w {
-        Weights::F32(w) => w.len(),
-        Weights::Bf16(w) => w.len(),
-    };
-    check_len("matmul", "w", w_len, n * k, &shape)?;
+    check_len("matmul", "w", w.len(), n * k, &shape)?;
     if let Some(bias) = bias {
         check_len("matmul", "bias", bias.len(), n, &shape)?;
     }
