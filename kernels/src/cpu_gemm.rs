@@ -4,20 +4,20 @@
 //! The blocking of Goto and van de Geijn ("Anatomy of high-performance matrix multiplication",
 //! 2008), cut to what these layers need. A micro-tile of 12 rows × 32 columns keeps its 24 sums in
 //! registers: per step along `k` it loads 32 weights (two vectors) and multiplies them by each of
-//! the 12 rows' value, broadcast from `x` as it lies (row-major, no copy): 24 FMAs for 14 loads,
-//! so the two FMA ports set the pace. The weights of 32 output columns are copied, `KC` steps of
-//! `k` at a time, into a panel `[KC][32]` in the thread's own buffer, transposed from `w`'s
-//! rows (and widened from bf16 on the way, exactly), and that panel serves every row of `x`.
-//! A group of panels (`GROUP` × 32 KiB) stays in L2 while `MC` rows of `x` pass over them.
+//! the 12 rows' value, broadcast from memory: 24 FMAs for 14 loads, so the two FMA ports set the
+//! pace. Each task copies, `KC` steps of `k` at a time, its rows of `x` into tiles `[KC][12]` (the
+//! order the micro-tile reads them: one pointer, fixed offsets) and the weights of 32 output
+//! columns into panels `[KC][32]`, transposed from `w`'s rows (and widened from bf16 on the way,
+//! exactly), both in the thread's own buffer. A group of panels (`GROUP` × 32 KiB) stays in L2
+//! while `MC` rows pass over them; every row of the task (up to `CHUNK`) meets every panel.
 //!
-//! Why not the `gemm` crate, which `matmul` uses otherwise: it packs both operands on every call,
-//! a cost short prompts do not earn back. On the 2-core AVX-512 Xeon the project measures on,
-//! against `gemm` called directly on the same pool, this ran 1.3–4× its rate with f32 weights at
-//! 16–128 rows, 1.05–1.3× at 256–384, and 2–3× with bf16 weights (which `matmul` otherwise
-//! widens a block at a time, then multiplies) up to 256 rows; from 512 f32 rows `gemm` is as fast
-//! or faster (0.9–1.1× at 512 × 3072 × 512), so [`matmul`](crate::cpu_linear::matmul) takes
-//! this below [`MAX_ROWS_F32`] rows for f32 weights and below [`MAX_ROWS_BF16`] for bf16 ones.
-//! `cargo bench -p frugal-benches --bench matmul` prints the rates against candle's matmul.
+//! Why not the `gemm` crate, which `matmul` uses from [`MAX_ROWS`] rows up: at the row counts of
+//! prompts it is slower. On the 2-core AVX-512 Xeon the project measures on, against `gemm` called
+//! directly on the same 2-thread pool, with f32 weights this ran 2–4.6× its rate at 16 rows,
+//! 1.3–2.6× at 64–384, 1.08–1.2× at 512 and 1.0–1.25× at 1024 (shapes of this project's models:
+//! `n`, `k` of 512 to 3072); with bf16 weights, against `gemm` on the f32 matrix, the same or
+//! better. At 2048 rows `gemm` is as fast or faster (0.9–1.0×). `cargo bench -p frugal-benches
+//! --bench matmul` prints the rates against candle's matmul (which calls `gemm`).
 //!
 //! Threads split the output's columns (whole panels) when there are enough panels for every
 //! thread, and rows as well when not; each writes its own part of `y`, each once per `KC` step.
@@ -34,12 +34,14 @@ const MR: usize = 12;
 const KC: usize = 256;
 /// Rows of `x` per pass over a group of panels (192 KiB of `x` at `KC`).
 const MC: usize = 192;
+/// Rows of `x` packed at once per task (768 KiB at `KC`, in L2 beside a group of panels); more
+/// rows are taken a chunk at a time, the panels packed again for each.
+const CHUNK: usize = 768;
 /// Panels packed at once: 256 KiB, in L2 with the rows passing over them.
 const GROUP: usize = 8;
-/// f32 weights: from this many rows up `gemm` is as fast (see the module's note).
-pub const MAX_ROWS_F32: usize = 512;
-/// bf16 weights: from this many rows up `gemm` on widened blocks is as fast.
-pub const MAX_ROWS_BF16: usize = 1536;
+/// From this many rows up `gemm` is as fast or faster (see the module's note) and takes the
+/// product.
+pub const MAX_ROWS: usize = 1536;
 
 /// Whether this machine runs [`gemm`] (AVX-512 F, BW and VL, detected once: every AVX-512 x86
 /// core since 2017 has the three).
@@ -119,7 +121,10 @@ pub(crate) fn gemm(
             return;
         }
         let mut buffer = PANELS.take();
-        buffer.resize(GROUP * KC * NR, 0.0);
+        buffer.resize(
+            GROUP * KC * NR + rows.len().min(CHUNK).div_ceil(MR) * MR * KC,
+            0.0,
+        );
         // SAFETY: this task writes y's rows `rows` in the columns of `panels` (clipped to n), a
         // part no other task writes; `y`, `x` and `w` have the lengths asserted above.
         unsafe { task_product(out.get(), x, rows, w, n, k, panels, bias, &mut buffer) };
@@ -131,7 +136,7 @@ pub(crate) fn gemm(
 }
 
 thread_local! {
-    /// Each thread's packed panels, kept between calls.
+    /// Each thread's packed weight panels and rows of `x`, kept between calls.
     static PANELS: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
@@ -154,40 +159,60 @@ unsafe fn task_product(
     bias: Option<&[f32]>,
     buffer: &mut [f32],
 ) {
-    for k0 in (0..k).step_by(KC) {
-        let kc = KC.min(k - k0);
-        for g0 in panels.clone().step_by(GROUP) {
-            let group = g0..(g0 + GROUP).min(panels.end);
-            for (slot, p) in group.clone().enumerate() {
-                let cols = NR.min(n - p * NR);
-                let panel = &mut buffer[slot * KC * NR..][..kc * NR];
-                // SAFETY: rows p·NR.. p·NR + cols of w exist (p < n / NR rounded up), each with k
-                // values, k0 + kc ≤ k; the panel holds kc · NR.
-                unsafe { pack_panel(w, k, p * NR, cols, k0, kc, panel) };
+    let (buffer, rows_packed) = buffer.split_at_mut(GROUP * KC * NR);
+    for chunk in rows.clone().step_by(CHUNK) {
+        let rows = chunk..(chunk + CHUNK).min(rows.end);
+        let tiles = rows.len().div_ceil(MR);
+        for k0 in (0..k).step_by(KC) {
+            let kc = KC.min(k - k0);
+            for t in 0..tiles {
+                let first = rows.start + t * MR;
+                // SAFETY: rows first..first + MR (clipped to `rows`) of x have k values from k0;
+                // the tile's slot holds kc · MR.
+                unsafe {
+                    pack_rows(
+                        x,
+                        k,
+                        first,
+                        MR.min(rows.end - first),
+                        k0,
+                        kc,
+                        &mut rows_packed[t * MR * KC..][..kc * MR],
+                    )
+                };
             }
-            for m0 in rows.clone().step_by(MC) {
-                let m1 = (m0 + MC).min(rows.end);
+            for g0 in panels.clone().step_by(GROUP) {
+                let group = g0..(g0 + GROUP).min(panels.end);
                 for (slot, p) in group.clone().enumerate() {
                     let cols = NR.min(n - p * NR);
-                    let panel = buffer[slot * KC * NR..].as_ptr();
-                    let start = (k0 == 0).then_some(bias).map(|b| b.map(|b| &b[p * NR..]));
-                    for i0 in (m0..m1).step_by(MR) {
-                        let tile_rows = MR.min(m1 - i0);
-                        // SAFETY: rows i0..i0 + tile_rows of x (from column k0, kc values)
-                        // and of y (columns p·NR.., cols of them) lie inside the buffers.
-                        unsafe {
-                            tile(
-                                tile_rows,
-                                x.as_ptr().add(i0 * k + k0),
-                                k,
-                                panel,
-                                kc,
-                                y.add(i0 * n + p * NR),
-                                n,
-                                start,
-                                cols,
-                            )
-                        };
+                    let panel = &mut buffer[slot * KC * NR..][..kc * NR];
+                    // SAFETY: rows p·NR.. p·NR + cols of w exist (p < n / NR rounded up), each with k
+                    // values, k0 + kc ≤ k; the panel holds kc · NR.
+                    unsafe { pack_panel(w, k, p * NR, cols, k0, kc, panel) };
+                }
+                for t0 in (0..tiles).step_by(MC / MR) {
+                    let t1 = (t0 + MC / MR).min(tiles);
+                    for (slot, p) in group.clone().enumerate() {
+                        let cols = NR.min(n - p * NR);
+                        let panel = buffer[slot * KC * NR..].as_ptr();
+                        let start = (k0 == 0).then_some(bias).map(|b| b.map(|b| &b[p * NR..]));
+                        for t in t0..t1 {
+                            let first = rows.start + t * MR;
+                            // SAFETY: the tile's packed rows hold kc · MR values, the panel kc · NR;
+                            // rows first.. of y (columns p·NR.., cols of them) lie inside y.
+                            unsafe {
+                                tile(
+                                    MR.min(rows.end - first),
+                                    rows_packed[t * MR * KC..].as_ptr(),
+                                    panel,
+                                    kc,
+                                    y.add(first * n + p * NR),
+                                    n,
+                                    start,
+                                    cols,
+                                )
+                            };
+                        }
                     }
                 }
             }
@@ -261,6 +286,45 @@ unsafe fn pack_panel(
     }
 }
 
+/// `packed[c][i] = x[first + i][k0 + c]` for `c < kc`, `i < rows` (≤ MR), 0 for the tile's rows
+/// past `rows`: a micro-tile's rows of `x` in the order its loop reads them, `MR` values per step
+/// from one pointer (each a broadcast the FMA takes straight from memory). 16 values of each row
+/// at a time, transposed in registers.
+///
+/// # Safety
+/// `x` has rows `first..first + rows` of `k` values, `k0 + kc ≤ k`, `packed` holds `kc · MR`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+unsafe fn pack_rows(
+    x: &[f32],
+    k: usize,
+    first: usize,
+    rows: usize,
+    k0: usize,
+    kc: usize,
+    packed: &mut [f32],
+) {
+    use std::arch::x86_64::*;
+    debug_assert!(packed.len() >= kc * MR && rows <= MR && k0 + kc <= k);
+    let tile_lanes: __mmask16 = (1 << MR) - 1;
+    for c0 in (0..kc).step_by(16) {
+        let width = 16.min(kc - c0);
+        let mask = (u32::MAX >> (32 - width)) as __mmask16;
+        let mut r = [_mm512_setzero_ps(); 16];
+        for (i, r) in r.iter_mut().take(rows).enumerate() {
+            // SAFETY: `width` values of row first + i from column k0 + c0 lie inside x.
+            *r = unsafe { _mm512_maskz_loadu_ps(mask, x.as_ptr().add((first + i) * k + k0 + c0)) };
+        }
+        let t = transpose16(r);
+        for (c, v) in t.iter().take(width).enumerate() {
+            // SAFETY: (c0 + c) · MR + MR ≤ kc · MR.
+            unsafe {
+                _mm512_mask_storeu_ps(packed.as_mut_ptr().add((c0 + c) * MR), tile_lanes, *v)
+            };
+        }
+    }
+}
+
 /// The 16 × 16 transpose: `out[c]` lane `j` is `r[j]` lane `c`. Three stages of in-lane shuffles
 /// bring four rows' values for one column into each 128-bit lane, two of lane moves place them.
 #[cfg(target_arch = "x86_64")]
@@ -307,7 +371,6 @@ fn transpose16(r: [std::arch::x86_64::__m512; 16]) -> [std::arch::x86_64::__m512
 unsafe fn tile(
     rows: usize,
     x: *const f32,
-    ldx: usize,
     panel: *const f32,
     kc: usize,
     y: *mut f32,
@@ -318,35 +381,34 @@ unsafe fn tile(
     // SAFETY: as the caller's.
     unsafe {
         match rows {
-            12 => micro_tile::<12>(x, ldx, panel, kc, y, ldy, start, cols),
-            11 => micro_tile::<11>(x, ldx, panel, kc, y, ldy, start, cols),
-            10 => micro_tile::<10>(x, ldx, panel, kc, y, ldy, start, cols),
-            9 => micro_tile::<9>(x, ldx, panel, kc, y, ldy, start, cols),
-            8 => micro_tile::<8>(x, ldx, panel, kc, y, ldy, start, cols),
-            7 => micro_tile::<7>(x, ldx, panel, kc, y, ldy, start, cols),
-            6 => micro_tile::<6>(x, ldx, panel, kc, y, ldy, start, cols),
-            5 => micro_tile::<5>(x, ldx, panel, kc, y, ldy, start, cols),
-            4 => micro_tile::<4>(x, ldx, panel, kc, y, ldy, start, cols),
-            3 => micro_tile::<3>(x, ldx, panel, kc, y, ldy, start, cols),
-            2 => micro_tile::<2>(x, ldx, panel, kc, y, ldy, start, cols),
-            _ => micro_tile::<1>(x, ldx, panel, kc, y, ldy, start, cols),
+            12 => micro_tile::<12>(x, panel, kc, y, ldy, start, cols),
+            11 => micro_tile::<11>(x, panel, kc, y, ldy, start, cols),
+            10 => micro_tile::<10>(x, panel, kc, y, ldy, start, cols),
+            9 => micro_tile::<9>(x, panel, kc, y, ldy, start, cols),
+            8 => micro_tile::<8>(x, panel, kc, y, ldy, start, cols),
+            7 => micro_tile::<7>(x, panel, kc, y, ldy, start, cols),
+            6 => micro_tile::<6>(x, panel, kc, y, ldy, start, cols),
+            5 => micro_tile::<5>(x, panel, kc, y, ldy, start, cols),
+            4 => micro_tile::<4>(x, panel, kc, y, ldy, start, cols),
+            3 => micro_tile::<3>(x, panel, kc, y, ldy, start, cols),
+            2 => micro_tile::<2>(x, panel, kc, y, ldy, start, cols),
+            _ => micro_tile::<1>(x, panel, kc, y, ldy, start, cols),
         }
     }
 }
 
-/// `y[i][j] = start[j] + Σ_c x[i][c] · panel[c][j]` for `R` rows and `cols` (≤ NR) columns, where
+/// `y[i][j] = start[j] + Σ_c x[c][i] · panel[c][j]` for `R` rows and `cols` (≤ NR) columns, where
 /// `start` is `Some(bias)`, `Some(None)` (zero) on a row's first `KC` step, and `None` (the sum
 /// so far, read from `y`) on later ones.
 ///
 /// # Safety
-/// `x` has `R` rows (stride `ldx`) of `kc` values, `panel` `kc · NR`, `y` `R` rows (stride `ldy`)
-/// of `cols` values, `start`'s bias `cols`.
+/// `x` holds `kc · MR` values (a tile's rows packed by [`pack_rows`]), `panel` `kc · NR`, `y` `R`
+/// rows (stride `ldy`) of `cols` values, `start`'s bias `cols`.
 #[allow(clippy::too_many_arguments)]
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 unsafe fn micro_tile<const R: usize>(
     x: *const f32,
-    ldx: usize,
     panel: *const f32,
     kc: usize,
     y: *mut f32,
@@ -359,21 +421,16 @@ unsafe fn micro_tile<const R: usize>(
     // keep loads and stores of y and the bias within `cols`.
     unsafe {
         let mut acc = [[_mm512_setzero_ps(); 2]; R];
-        // Rows in threes from four walking pointers: row 3g + r at `rows[g] + r · ldx`, an
-        // address x86 forms in the load itself (base + index · 1 or 2), not 12 chained adds.
-        let mut rows: [*const f32; 4] = std::array::from_fn(|g| x.wrapping_add(3 * g * ldx));
-        let mut b = panel;
+        let (mut a, mut b) = (x, panel);
         for _ in 0..kc {
             let b0 = _mm512_loadu_ps(b);
             let b1 = _mm512_loadu_ps(b.add(16));
             for (i, acc) in acc.iter_mut().enumerate() {
-                let a = _mm512_set1_ps(*rows[i / 3].add((i % 3) * ldx));
+                let a = _mm512_set1_ps(*a.add(i));
                 acc[0] = _mm512_fmadd_ps(a, b0, acc[0]);
                 acc[1] = _mm512_fmadd_ps(a, b1, acc[1]);
             }
-            for r in &mut rows {
-                *r = r.wrapping_add(1);
-            }
+            a = a.add(MR);
             b = b.add(NR);
         }
         let lanes = |from: usize| -> __mmask16 {

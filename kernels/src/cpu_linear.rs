@@ -240,11 +240,7 @@ pub fn matmul(
     if let Some(bias) = bias {
         check_len("matmul", "bias", bias.len(), n, &shape)?;
     }
-    let own_rows = match w {
-        Weights::F32(_) => crate::cpu_gemm::MAX_ROWS_F32,
-        Weights::Bf16(_) => crate::cpu_gemm::MAX_ROWS_BF16,
-    };
-    if m > 0 && n > 0 && k > 0 && m < own_rows && crate::cpu_gemm::available() {
+    if m > 0 && n > 0 && k > 0 && m < crate::cpu_gemm::MAX_ROWS && crate::cpu_gemm::available() {
         return Ok(crate::cpu_gemm::gemm(x, m, w, n, k, bias));
     }
     let mut y = match bias {

@@ -205,9 +205,9 @@ fn only_values_bf16_holds_exactly_are_kept_in_bf16() {
 }
 
 /// The AVX-512 product's blocking at its edges: `k` across 256-step panels (257, 600), rows
-/// across 192-row passes and 12-row tiles (193, 400), columns across 32-column panels and
-/// 8-panel groups (33, 300), one panel for several threads (rows split), on pools of 1, 2 and 3
-/// threads; f32 and bf16 weights, with and without a bias. Where AVX-512 is missing `matmul`
+/// across 192-row passes, 12-row tiles and 768-row chunks (193, 400, 790), columns across
+/// 32-column panels and 8-panel groups (33, 300), one panel for several threads (rows split), on
+/// pools of 1, 2 and 3 threads; f32 and bf16 weights, with and without a bias. Where AVX-512 is missing `matmul`
 /// takes `gemm` and the same checks hold.
 #[test]
 fn matmul_at_the_blocking_edges_on_several_pools() {
@@ -228,6 +228,7 @@ fn matmul_at_the_blocking_edges_on_several_pools() {
             (25, 7, 16),
             (13, 600, 31),
             (5, 1, 1),
+            (790, 40, 20),
         ] {
             let x = rng.vec(m * k, -1.0, 1.0);
             let w = rng.vec(n * k, -1.0, 1.0);
