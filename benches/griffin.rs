@@ -267,6 +267,9 @@ fn roofline(p: &Pair, t: usize) {
 
 fn benches(c: &mut Criterion) {
     frugal_benches::pin_threads();
+    // As the `frugal` binary runs models (both sides gain: a prefill allocates and frees buffers
+    // of megabytes, each a fresh zeroed mapping under glibc's defaults).
+    layers::alloc::keep_freed_memory();
     roofline(&pair(&hf_config(512, 6, 8, 256, 32_000)), 512);
     // Narrow: per-timestep overheads dominate, where a parallel scan matters most.
     let mut tiny = hf_config(64, 4, 4, 8, 256);
