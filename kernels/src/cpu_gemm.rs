@@ -14,10 +14,14 @@
 //! Why not the `gemm` crate, which `matmul` uses from [`MAX_ROWS`] rows up: at the row counts of
 //! prompts it is slower. On the 2-core AVX-512 Xeon the project measures on, against `gemm` called
 //! directly on the same 2-thread pool, with f32 weights this ran 2–4.6× its rate at 16 rows,
-//! 1.3–2.6× at 64–384, 1.08–1.2× at 512 and 1.0–1.25× at 1024 (shapes of this project's models:
-//! `n`, `k` of 512 to 3072); with bf16 weights, against `gemm` on the f32 matrix, the same or
-//! better. At 2048 rows `gemm` is as fast or faster (0.9–1.0×). `cargo bench -p frugal-benches
-//! --bench matmul` prints the rates against candle's matmul (which calls `gemm`).
+//! 1.3–2.6× at 64–384 and 1.08–1.2× at 512 (shapes of this project's models: `n`, `k` of 512 to
+//! 3072); with bf16 weights, against `gemm` on the f32 matrix, the same or better. In the models,
+//! with the product switched between the two (prefill, same build): Griffin small at 512 tokens
+//! 1.09–1.12×, its 2B-wide layers 1.20–1.23×, the dense baseline at 256 tokens 1.17–1.20×. At
+//! 1024 rows this one alone was 1.0–1.25× `gemm`, yet the dense baseline's 1024-token prefill ran
+//! 0.93–0.96× with it; from 2048 rows `gemm` is as fast or faster alone too. Hence the bound.
+//! `cargo bench -p frugal-benches --bench matmul` prints the rates against candle's matmul (which
+//! calls `gemm`).
 //!
 //! Threads split the output's columns (whole panels) when there are enough panels for every
 //! thread, and rows as well when not; each writes its own part of `y`, each once per `KC` step.
@@ -41,7 +45,7 @@ const CHUNK: usize = 768;
 const GROUP: usize = 8;
 /// From this many rows up `gemm` is as fast or faster (see the module's note) and takes the
 /// product.
-pub const MAX_ROWS: usize = 1536;
+pub const MAX_ROWS: usize = 1024;
 
 /// Whether this machine runs [`gemm`] (AVX-512 F, BW and VL, detected once: every AVX-512 x86
 /// core since 2017 has the three).

@@ -4,8 +4,8 @@
 //! bound by reading `W` once. candle 0.11 runs it on one thread; [`gemv`] splits the output rows
 //! of large matrices over rayon tasks with an AVX2+FMA dot product (runtime detection, portable
 //! fallback), so every core streams `W`: on this project's 2-core machine a 32000×512 f32 GEMV
-//! reads 25.6 GB/s on two threads against 18.8 on one. More rows, other dtypes or devices go to
-//! candle's matmul. The layer built on it, a drop-in for `candle_nn::Linear`, is
+//! reads 25.6 GB/s on two threads against 18.8 on one. More rows go to [`matmul`] (frugal's own
+//! AVX-512 product or the `gemm` crate), other dtypes or devices to candle's matmul. The layer built on it, a drop-in for `candle_nn::Linear`, is
 //! `layers::Linear`.
 use candle_core::{DType, Device, Tensor};
 use rayon::prelude::*;
@@ -221,11 +221,13 @@ thread_local! {
 }
 
 /// `y [m, n] = x [m, k] · wᵀ (+ bias)` for `w [n, k]`, threaded over the rayon pool it is called
-/// from. The bias is the destination's starting value and the product accumulates onto it: no
-/// second pass over the output, and no candle elementwise op (whose own thread pool spins for a
-/// while after each call, taking a core from the product's threads on a small machine). bf16
-/// weights are widened exactly, 2^19 values at a time into a reused buffer that stays in
-/// cache for that block's product, never a copy of the whole matrix.
+/// from. Below [`crate::cpu_gemm::MAX_ROWS`] rows on an AVX-512 machine, frugal's own product
+/// ([`crate::cpu_gemm`], bf16 widened exactly as its panels are packed); otherwise the `gemm`
+/// crate. Either way the bias is the destination's starting value and the product accumulates
+/// onto it: no second pass over the output, and no candle elementwise op (whose own thread pool
+/// spins for a while after each call, taking a core from the product's threads on a small
+/// machine). On the `gemm` path bf16 weights are widened exactly, 2^19 values at a time into a
+/// reused buffer that stays in cache for that block's product, never a copy of the whole matrix.
 pub fn matmul(
     x: &[f32],
     m: usize,
