@@ -13,8 +13,8 @@
 //!
 //! Why not the `gemm` crate, which `matmul` uses from [`MAX_ROWS`] rows up: at the row counts of
 //! prompts it is slower. On the 2-core AVX-512 Xeon the project measures on, against `gemm` called
-//! directly on the same 2-thread pool, with f32 weights this ran 2–4.6× its rate at 16 rows,
-//! 1.3–2.6× at 64–384 and 1.08–1.2× at 512 (shapes of this project's models: `n`, `k` of 512 to
+//! directly on the same 2-thread pool, with f32 weights this ran 1.9–4.8× its rate at 16 rows,
+//! 1.1–2.6× at 64–384 and 1.07–1.25× at 512 (shapes of this project's models: `n`, `k` of 512 to
 //! 3072); with bf16 weights, against `gemm` on the f32 matrix, the same or better. In the models,
 //! with the product switched between the two (prefill, same build): Griffin small at 512 tokens
 //! 1.09–1.12×, its 2B-wide layers 1.20–1.23×, the dense baseline at 256 tokens 1.17–1.20×. At
