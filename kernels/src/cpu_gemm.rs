@@ -17,7 +17,7 @@
 //! 1.1–2.6× at 64–384 and 1.07–1.25× at 512 (shapes of this project's models: `n`, `k` of 512 to
 //! 3072); with bf16 weights, against `gemm` on the f32 matrix, the same or better. In the models,
 //! with the product switched between the two (prefill, same build): Griffin small at 512 tokens
-//! 1.09–1.12×, its 2B-wide layers 1.20–1.23×, the dense baseline at 256 tokens 1.17–1.20×. At
+//! 1.08–1.13×, its 2B-wide layers 1.19–1.23×, the dense baseline at 256 tokens 1.16–1.21×. At
 //! 1024 rows this one alone was 1.0–1.25× `gemm`, yet the dense baseline's 1024-token prefill ran
 //! 0.93–0.96× with it; from 2048 rows `gemm` is as fast or faster alone too. Hence the bound.
 //! `cargo bench -p frugal-benches --bench matmul` prints the rates against candle's matmul (which
