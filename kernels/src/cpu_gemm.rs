@@ -23,11 +23,15 @@
 //! `cargo bench -p frugal-benches --bench matmul` prints the rates against candle's matmul (which
 //! calls `gemm`).
 //!
+//! [`block_diagonal_pair`] runs Griffin's RG-LRU gates (one small matrix per head) on the same
+//! tiles and panels.
+//!
 //! Threads split the output's columns (whole panels) when there are enough panels for every
 //! thread, and rows as well when not; each writes its own part of `y`, each once per `KC` step.
 use rayon::prelude::*;
 
 use crate::cpu_linear::Weights;
+use crate::error::{check_len, KernelError, Result};
 
 /// Output columns per panel and micro-tile: two 16-lane vectors.
 const NR: usize = 32;
@@ -137,6 +141,176 @@ pub(crate) fn gemm(
     // SAFETY: every one of the m × n values has been written (see above).
     unsafe { y.set_len(m * n) };
     y
+}
+
+/// Griffin's two RG-LRU gates' block-diagonal products (docs/griffin.md §3): for `x`
+/// `[rows, width]` and per-head weights `w_x`, `w_a` `[heads, block, block]` laid out `[in, out]`
+/// (`block = width / heads`), `gate[t, h·block + j] = Σ_i x[t, h·block + i] · w[h, i, j]` for
+/// both, each `[rows, width]`. One task per head packs that head's columns of `x` once and
+/// multiplies them by both gates' weights (the weights, already `[in][out]`, copied into
+/// 32-column panels without a transpose). An error if the lengths disagree or `heads` does not
+/// divide `width`; the caller checks [`available`].
+pub fn block_diagonal_pair(
+    x: &[f32],
+    rows: usize,
+    width: usize,
+    heads: usize,
+    w_x: &[f32],
+    w_a: &[f32],
+) -> Result<(Vec<f32>, Vec<f32>)> {
+    let shape = format!("[rows {rows}, width {width}, heads {heads}]");
+    if heads == 0 || !width.is_multiple_of(heads) {
+        return Err(KernelError::Shape {
+            kernel: "block_diagonal_pair",
+            arg: "heads",
+            expected: format!("a divisor of width {width}"),
+            found: vec![heads],
+        });
+    }
+    let block = width / heads;
+    check_len("block_diagonal_pair", "x", x.len(), rows * width, &shape)?;
+    check_len(
+        "block_diagonal_pair",
+        "w_x",
+        w_x.len(),
+        heads * block * block,
+        &shape,
+    )?;
+    check_len(
+        "block_diagonal_pair",
+        "w_a",
+        w_a.len(),
+        heads * block * block,
+        &shape,
+    )?;
+    assert!(
+        available(),
+        "block_diagonal_pair needs AVX-512 (see `available`)"
+    );
+    if rows == 0 || width == 0 {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let mut gates = [
+        Vec::<f32>::with_capacity(rows * width),
+        Vec::<f32>::with_capacity(rows * width),
+    ];
+    let outs = [Out(gates[0].as_mut_ptr()), Out(gates[1].as_mut_ptr())];
+    let head_product = |h: usize| {
+        let mut buffer = PANELS.take();
+        let tiles = rows.div_ceil(MR);
+        buffer.resize(KC * NR + tiles * MR * KC, 0.0);
+        // SAFETY: this task writes columns h·block.. h·block + block of every row of both
+        // gates, which no other task writes; the lengths were checked above.
+        unsafe {
+            head_gates(
+                x,
+                rows,
+                width,
+                h * block,
+                block,
+                [&w_x[h * block * block..], &w_a[h * block * block..]],
+                [outs[0].get(), outs[1].get()],
+                &mut buffer,
+            )
+        };
+        PANELS.set(buffer);
+    };
+    // One decode step (a few rows) is too small to share out.
+    if rows * width * block >= 1 << 16 {
+        (0..heads).into_par_iter().for_each(head_product);
+    } else {
+        (0..heads).for_each(head_product);
+    }
+    // SAFETY: every head's columns of every row of both gates have been written.
+    unsafe {
+        gates[0].set_len(rows * width);
+        gates[1].set_len(rows * width);
+    }
+    let [gate_x, gate_a] = gates;
+    Ok((gate_x, gate_a))
+}
+
+/// One head's columns `col0..col0 + block` of both gates, for every row.
+///
+/// # Safety
+/// `x` holds `rows × width`, each weight `block × block` from its start, each output
+/// `rows × width`; `col0 + block ≤ width`; `buffer` holds `KC · NR` plus `MR · KC` per 12 rows.
+#[allow(clippy::too_many_arguments)]
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+unsafe fn head_gates(
+    x: &[f32],
+    rows: usize,
+    width: usize,
+    col0: usize,
+    block: usize,
+    weights: [&[f32]; 2],
+    outs: [*mut f32; 2],
+    buffer: &mut [f32],
+) {
+    let (panel, rows_packed) = buffer.split_at_mut(KC * NR);
+    let tiles = rows.div_ceil(MR);
+    for k0 in (0..block).step_by(KC) {
+        let kc = KC.min(block - k0);
+        for t in 0..tiles {
+            // SAFETY: rows t·MR.. of x have `width` values, columns col0 + k0 .. + kc among them.
+            unsafe {
+                pack_rows(
+                    x,
+                    width,
+                    t * MR,
+                    MR.min(rows - t * MR),
+                    col0 + k0,
+                    kc,
+                    &mut rows_packed[t * MR * KC..][..kc * MR],
+                )
+            };
+        }
+        for (w, out) in weights.iter().zip(outs) {
+            for j0 in (0..block).step_by(NR) {
+                let cols = NR.min(block - j0);
+                // The weights are [in][out]: step c's 32 outputs are a run of one row.
+                for c in 0..kc {
+                    let from = &w[(k0 + c) * block + j0..][..cols];
+                    let to = &mut panel[c * NR..][..NR];
+                    to[..cols].copy_from_slice(from);
+                    to[cols..].fill(0.0);
+                }
+                let start = (k0 == 0).then_some(None);
+                for t in 0..tiles {
+                    // SAFETY: the tile's packed rows hold kc · MR values, the panel kc · NR; rows
+                    // t·MR.. of the output (columns col0 + j0.., cols of them) lie inside it.
+                    unsafe {
+                        tile(
+                            MR.min(rows - t * MR),
+                            rows_packed[t * MR * KC..].as_ptr(),
+                            panel.as_ptr(),
+                            kc,
+                            out.add(t * MR * width + col0 + j0),
+                            width,
+                            start,
+                            cols,
+                        )
+                    };
+                }
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn head_gates(
+    _: &[f32],
+    _: usize,
+    _: usize,
+    _: usize,
+    _: usize,
+    _: [&[f32]; 2],
+    _: [*mut f32; 2],
+    _: &mut [f32],
+) {
+    unreachable!("cpu_gemm runs only where `available` holds (x86-64 with AVX-512)")
 }
 
 thread_local! {

@@ -7,9 +7,10 @@
 //! h_t = a_t ⊙ h_{t−1} + sqrt(1 − a_t²) ⊙ (i_t ⊙ x_t)            (a = 0, multiplier 1 at position 0)
 //! ```
 //!
-//! The gates' block-diagonal products are matmuls here; everything after them, to the output
-//! times the recurrent block's GeLU branch, is the `kernels::rg_lru` op (one fused pass in f32 on
-//! the CPU; tensor ops around the linear-scan kernel elsewhere). The state is f32 either way.
+//! The gates' block-diagonal products are the `kernels::rg_lru::block_diagonal_gates` op;
+//! everything after them, to the output times the recurrent block's GeLU branch, is the
+//! `kernels::rg_lru` op (one fused pass in f32 on the CPU; tensor ops around the linear-scan
+//! kernel elsewhere). The state is f32 either way.
 use candle_core::{DType, Tensor};
 use candle_nn::VarBuilder;
 
@@ -17,8 +18,6 @@ use crate::step::Step;
 
 #[derive(Debug, Clone)]
 pub struct RgLru {
-    heads: usize,
-    block: usize,
     input_gate_weight: Tensor,
     recurrent_gate_weight: Tensor,
     /// softplus(Λ) and the two gate biases, flattened to `[W]` in f32, computed once at load.
@@ -39,24 +38,12 @@ impl RgLru {
         let param = vb.get(width, "recurrent_param")?.to_dtype(DType::F32)?;
         let flat = |t: Tensor| t.flatten_all()?.to_dtype(DType::F32);
         Ok(RgLru {
-            heads,
-            block,
             softplus_a: softplus(&param)?,
             gate_x_bias: flat(vb.get((heads, block), "input_gate_bias")?)?,
             gate_a_bias: flat(vb.get((heads, block), "recurrent_gate_bias")?)?,
             input_gate_weight: vb.get((heads, block, block), "input_gate_weight")?,
             recurrent_gate_weight: vb.get((heads, block, block), "recurrent_gate_weight")?,
         })
-    }
-
-    /// `x_blk @ W[h]` per head: the weight is `[in, out]` per block (not nn.Linear's).
-    fn block_diag(&self, x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
-        let (bsz, t, width) = x.dims3()?;
-        let xb = x
-            .reshape((bsz * t, self.heads, self.block))?
-            .transpose(0, 1)?
-            .contiguous()?;
-        xb.matmul(w)?.transpose(0, 1)?.reshape((bsz, t, width))
     }
 
     /// `x` `[B, T, W]`, the GeLU branch's pre-activation `branch` `[B, T, W]`, state `h0` `[B, W]`
@@ -68,8 +55,11 @@ impl RgLru {
         h0: &Tensor,
         step: &Step,
     ) -> candle_core::Result<(Tensor, Tensor)> {
-        let gate_x = self.block_diag(x, &self.input_gate_weight)?;
-        let gate_a = self.block_diag(x, &self.recurrent_gate_weight)?;
+        let (gate_x, gate_a) = kernels::rg_lru::block_diagonal_gates(
+            x,
+            &self.input_gate_weight,
+            &self.recurrent_gate_weight,
+        )?;
         kernels::rg_lru::rg_lru(
             x,
             &gate_x,

@@ -14,9 +14,11 @@
 //! vectorised and (batch, channel block) tasks threaded. On a GPU the same single pass is the
 //! scan kernel with the RG-LRU's loads and stores (`rg_lru_chunk_*` in
 //! `kernels/cuda/linear_scan.cu`, plan [`plan::plan`]).
+mod gates;
 mod op;
 pub mod plan;
 
+pub use gates::block_diagonal_gates;
 pub use op::{rg_lru, rg_lru_tensors, RgLruParams, RgLruSteps};
 
 use rayon::prelude::*;

@@ -260,3 +260,124 @@ fn matmul_at_the_blocking_edges_on_several_pools() {
         }
     }
 }
+
+fn block_diagonal_naive(x: &[f32], rows: usize, width: usize, heads: usize, w: &[f32]) -> Vec<f32> {
+    let block = width / heads;
+    let mut y = vec![0.0f32; rows * width];
+    for t in 0..rows {
+        for h in 0..heads {
+            for j in 0..block {
+                y[t * width + h * block + j] = (0..block)
+                    .map(|i| {
+                        f64::from(x[t * width + h * block + i])
+                            * f64::from(w[(h * block + i) * block + j])
+                    })
+                    .sum::<f64>() as f32;
+            }
+        }
+    }
+    y
+}
+
+/// Griffin's gate products against a plain loop: blocks under one panel (1, 5, 16), across panels
+/// (33, 64) and across 256-step passes (260); one row (a decode step), rows across 12-row tiles;
+/// threaded and not; and the errors for lengths and a `heads` that does not divide the width.
+#[test]
+fn block_diagonal_pair_matches_the_plain_loop() {
+    if !kernels::cpu_gemm::available() {
+        eprintln!("skipped: no AVX-512 (F, BW, VL) here; Griffin takes candle's batched matmul");
+        return;
+    }
+    let mut rng = Rng::new(21);
+    for (rows, heads, block) in [
+        (1, 8, 64),
+        (7, 3, 5),
+        (30, 1, 1),
+        (25, 4, 16),
+        (13, 2, 33),
+        (100, 8, 64),
+        (5, 2, 260),
+    ] {
+        let width = heads * block;
+        let x = rng.vec(rows * width, -1.0, 1.0);
+        let w_x = rng.vec(heads * block * block, -1.0, 1.0);
+        let w_a = rng.vec(heads * block * block, -1.0, 1.0);
+        let (gate_x, gate_a) =
+            kernels::cpu_gemm::block_diagonal_pair(&x, rows, width, heads, &w_x, &w_a).unwrap();
+        let tol = 1e-5 + 2e-6 * block as f32;
+        for (got, w) in [(&gate_x, &w_x), (&gate_a, &w_a)] {
+            let want = block_diagonal_naive(&x, rows, width, heads, w);
+            assert_eq!(got.len(), want.len());
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (g - w).abs() <= tol,
+                    "[{rows}, {heads}×{block}] [{i}]: {g} vs {w}"
+                );
+            }
+        }
+    }
+    let x = vec![0.0; 2 * 12];
+    let w = vec![0.0; 4 * 3 * 3];
+    let e = kernels::cpu_gemm::block_diagonal_pair(&x, 2, 12, 5, &w, &w)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("heads") && e.contains("12"), "{e}");
+    let e = kernels::cpu_gemm::block_diagonal_pair(&x, 2, 12, 4, &w[1..], &w)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("w_x") && e.contains("35"), "{e}");
+}
+
+/// The gates' tensor op on each of its paths (the AVX-512 pair for prefill rows, the batched
+/// matmul for a decode step and for bf16) against per-head products in candle, and its error for
+/// weights that do not fit the input's width.
+#[test]
+fn block_diagonal_gates_agree_with_per_head_matmuls_on_every_path() {
+    let dev = Device::Cpu;
+    let mut rng = Rng::new(23);
+    let (heads, block) = (3, 20);
+    let width = heads * block;
+    let mut randn = |shape: &[usize]| {
+        let n = shape.iter().product();
+        Tensor::from_vec(rng.vec(n, -1.0, 1.0), shape, &dev).unwrap()
+    };
+    let w_x = randn(&[heads, block, block]);
+    let w_a = randn(&[heads, block, block]);
+    for (b, t) in [(2, 9), (1, 1), (1, 40)] {
+        let x = randn(&[b, t, width]);
+        let want = |w: &Tensor| -> Vec<f32> {
+            let parts: Vec<Tensor> = (0..heads)
+                .map(|h| {
+                    x.narrow(2, h * block, block)
+                        .unwrap()
+                        .reshape((b * t, block))
+                        .unwrap()
+                        .matmul(&w.get(h).unwrap())
+                        .unwrap()
+                })
+                .collect();
+            f32s(&Tensor::cat(&parts, 1).unwrap())
+        };
+        let (gx, ga) = kernels::rg_lru::block_diagonal_gates(&x, &w_x, &w_a).unwrap();
+        assert_eq!(gx.dims(), [b, t, width]);
+        close(&f32s(&gx), &want(&w_x));
+        close(&f32s(&ga), &want(&w_a));
+        // bf16 takes the batched matmul; its products equal the widened values' to bf16 rounding.
+        let to = |t: &Tensor| t.to_dtype(DType::BF16).unwrap();
+        let (gx16, _) =
+            kernels::rg_lru::block_diagonal_gates(&to(&x), &to(&w_x), &to(&w_a)).unwrap();
+        assert_eq!(gx16.dtype(), DType::BF16);
+        let got = f32s(&gx16.to_dtype(DType::F32).unwrap());
+        for (g, w) in got.iter().zip(want(&w_x)) {
+            assert!((g - w).abs() <= 0.1 + 0.02 * w.abs(), "bf16: {g} vs {w}");
+        }
+    }
+    let x = randn(&[1, 5, width + 1]);
+    let e = kernels::rg_lru::block_diagonal_gates(&x, &w_x, &w_a)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("block_diagonal_gates") && e.contains("61"),
+        "{e}"
+    );
+}
