@@ -128,15 +128,12 @@ pub(crate) fn gemm(
         if panels.is_empty() || rows.is_empty() {
             return;
         }
-        let mut buffer = PANELS.take();
-        buffer.resize(
-            GROUP * KC * NR + rows.len().min(CHUNK).div_ceil(MR) * MR * KC,
-            0.0,
-        );
-        // SAFETY: this task writes y's rows `rows` in the columns of `panels` (clipped to n), a
-        // part no other task writes; `y`, `x` and `w` have the lengths asserted above.
-        unsafe { task_product(out.get(), x, rows, w, n, k, panels, bias, &mut buffer) };
-        PANELS.set(buffer);
+        let len = GROUP * KC * NR + rows.len().min(CHUNK).div_ceil(MR) * MR * KC;
+        with_thread_buffer(len, |buffer| {
+            // SAFETY: this task writes y's rows `rows` in the columns of `panels` (clipped to n),
+            // a part no other task writes; `y`, `x` and `w` have the lengths asserted above.
+            unsafe { task_product(out.get(), x, rows, w, n, k, panels, bias, buffer) }
+        });
     });
     // SAFETY: every one of the m × n values has been written (see above).
     unsafe { y.set_len(m * n) };
@@ -149,7 +146,7 @@ pub(crate) fn gemm(
 /// both, each `[rows, width]`. One task per head packs that head's columns of `x` once and
 /// multiplies them by both gates' weights (the weights, already `[in][out]`, copied into
 /// 32-column panels without a transpose). An error if the lengths disagree or `heads` does not
-/// divide `width`; the caller checks [`available`].
+/// divide `width`, and `Unsupported` where [`available`] does not hold.
 pub fn block_diagonal_pair(
     x: &[f32],
     rows: usize,
@@ -183,10 +180,13 @@ pub fn block_diagonal_pair(
         heads * block * block,
         &shape,
     )?;
-    assert!(
-        available(),
-        "block_diagonal_pair needs AVX-512 (see `available`)"
-    );
+    if !available() {
+        return Err(KernelError::Unsupported {
+            kernel: "block_diagonal_pair",
+            dtype: "f32".into(),
+            device: "a CPU without AVX-512 (F, BW, VL)".into(),
+        });
+    }
     if rows == 0 || width == 0 {
         return Ok((Vec::new(), Vec::new()));
     }
@@ -196,24 +196,22 @@ pub fn block_diagonal_pair(
     ];
     let outs = [Out(gates[0].as_mut_ptr()), Out(gates[1].as_mut_ptr())];
     let head_product = |h: usize| {
-        let mut buffer = PANELS.take();
-        let tiles = rows.div_ceil(MR);
-        buffer.resize(KC * NR + tiles * MR * KC, 0.0);
-        // SAFETY: this task writes columns h·block.. h·block + block of every row of both
-        // gates, which no other task writes; the lengths were checked above.
-        unsafe {
-            head_gates(
-                x,
-                rows,
-                width,
-                h * block,
-                block,
-                [&w_x[h * block * block..], &w_a[h * block * block..]],
-                [outs[0].get(), outs[1].get()],
-                &mut buffer,
-            )
-        };
-        PANELS.set(buffer);
+        with_thread_buffer(KC * NR + rows.div_ceil(MR) * MR * KC, |buffer| {
+            // SAFETY: this task writes columns h·block.. h·block + block of every row of both
+            // gates, which no other task writes; the lengths were checked above.
+            unsafe {
+                head_gates(
+                    x,
+                    rows,
+                    width,
+                    h * block,
+                    block,
+                    [&w_x[h * block * block..], &w_a[h * block * block..]],
+                    [outs[0].get(), outs[1].get()],
+                    buffer,
+                )
+            }
+        });
     };
     // One decode step (a few rows) is too small to share out.
     if rows * width * block >= 1 << 16 {
@@ -316,6 +314,19 @@ unsafe fn head_gates(
 thread_local! {
     /// Each thread's packed weight panels and rows of `x`, kept between calls.
     static PANELS: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// `f` on this thread's buffer for packed panels and rows, grown to at least `len` values. Taken
+/// out while in use (nothing inside `f` runs other rayon tasks, but a task that did would find
+/// the slot empty and use a fresh buffer instead of this one).
+fn with_thread_buffer<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    let mut buffer = PANELS.take();
+    if buffer.len() < len {
+        buffer.resize(len, 0.0);
+    }
+    let r = f(&mut buffer);
+    PANELS.set(buffer);
+    r
 }
 
 /// One task's part: rows `rows` of `y` in the columns of `panels`.
