@@ -23,6 +23,15 @@
 //! `cargo bench -p frugal-benches --bench matmul` prints the rates against candle's matmul (which
 //! calls `gemm`).
 //!
+//! A product can also finish its values as the micro-tiles store them ([`Epilogue`]): a residual
+//! added (a layer's last product and the connection around it), or a gated linear unit taken (a
+//! stacked gate and up projection: each panel then holds 16 columns of `g` beside the same 16 of
+//! `u`, so a tile holds both halves of its outputs). Either way the output is written once and
+//! not read back by a second pass; in Griffin small's 512-token prefill the two together took
+//! 1.05–1.11× off the time (the GLU alone skips writing and re-reading its `[m, 2·width]` product).
+//! A GLU needs its sums complete in one step along `k`, so it takes all of `k` (up to
+//! [`GLU_MAX_K`]) at once.
+//!
 //! [`block_diagonal_pair`] runs Griffin's RG-LRU gates (one small matrix per head) on the same
 //! tiles and panels.
 //!
@@ -30,7 +39,8 @@
 //! thread, and rows as well when not; each writes its own part of `y`, each once per `KC` step.
 use rayon::prelude::*;
 
-use crate::cpu_linear::Weights;
+use crate::cpu_linear::{Epilogue, Weights};
+use crate::cpu_math::Glu;
 use crate::error::{check_len, KernelError, Result};
 
 /// Output columns per panel and micro-tile: two 16-lane vectors.
@@ -50,6 +60,21 @@ const GROUP: usize = 8;
 /// From this many rows up `gemm` is as fast or faster (see the module's note) and takes the
 /// product.
 pub const MAX_ROWS: usize = 1024;
+/// The longest `k` a GLU is taken inside the product for: its sums must be complete in one step
+/// (a panel of `k · 32` values, 64 KiB here, read from L2 rather than L1). Longer ones take a
+/// second pass after the product.
+pub const GLU_MAX_K: usize = 2 * KC;
+
+/// Whether [`gemm`] takes a product of `m` rows and length `k` with `epilogue`: [`available`],
+/// fewer than [`MAX_ROWS`] rows, and for a GLU `k` up to [`GLU_MAX_K`].
+pub(crate) fn takes(m: usize, k: usize, epilogue: Epilogue<'_>) -> bool {
+    available()
+        && m < MAX_ROWS
+        && match epilogue {
+            Epilogue::Glu(_) => k <= GLU_MAX_K,
+            _ => true,
+        }
+}
 
 /// Whether this machine runs [`gemm`] (AVX-512 F, BW and VL, detected once: every AVX-512 x86
 /// core since 2017 has the three).
@@ -84,8 +109,9 @@ impl Out {
     }
 }
 
-/// `y [m, n] = x [m, k] · wᵀ (+ bias)`, on the rayon pool it is called from. The caller checks
-/// the lengths and that [`available`] holds; `m`, `n` and `k` are at least 1.
+/// `y [m, n] = x [m, k] · wᵀ (+ bias)`, then `epilogue` on the way out (for a GLU `y` is
+/// `[m, n / 2]`), on the rayon pool it is called from. The caller checks the lengths (a residual
+/// `[m, n]`, an even `n` for a GLU) and that [`available`] holds; `m`, `n` and `k` are at least 1.
 pub(crate) fn gemm(
     x: &[f32],
     m: usize,
@@ -93,6 +119,7 @@ pub(crate) fn gemm(
     n: usize,
     k: usize,
     bias: Option<&[f32]>,
+    epilogue: Epilogue<'_>,
 ) -> Vec<f32> {
     let w_len = w.len();
     assert!(
@@ -102,42 +129,120 @@ pub(crate) fn gemm(
             && k > 0
             && x.len() == m * k
             && w_len == n * k
-            && bias.is_none_or(|b| b.len() == n),
+            && bias.is_none_or(|b| b.len() == n)
+            && match epilogue {
+                Epilogue::Store => true,
+                Epilogue::Add(r) => r.len() == m * n,
+                Epilogue::Glu(_) => n.is_multiple_of(2) && k <= GLU_MAX_K,
+            },
         "cpu_gemm::gemm: [m {m}, n {n}, k {k}] with x {}, w {w_len}",
         x.len(),
     );
+    let shape = Shape::new(n, k, epilogue);
+    let out_len = m * shape.out_cols;
     // Not zeroed first (a pass over the output, 5% of a 512 × 3072 product): the first KC step
     // writes every value, before anything reads one (the tasks' rows and panels cover all of y).
-    let mut y: Vec<f32> = Vec::with_capacity(m * n);
-    let panels = n.div_ceil(NR);
+    let mut y: Vec<f32> = Vec::with_capacity(out_len);
     let threads = rayon::current_num_threads().max(1);
     // Whole panels per task; rows split too when there are fewer panels than threads.
-    let col_tasks = panels.min(threads);
+    let col_tasks = shape.panels.min(threads);
     let row_tasks = if col_tasks < threads && m >= 2 * MR {
         (threads / col_tasks).min(m / MR)
     } else {
         1
     };
-    let panels_per_task = panels.div_ceil(col_tasks);
+    let panels_per_task = shape.panels.div_ceil(col_tasks);
     let rows_per_task = m.div_ceil(row_tasks).next_multiple_of(MR);
     let out = Out(y.as_mut_ptr());
+    let residual = match epilogue {
+        Epilogue::Add(r) => Some(r),
+        _ => None,
+    };
     (0..col_tasks * row_tasks).into_par_iter().for_each(|task| {
         let (c, r) = (task % col_tasks, task / col_tasks);
-        let panels = c * panels_per_task..((c + 1) * panels_per_task).min(panels);
+        let panels = c * panels_per_task..((c + 1) * panels_per_task).min(shape.panels);
         let rows = r * rows_per_task..((r + 1) * rows_per_task).min(m);
         if panels.is_empty() || rows.is_empty() {
             return;
         }
-        let len = GROUP * KC * NR + rows.len().min(CHUNK).div_ceil(MR) * MR * KC;
+        let len = shape.group * shape.kc * NR + rows.len().min(CHUNK).div_ceil(MR) * MR * shape.kc;
         with_thread_buffer(len, |buffer| {
-            // SAFETY: this task writes y's rows `rows` in the columns of `panels` (clipped to n),
-            // a part no other task writes; `y`, `x` and `w` have the lengths asserted above.
-            unsafe { task_product(out.get(), x, rows, w, n, k, panels, bias, buffer) }
+            let to = Dest {
+                y: out.get(),
+                bias,
+                residual,
+            };
+            // SAFETY: this task writes y's rows `rows` in the columns of `panels` (clipped to the
+            // output's), a part no other task writes; `y` has the capacity reserved above, `x`,
+            // `w`, the bias and the residual the lengths asserted.
+            unsafe { task_product(to, x, rows, w, k, &shape, panels, buffer) }
         });
     });
-    // SAFETY: every one of the m × n values has been written (see above).
-    unsafe { y.set_len(m * n) };
+    // SAFETY: every one of the output's values has been written (see above).
+    unsafe { y.set_len(out_len) };
     y
+}
+
+/// How a product is cut up: its panels (32 output columns each, or for a GLU 16 columns of `g`
+/// beside the same 16 of `u`), steps along `k` and panels per group.
+struct Shape {
+    /// Rows of `w`.
+    n: usize,
+    /// Columns of the output: `n`, or `n / 2` for a GLU.
+    out_cols: usize,
+    panels: usize,
+    /// Steps along `k` per panel: `KC`, or all of `k` for a GLU (at most [`GLU_MAX_K`]), whose
+    /// epilogue needs every sum complete before it stores anything (its `[g | u]` is not kept).
+    kc: usize,
+    /// Panels packed at once (`GROUP` at `KC` steps, as many bytes at other lengths).
+    group: usize,
+    glu: Option<Glu>,
+}
+
+impl Shape {
+    fn new(n: usize, k: usize, epilogue: Epilogue<'_>) -> Shape {
+        let glu = match epilogue {
+            Epilogue::Glu(act) => Some(act),
+            _ => None,
+        };
+        let (out_cols, panel_cols) = if glu.is_some() {
+            (n / 2, NR / 2)
+        } else {
+            (n, NR)
+        };
+        let kc = if glu.is_some() { k } else { KC };
+        Shape {
+            n,
+            out_cols,
+            panels: out_cols.div_ceil(panel_cols),
+            kc,
+            group: (GROUP * KC / kc).max(1),
+            glu,
+        }
+    }
+
+    /// Panel `p`'s two halves: the first row of `w` and how many rows each takes (16 at most).
+    fn halves(&self, p: usize) -> [(usize, usize); 2] {
+        if self.glu.is_some() {
+            let (row, half) = (p * 16, self.out_cols);
+            let count = 16.min(half - row);
+            [(row, count), (half + row, count)]
+        } else {
+            let row = p * NR;
+            let count = NR.min(self.n - row);
+            [(row, count.min(16)), (row + 16, count.saturating_sub(16))]
+        }
+    }
+}
+
+/// Where a task's sums go and what is added to them.
+#[derive(Clone, Copy)]
+struct Dest<'a> {
+    /// The output, `[m, out_cols]`.
+    y: *mut f32,
+    bias: Option<&'a [f32]>,
+    /// Added on the last step (`[m, n]`).
+    residual: Option<&'a [f32]>,
 }
 
 /// Griffin's two RG-LRU gates' block-diagonal products (docs/griffin.md §3): for `x`
@@ -274,8 +379,17 @@ unsafe fn head_gates(
                     to[..cols].copy_from_slice(from);
                     to[cols..].fill(0.0);
                 }
-                let start = (k0 == 0).then_some(None);
+                let masks = [lanes(cols), lanes(cols.saturating_sub(16))];
                 for t in 0..tiles {
+                    let end = TileEnd {
+                        sums: out.wrapping_add(t * MR * width + col0 + j0),
+                        ld_sums: width,
+                        first: k0 == 0,
+                        bias: None,
+                        last: false,
+                        residual: None,
+                        glu: None,
+                    };
                     // SAFETY: the tile's packed rows hold kc · MR values, the panel kc · NR; rows
                     // t·MR.. of the output (columns col0 + j0.., cols of them) lie inside it.
                     unsafe {
@@ -284,10 +398,8 @@ unsafe fn head_gates(
                             rows_packed[t * MR * KC..].as_ptr(),
                             panel.as_ptr(),
                             kc,
-                            out.add(t * MR * width + col0 + j0),
-                            width,
-                            start,
-                            cols,
+                            &end,
+                            masks,
                         )
                     };
                 }
@@ -329,31 +441,32 @@ fn with_thread_buffer<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     r
 }
 
-/// One task's part: rows `rows` of `y` in the columns of `panels`.
+/// One task's part: rows `rows` of the output in the columns of `panels`.
 ///
 /// # Safety
-/// `y` holds `m × n` values with `rows` inside `0..m`, `x` `m × k`, `w` `n × k`, `bias` `n`
-/// when present; `panels` lie within `0..n.div_ceil(NR)`, and `buffer` holds `GROUP · KC · NR`.
+/// `to.y` holds `m × shape.out_cols` values with `rows` inside `0..m`, `x` `m × k`, `w` `n × k`, the bias
+/// `n` and the residual `m × n` when present; `panels` lie within `0..shape.panels`, and `buffer`
+/// holds `shape.group · shape.kc · NR` plus `shape.kc · MR` per tile of rows.
 #[allow(clippy::too_many_arguments)]
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
 unsafe fn task_product(
-    y: *mut f32,
+    to: Dest<'_>,
     x: &[f32],
     rows: std::ops::Range<usize>,
     w: Weights<'_>,
-    n: usize,
     k: usize,
+    shape: &Shape,
     panels: std::ops::Range<usize>,
-    bias: Option<&[f32]>,
     buffer: &mut [f32],
 ) {
-    let (buffer, rows_packed) = buffer.split_at_mut(GROUP * KC * NR);
+    let (kc_step, group_len) = (shape.kc, shape.group);
+    let (buffer, rows_packed) = buffer.split_at_mut(group_len * kc_step * NR);
     for chunk in rows.clone().step_by(CHUNK) {
         let rows = chunk..(chunk + CHUNK).min(rows.end);
         let tiles = rows.len().div_ceil(MR);
-        for k0 in (0..k).step_by(KC) {
-            let kc = KC.min(k - k0);
+        for k0 in (0..k).step_by(kc_step) {
+            let kc = kc_step.min(k - k0);
             for t in 0..tiles {
                 let first = rows.start + t * MR;
                 // SAFETY: rows first..first + MR (clipped to `rows`) of x have k values from k0;
@@ -366,39 +479,39 @@ unsafe fn task_product(
                         MR.min(rows.end - first),
                         k0,
                         kc,
-                        &mut rows_packed[t * MR * KC..][..kc * MR],
+                        &mut rows_packed[t * MR * kc_step..][..kc * MR],
                     )
                 };
             }
-            for g0 in panels.clone().step_by(GROUP) {
-                let group = g0..(g0 + GROUP).min(panels.end);
+            for g0 in panels.clone().step_by(group_len) {
+                let group = g0..(g0 + group_len).min(panels.end);
                 for (slot, p) in group.clone().enumerate() {
-                    let cols = NR.min(n - p * NR);
-                    let panel = &mut buffer[slot * KC * NR..][..kc * NR];
-                    // SAFETY: rows p·NR.. p·NR + cols of w exist (p < n / NR rounded up), each with k
-                    // values, k0 + kc ≤ k; the panel holds kc · NR.
-                    unsafe { pack_panel(w, k, p * NR, cols, k0, kc, panel) };
+                    let panel = &mut buffer[slot * kc_step * NR..][..kc * NR];
+                    // SAFETY: the panel's rows of w exist (p < shape.panels), each with k values,
+                    // k0 + kc ≤ k; the panel holds kc · NR.
+                    unsafe { pack_panel(w, k, shape.halves(p), k0, kc, panel) };
                 }
                 for t0 in (0..tiles).step_by(MC / MR) {
                     let t1 = (t0 + MC / MR).min(tiles);
                     for (slot, p) in group.clone().enumerate() {
-                        let cols = NR.min(n - p * NR);
-                        let panel = buffer[slot * KC * NR..].as_ptr();
-                        let start = (k0 == 0).then_some(bias).map(|b| b.map(|b| &b[p * NR..]));
+                        let panel = buffer[slot * kc_step * NR..].as_ptr();
+                        let halves = shape.halves(p);
+                        let masks = [lanes(halves[0].1), lanes(halves[1].1)];
                         for t in t0..t1 {
                             let first = rows.start + t * MR;
+                            let end =
+                                TileEnd::at(to, shape, first, p, halves, k0 == 0, k0 + kc == k);
                             // SAFETY: the tile's packed rows hold kc · MR values, the panel kc · NR;
-                            // rows first.. of y (columns p·NR.., cols of them) lie inside y.
+                            // the tile's rows and the panel's columns lie inside the output (and
+                            // the bias and the residual: see `TileEnd::at`).
                             unsafe {
                                 tile(
                                     MR.min(rows.end - first),
-                                    rows_packed[t * MR * KC..].as_ptr(),
+                                    rows_packed[t * MR * kc_step..].as_ptr(),
                                     panel,
                                     kc,
-                                    y.add(first * n + p * NR),
-                                    n,
-                                    start,
-                                    cols,
+                                    &end,
+                                    masks,
                                 )
                             };
                         }
@@ -412,50 +525,53 @@ unsafe fn task_product(
 #[allow(clippy::too_many_arguments)]
 #[cfg(not(target_arch = "x86_64"))]
 unsafe fn task_product(
-    _: *mut f32,
+    _: Dest<'_>,
     _: &[f32],
     _: std::ops::Range<usize>,
     _: Weights<'_>,
     _: usize,
-    _: usize,
+    _: &Shape,
     _: std::ops::Range<usize>,
-    _: Option<&[f32]>,
     _: &mut [f32],
 ) {
     unreachable!("cpu_gemm runs only where `available` holds (x86-64 with AVX-512)")
 }
 
-/// `panel[c][j] = w[row0 + j][k0 + c]` for `c < kc`, `j < cols` (f32, bf16 widened exactly), and 0
-/// for the columns `cols..NR` past the matrix's last row. 16 rows by 16 values at a time, read as
-/// rows and transposed in registers.
+/// A lane mask for the first `n` (≤ 16) of 16 lanes.
+#[cfg(target_arch = "x86_64")]
+fn lanes(n: usize) -> u16 {
+    (u32::MAX.checked_shr(32 - n.min(16) as u32).unwrap_or(0)) as u16
+}
+
+/// `panel[c][16·h + j] = w[start_h + j][k0 + c]` for `c < kc` and each half `h` of the panel,
+/// `(start_h, count_h)` in `halves`, `j < count_h` (f32, bf16 widened exactly), and 0 for the
+/// columns past `count_h`. 16 rows by 16 values at a time, read as rows and transposed in
+/// registers.
 ///
 /// # Safety
-/// `w` has rows `row0..row0 + cols` of `k` values, `k0 + kc ≤ k`, `panel` holds `kc · NR`.
+/// `w` has rows `start_h..start_h + count_h` (count_h ≤ 16) of `k` values, `k0 + kc ≤ k`, `panel`
+/// holds `kc · NR`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
 unsafe fn pack_panel(
     w: Weights<'_>,
     k: usize,
-    row0: usize,
-    cols: usize,
+    halves: [(usize, usize); 2],
     k0: usize,
     kc: usize,
     panel: &mut [f32],
 ) {
     use std::arch::x86_64::*;
-    debug_assert!(panel.len() >= kc * NR && cols <= NR && k0 + kc <= k);
-    for half in 0..NR / 16 {
+    debug_assert!(panel.len() >= kc * NR && k0 + kc <= k);
+    for (half, (start, count)) in halves.into_iter().enumerate() {
+        debug_assert!(count <= 16);
         for c0 in (0..kc).step_by(16) {
             let width = 16.min(kc - c0);
             let mask = (u32::MAX >> (32 - width)) as __mmask16;
             let mut r = [_mm512_setzero_ps(); 16];
-            for (j, r) in r.iter_mut().enumerate() {
-                let row = half * 16 + j;
-                if row >= cols {
-                    break;
-                }
-                let at = (row0 + row) * k + k0 + c0;
-                // SAFETY: `width` values from `at` lie in row `row0 + row` (k0 + c0 + width ≤ k).
+            for (j, r) in r.iter_mut().take(count).enumerate() {
+                let at = (start + j) * k + k0 + c0;
+                // SAFETY: `width` values from `at` lie in row `start + j` (k0 + c0 + width ≤ k).
                 *r = unsafe {
                     match w {
                         Weights::F32(w) => _mm512_maskz_loadu_ps(mask, w.as_ptr().add(at)),
@@ -550,11 +666,72 @@ fn transpose16(r: [std::arch::x86_64::__m512; 16]) -> [std::arch::x86_64::__m512
     out
 }
 
+/// What a micro-tile starts from and does with its sums: the row-0, column-0 pointers of its part
+/// of each matrix involved.
+#[derive(Clone, Copy)]
+struct TileEnd {
+    /// Where the sums go (the output; a GLU, whose one step is the first and the last, never
+    /// uses it); its row stride.
+    sums: *mut f32,
+    ld_sums: usize,
+    /// The first step starts from the bias (its two halves, as the panel's) or from zero; later
+    /// ones from the sums so far.
+    first: bool,
+    bias: Option<[*const f32; 2]>,
+    /// Steps to the end of `k`: the residual added (its two halves' pointers, its stride), or the
+    /// GLU taken (its output, stride).
+    last: bool,
+    residual: Option<([*const f32; 2], usize)>,
+    glu: Option<(Glu, *mut f32, usize)>,
+}
+
+impl TileEnd {
+    /// The tile at rows `first..` and panel `p` of a task's product, on step `first_step` and/or
+    /// `last_step` along `k`.
+    fn at(
+        to: Dest<'_>,
+        shape: &Shape,
+        first: usize,
+        p: usize,
+        halves: [(usize, usize); 2],
+        first_step: bool,
+        last_step: bool,
+    ) -> TileEnd {
+        let (sums, ld_sums) = match shape.glu {
+            Some(_) => (std::ptr::null_mut(), 0),
+            None => (to.y.wrapping_add(first * shape.n + p * NR), shape.n),
+        };
+        let at = |v: &[f32]| {
+            [
+                v.as_ptr().wrapping_add(halves[0].0),
+                v.as_ptr().wrapping_add(halves[1].0),
+            ]
+        };
+        TileEnd {
+            sums,
+            ld_sums,
+            first: first_step,
+            bias: to.bias.map(at),
+            last: last_step,
+            residual: to.residual.map(|r| {
+                let row = &r[first * shape.n..];
+                (at(row), shape.n)
+            }),
+            glu: shape.glu.map(|act| {
+                (
+                    act,
+                    to.y.wrapping_add(first * shape.out_cols + p * 16),
+                    shape.out_cols,
+                )
+            }),
+        }
+    }
+}
+
 /// A micro-tile of `rows` (1..=MR) rows: the const-sized kernel for that many.
 ///
 /// # Safety
 /// As [`micro_tile`].
-#[allow(clippy::too_many_arguments)]
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn tile(
@@ -562,52 +739,73 @@ unsafe fn tile(
     x: *const f32,
     panel: *const f32,
     kc: usize,
-    y: *mut f32,
-    ldy: usize,
-    start: Option<Option<&[f32]>>,
-    cols: usize,
+    end: &TileEnd,
+    masks: [u16; 2],
 ) {
     // SAFETY: as the caller's.
     unsafe {
-        match rows {
-            12 => micro_tile::<12>(x, panel, kc, y, ldy, start, cols),
-            11 => micro_tile::<11>(x, panel, kc, y, ldy, start, cols),
-            10 => micro_tile::<10>(x, panel, kc, y, ldy, start, cols),
-            9 => micro_tile::<9>(x, panel, kc, y, ldy, start, cols),
-            8 => micro_tile::<8>(x, panel, kc, y, ldy, start, cols),
-            7 => micro_tile::<7>(x, panel, kc, y, ldy, start, cols),
-            6 => micro_tile::<6>(x, panel, kc, y, ldy, start, cols),
-            5 => micro_tile::<5>(x, panel, kc, y, ldy, start, cols),
-            4 => micro_tile::<4>(x, panel, kc, y, ldy, start, cols),
-            3 => micro_tile::<3>(x, panel, kc, y, ldy, start, cols),
-            2 => micro_tile::<2>(x, panel, kc, y, ldy, start, cols),
-            _ => micro_tile::<1>(x, panel, kc, y, ldy, start, cols),
+        if end.last && (end.residual.is_some() || end.glu.is_some()) {
+            tile_rows::<true>(rows, x, panel, kc, end, masks)
+        } else {
+            tile_rows::<false>(rows, x, panel, kc, end, masks)
         }
     }
 }
 
-/// `y[i][j] = start[j] + Σ_c x[c][i] · panel[c][j]` for `R` rows and `cols` (≤ NR) columns, where
-/// `start` is `Some(bias)`, `Some(None)` (zero) on a row's first `KC` step, and `None` (the sum
-/// so far, read from `y`) on later ones.
+/// [`tile`] for an ending that stores the sums (`FUSED` false: the plain kernel, its epilogue
+/// no more than a store) or finishes them.
 ///
 /// # Safety
-/// `x` holds `kc · MR` values (a tile's rows packed by [`pack_rows`]), `panel` `kc · NR`, `y` `R`
-/// rows (stride `ldy`) of `cols` values, `start`'s bias `cols`.
-#[allow(clippy::too_many_arguments)]
+/// As [`micro_tile`].
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-unsafe fn micro_tile<const R: usize>(
+unsafe fn tile_rows<const FUSED: bool>(
+    rows: usize,
     x: *const f32,
     panel: *const f32,
     kc: usize,
-    y: *mut f32,
-    ldy: usize,
-    start: Option<Option<&[f32]>>,
-    cols: usize,
+    end: &TileEnd,
+    masks: [u16; 2],
+) {
+    // SAFETY: as the caller's.
+    unsafe {
+        match rows {
+            12 => micro_tile::<12, FUSED>(x, panel, kc, end, masks),
+            11 => micro_tile::<11, FUSED>(x, panel, kc, end, masks),
+            10 => micro_tile::<10, FUSED>(x, panel, kc, end, masks),
+            9 => micro_tile::<9, FUSED>(x, panel, kc, end, masks),
+            8 => micro_tile::<8, FUSED>(x, panel, kc, end, masks),
+            7 => micro_tile::<7, FUSED>(x, panel, kc, end, masks),
+            6 => micro_tile::<6, FUSED>(x, panel, kc, end, masks),
+            5 => micro_tile::<5, FUSED>(x, panel, kc, end, masks),
+            4 => micro_tile::<4, FUSED>(x, panel, kc, end, masks),
+            3 => micro_tile::<3, FUSED>(x, panel, kc, end, masks),
+            2 => micro_tile::<2, FUSED>(x, panel, kc, end, masks),
+            _ => micro_tile::<1, FUSED>(x, panel, kc, end, masks),
+        }
+    }
+}
+
+/// `s[i][j] = start[j] + Σ_c x[c][i] · panel[c][j]` for `R` rows and the panel's 32 columns (two
+/// halves of 16, `masks` saying which lanes are real), where `start` is the bias or zero on the
+/// first step along `k` and the sums so far on later ones; then, on the last step, the residual
+/// added or the GLU `act(s[i][..16]) ⊙ s[i][16..]` taken, and the result stored (`end`).
+///
+/// # Safety
+/// `x` holds `kc · MR` values (a tile's rows packed by [`pack_rows`]), `panel` `kc · NR`; each of
+/// `end`'s pointers has `R` rows (at its stride) with the masks' lanes of each half inside it.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn micro_tile<const R: usize, const FUSED: bool>(
+    x: *const f32,
+    panel: *const f32,
+    kc: usize,
+    end: &TileEnd,
+    masks: [u16; 2],
 ) {
     use std::arch::x86_64::*;
     // SAFETY: every pointer below stays inside the ranges the caller vouches for; the masks
-    // keep loads and stores of y and the bias within `cols`.
+    // keep loads and stores within each half's real columns.
     unsafe {
         let mut acc = [[_mm512_setzero_ps(); 2]; R];
         let (mut a, mut b) = (x, panel);
@@ -622,26 +820,86 @@ unsafe fn micro_tile<const R: usize>(
             a = a.add(MR);
             b = b.add(NR);
         }
-        let lanes = |from: usize| -> __mmask16 {
-            let n = cols.saturating_sub(from).min(16);
-            (u32::MAX.checked_shr(32 - n as u32).unwrap_or(0)) as __mmask16
-        };
-        let (m0, m1) = (lanes(0), lanes(16));
-        for (i, acc) in acc.iter().enumerate() {
-            let row = y.add(i * ldy);
-            let (s0, s1) = match start {
-                Some(Some(bias)) => (
-                    _mm512_maskz_loadu_ps(m0, bias.as_ptr()),
-                    _mm512_maskz_loadu_ps(m1, bias.as_ptr().wrapping_add(16)),
-                ),
-                Some(None) => (_mm512_setzero_ps(), _mm512_setzero_ps()),
-                None => (
+        let [m0, m1] = masks;
+        // Row i's starting values: the bias or zero on the first step, the sums so far after it.
+        let start = |i: usize| match (end.first, end.bias) {
+            (true, Some([b0, b1])) => {
+                (_mm512_maskz_loadu_ps(m0, b0), _mm512_maskz_loadu_ps(m1, b1))
+            }
+            (true, None) => (_mm512_setzero_ps(), _mm512_setzero_ps()),
+            (false, _) => {
+                let row = end.sums.wrapping_add(i * end.ld_sums);
+                (
                     _mm512_maskz_loadu_ps(m0, row),
                     _mm512_maskz_loadu_ps(m1, row.wrapping_add(16)),
-                ),
-            };
-            _mm512_mask_storeu_ps(row, m0, _mm512_add_ps(s0, acc[0]));
-            _mm512_mask_storeu_ps(row.wrapping_add(16), m1, _mm512_add_ps(s1, acc[1]));
+                )
+            }
+        };
+        // One loop per kind of ending, each over the const number of rows (unrolled, the sums
+        // staying in their registers).
+        match (FUSED, end.residual, end.glu) {
+            (true, Some(([r0, r1], ld)), _) => {
+                // After the bias and every step's sums: the order of a product stored, then
+                // added to.
+                for (i, acc) in acc.iter().enumerate() {
+                    let (s0, s1) = start(i);
+                    let row = end.sums.wrapping_add(i * end.ld_sums);
+                    let r0 = _mm512_maskz_loadu_ps(m0, r0.wrapping_add(i * ld));
+                    let r1 = _mm512_maskz_loadu_ps(m1, r1.wrapping_add(i * ld));
+                    let v0 = _mm512_add_ps(_mm512_add_ps(s0, acc[0]), r0);
+                    let v1 = _mm512_add_ps(_mm512_add_ps(s1, acc[1]), r1);
+                    _mm512_mask_storeu_ps(row, m0, v0);
+                    _mm512_mask_storeu_ps(row.wrapping_add(16), m1, v1);
+                }
+            }
+            (true, None, Some((act, out, ld))) => {
+                for (i, acc) in acc.iter().enumerate() {
+                    let (s0, s1) = start(i);
+                    let (g, u) = (_mm512_add_ps(s0, acc[0]), _mm512_add_ps(s1, acc[1]));
+                    _mm512_mask_storeu_ps(out.wrapping_add(i * ld), m0, glu16(act, g, u));
+                }
+            }
+            _ => {
+                for (i, acc) in acc.iter().enumerate() {
+                    let (s0, s1) = start(i);
+                    let row = end.sums.wrapping_add(i * end.ld_sums);
+                    _mm512_mask_storeu_ps(row, m0, _mm512_add_ps(s0, acc[0]));
+                    _mm512_mask_storeu_ps(row.wrapping_add(16), m1, _mm512_add_ps(s1, acc[1]));
+                }
+            }
         }
+    }
+}
+
+/// `act(g) ⊙ u` lane by lane, with the very functions of the unfused pass
+/// ([`crate::cpu_math::gelu_tanh_mul_halves`], [`crate::cpu_math::silu_mul_halves`]): the same
+/// value to the bit.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn glu16(
+    act: Glu,
+    g: std::arch::x86_64::__m512,
+    u: std::arch::x86_64::__m512,
+) -> std::arch::x86_64::__m512 {
+    // SAFETY: plain moves between registers and arrays of 16 f32s (AVX-512F: the caller's).
+    unsafe {
+        use std::arch::x86_64::*;
+        let (mut gs, mut us) = ([0.0f32; 16], [0.0f32; 16]);
+        _mm512_storeu_ps(gs.as_mut_ptr(), g);
+        _mm512_storeu_ps(us.as_mut_ptr(), u);
+        let mut out = [0.0f32; 16];
+        match act {
+            Glu::GeluTanh => {
+                for ((o, &g), &u) in out.iter_mut().zip(&gs).zip(&us) {
+                    *o = crate::cpu_math::gelu_tanh(g) * u;
+                }
+            }
+            Glu::Silu => {
+                for ((o, &g), &u) in out.iter_mut().zip(&gs).zip(&us) {
+                    *o = g * crate::cpu_math::sigmoid(g) * u;
+                }
+            }
+        }
+        _mm512_loadu_ps(out.as_ptr())
     }
 }

@@ -11,6 +11,7 @@ use candle_core::{DType, Device, Tensor};
 use rayon::prelude::*;
 
 use crate::cpu::{dot4, dot_row, fma_available, with_cpu_f32, WeightElem};
+use crate::cpu_math::Glu;
 use crate::error::{check_len, Result};
 
 /// Input rows up to which [`linear`] takes the GEMV path.
@@ -127,6 +128,65 @@ fn rows_in_fours_times_inputs<I: Sync>(
 /// threaded GEMV for up to [`GEMV_MAX_ROWS`] rows, [`matmul`] for more (bf16 widened exactly inside
 /// either), the bias added in the same call. Anything else: candle's matmul and `broadcast_add`.
 pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> candle_core::Result<Tensor> {
+    if let Some(y) = linear_host(x, w, b, HostEpilogue::Store)? {
+        return Ok(y);
+    }
+    // candle's matmul takes one dtype: other weights are widened (exactly for bf16) first.
+    let y = x.broadcast_matmul(&w.to_dtype(x.dtype())?.t()?)?;
+    match b {
+        Some(b) => y.broadcast_add(b),
+        None => Ok(y),
+    }
+}
+
+/// `linear(x, w, b) + residual` (a residual connection after a layer's last product): for a prompt
+/// (more than [`GEMV_MAX_ROWS`] rows) of f32 on an AVX-512 CPU the residual is added inside the
+/// product ([`Epilogue::Add`]), otherwise by a second pass. `residual` has the product's shape.
+pub fn linear_add(
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    residual: &Tensor,
+) -> candle_core::Result<Tensor> {
+    if let Some(y) = linear_host(x, w, b, HostEpilogue::Add(residual))? {
+        return Ok(y);
+    }
+    crate::cpu_math::add_tensors(&linear(x, w, b)?, residual)
+}
+
+/// `act(g) ⊙ u` for `[g | u] = linear(x, w, b)` (a stacked gate and up projection, `w`
+/// `[2·half, in]`): for a prompt of f32 on an AVX-512 CPU taken inside the product
+/// ([`Epilogue::Glu`]; the `[.., 2·half]` product is never stored), otherwise by
+/// [`crate::cpu_math::glu_halves`] after it. `[.., half]`.
+pub fn linear_glu(
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    act: Glu,
+) -> candle_core::Result<Tensor> {
+    if let Some(y) = linear_host(x, w, b, HostEpilogue::Glu(act))? {
+        return Ok(y);
+    }
+    crate::cpu_math::glu_halves(&linear(x, w, b)?, act)
+}
+
+/// [`Epilogue`] with the residual still a tensor.
+#[derive(Clone, Copy)]
+enum HostEpilogue<'a> {
+    Store,
+    Add(&'a Tensor),
+    Glu(Glu),
+}
+
+/// The host paths of [`linear`], [`linear_add`] and [`linear_glu`], or `None` where they do not
+/// apply (another device or dtype; an epilogue on a product that is not a prompt's on an AVX-512
+/// CPU, which the callers finish with a second pass).
+fn linear_host(
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    epilogue: HostEpilogue<'_>,
+) -> candle_core::Result<Option<Tensor>> {
     let (n, k) = w.dims2()?;
     let dims = x.dims().to_vec();
     let rows = if dims.last() == Some(&k) {
@@ -139,48 +199,69 @@ pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> candle_core::Result
         && x.dtype() == DType::F32
         && matches!(w.dtype(), DType::F32 | DType::BF16)
         && b.is_none_or(|b| b.dtype() == DType::F32 && b.dims() == [n]);
-    if host {
-        let x = x.contiguous()?;
-        let bias = match b {
-            Some(b) => Some(b.contiguous()?),
-            None => None,
-        };
-        let product = |xs: &[f32], bias: Option<&[f32]>| {
-            with_weights(w, |weights| {
-                if rows > GEMV_MAX_ROWS {
-                    return matmul(xs, rows, weights, n, k, bias);
-                }
-                let mut y = match weights {
-                    Weights::F32(ws) => gemv(xs, rows, ws, n, k),
-                    Weights::Bf16(ws) => gemv_bf16(xs, rows, ws, n, k),
-                }?;
-                if let Some(bias) = bias {
-                    for row in y.chunks_mut(n.max(1)) {
-                        row.iter_mut().zip(bias).for_each(|(y, b)| *y += b);
-                    }
-                }
-                Ok(y)
-            })
-        };
-        let out = with_cpu_f32(&x, |xs| match &bias {
-            Some(bias) => with_cpu_f32(bias, |bs| product(xs, Some(bs))).flatten(),
-            None => product(xs, None),
-        })
-        .flatten();
-        if let Some(y) = out {
-            let mut shape = dims;
-            if let Some(last) = shape.last_mut() {
-                *last = n;
-            }
-            return Tensor::from_vec(y.map_err(candle_core::Error::wrap)?, shape, &Device::Cpu);
+    let fused = |e| rows > GEMV_MAX_ROWS && crate::cpu_gemm::takes(rows, k, e);
+    let epilogue_fits = match epilogue {
+        HostEpilogue::Store => true,
+        HostEpilogue::Add(r) => {
+            fused(Epilogue::Add(&[]))
+                && r.dtype() == DType::F32
+                && matches!(r.device(), Device::Cpu)
+                && r.elem_count() == rows * n
+                && r.dims().last() == Some(&n)
         }
+        HostEpilogue::Glu(act) => fused(Epilogue::Glu(act)) && n.is_multiple_of(2),
+    };
+    if !host || !epilogue_fits {
+        return Ok(None);
     }
-    // candle's matmul takes one dtype: other weights are widened (exactly for bf16) first.
-    let y = x.broadcast_matmul(&w.to_dtype(x.dtype())?.t()?)?;
-    match b {
-        Some(b) => y.broadcast_add(b),
-        None => Ok(y),
+    let x = x.contiguous()?;
+    let bias = b.map(Tensor::contiguous).transpose()?;
+    let residual = match epilogue {
+        HostEpilogue::Add(r) => Some(r.contiguous()?),
+        _ => None,
+    };
+    let product = |xs: &[f32], bias: Option<&[f32]>, epilogue: Epilogue<'_>| {
+        with_weights(w, |weights| {
+            if rows > GEMV_MAX_ROWS {
+                return matmul_with(xs, rows, weights, n, k, bias, epilogue);
+            }
+            let mut y = match weights {
+                Weights::F32(ws) => gemv(xs, rows, ws, n, k),
+                Weights::Bf16(ws) => gemv_bf16(xs, rows, ws, n, k),
+            }?;
+            if let Some(bias) = bias {
+                for row in y.chunks_mut(n.max(1)) {
+                    row.iter_mut().zip(bias).for_each(|(y, b)| *y += b);
+                }
+            }
+            Ok(y)
+        })
+    };
+    let with_bias = |xs: &[f32], epilogue: Epilogue<'_>| match &bias {
+        Some(bias) => with_cpu_f32(bias, |bs| product(xs, Some(bs), epilogue)).flatten(),
+        None => product(xs, None, epilogue),
+    };
+    let out = with_cpu_f32(&x, |xs| match (&residual, epilogue) {
+        (Some(r), _) => with_cpu_f32(r, |rs| with_bias(xs, Epilogue::Add(rs))).flatten(),
+        (None, HostEpilogue::Glu(act)) => with_bias(xs, Epilogue::Glu(act)),
+        (None, _) => with_bias(xs, Epilogue::Store),
+    })
+    .flatten();
+    let Some(y) = out else {
+        return Ok(None);
+    };
+    let mut shape = dims;
+    if let Some(last) = shape.last_mut() {
+        *last = match epilogue {
+            HostEpilogue::Glu(_) => n / 2,
+            _ => n,
+        };
     }
+    Ok(Some(Tensor::from_vec(
+        y.map_err(candle_core::Error::wrap)?,
+        shape,
+        &Device::Cpu,
+    )?))
 }
 
 /// A weight matrix's values on the host, in the dtype it is kept in.
@@ -202,6 +283,20 @@ impl Weights<'_> {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// What [`matmul_with`] does with the product `x · wᵀ (+ bias)` on its way out: on AVX-512 (below
+/// `cpu_gemm::MAX_ROWS` rows) inside the product, as each tile's sums leave the registers, so the
+/// output is written once and never read back; elsewhere in a second pass.
+#[derive(Debug, Clone, Copy)]
+pub enum Epilogue<'a> {
+    /// Stored as it is.
+    Store,
+    /// Plus `r [m, n]`, added last (a residual connection): `(x · wᵀ + bias) + r`.
+    Add(&'a [f32]),
+    /// Rows `[g | u]` of `n` values become `act(g) ⊙ u`, rows of `n / 2` (a stacked gate and up
+    /// projection's gated linear unit): the output is `[m, n / 2]`.
+    Glu(Glu),
 }
 
 /// Calls `f` with the values of a contiguous f32 or bf16 CPU matrix, without copying.
@@ -236,21 +331,71 @@ pub fn matmul(
     k: usize,
     bias: Option<&[f32]>,
 ) -> Result<Vec<f32>> {
+    matmul_with(x, m, w, n, k, bias, Epilogue::Store)
+}
+
+/// [`matmul`], then `epilogue` (a residual `[m, n]` added, or a GLU taken: the output is then
+/// `[m, n / 2]`), inside the product where [`crate::cpu_gemm`] takes it, in a second pass
+/// otherwise; the same values either way.
+pub fn matmul_with(
+    x: &[f32],
+    m: usize,
+    w: Weights<'_>,
+    n: usize,
+    k: usize,
+    bias: Option<&[f32]>,
+    epilogue: Epilogue<'_>,
+) -> Result<Vec<f32>> {
     let shape = format!("[m {m}, n {n}, k {k}]");
     check_len("matmul", "x", x.len(), m * k, &shape)?;
     check_len("matmul", "w", w.len(), n * k, &shape)?;
     if let Some(bias) = bias {
         check_len("matmul", "bias", bias.len(), n, &shape)?;
     }
-    if m > 0 && n > 0 && k > 0 && m < crate::cpu_gemm::MAX_ROWS && crate::cpu_gemm::available() {
-        return Ok(crate::cpu_gemm::gemm(x, m, w, n, k, bias));
+    match epilogue {
+        Epilogue::Store => {}
+        Epilogue::Add(r) => check_len("matmul", "residual", r.len(), m * n, &shape)?,
+        Epilogue::Glu(_) => {
+            if !n.is_multiple_of(2) {
+                return Err(crate::KernelError::Invalid {
+                    kernel: "matmul",
+                    arg: "w",
+                    message: format!("a GLU needs an even number of rows [g; u], not {n}"),
+                });
+            }
+        }
     }
+    if m > 0 && n > 0 && k > 0 && crate::cpu_gemm::takes(m, k, epilogue) {
+        return Ok(crate::cpu_gemm::gemm(x, m, w, n, k, bias, epilogue));
+    }
+    let y = gemm_crate(x, m, w, n, k, bias);
+    Ok(match epilogue {
+        Epilogue::Store => y,
+        Epilogue::Add(r) => {
+            let mut y = y;
+            y.iter_mut().zip(r).for_each(|(y, r)| *y += r);
+            y
+        }
+        Epilogue::Glu(Glu::GeluTanh) => crate::cpu_math::gelu_tanh_mul_halves(&y, n / 2)?,
+        Epilogue::Glu(Glu::Silu) => crate::cpu_math::silu_mul_halves(&y, n / 2)?,
+    })
+}
+
+/// `x · wᵀ (+ bias)` by the `gemm` crate.
+fn gemm_crate(
+    x: &[f32],
+    m: usize,
+    w: Weights<'_>,
+    n: usize,
+    k: usize,
+    bias: Option<&[f32]>,
+) -> Vec<f32> {
     let mut y = match bias {
         Some(bias) => bias.repeat(m),
         None => vec![0.0f32; m * n],
     };
     if m == 0 || n == 0 || k == 0 {
-        return Ok(y);
+        return y;
     }
     match w {
         Weights::F32(w) => gemm_into(&mut y, 0, x, m, w, n, k, bias.is_some()),
@@ -268,7 +413,7 @@ pub fn matmul(
             WIDENED.set(wide);
         }
     }
-    Ok(y)
+    y
 }
 
 /// `bf16 → f32`, exactly (a bf16 is the top half of the f32 it widens to), threaded when large.

@@ -111,6 +111,29 @@ impl LocalAttention {
         state: &mut AttentionState,
         step: &Step,
     ) -> candle_core::Result<Tensor> {
+        self.o_proj.forward(&self.attend_all(x, state, step)?)
+    }
+
+    /// [`LocalAttention::forward`] plus `residual` (the residual block's input), added by the
+    /// output projection as it stores its tiles.
+    pub fn forward_add(
+        &self,
+        x: &Tensor,
+        residual: &Tensor,
+        state: &mut AttentionState,
+        step: &Step,
+    ) -> candle_core::Result<Tensor> {
+        self.o_proj
+            .forward_add(&self.attend_all(x, state, step)?, residual)
+    }
+
+    /// Every head's attention output before the output projection, `[B, T, heads · head_dim]`.
+    fn attend_all(
+        &self,
+        x: &Tensor,
+        state: &mut AttentionState,
+        step: &Step,
+    ) -> candle_core::Result<Tensor> {
         let (b, t, _) = x.dims3()?;
         let (h, kv, hd) = (self.heads, self.kv_heads, self.head_dim);
         let (cos, sin) = step.rope_tables(|| self.rope_tables(step, x.device()))?;
@@ -145,7 +168,7 @@ impl LocalAttention {
             )?);
             start += len;
         }
-        self.o_proj.forward(&Tensor::cat(&outs, 1)?)
+        Tensor::cat(&outs, 1)
     }
 
     /// Attention of queries `q` `[B, T, H, hd]` at positions `pos` over the ring and the block's

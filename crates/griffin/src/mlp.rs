@@ -2,6 +2,7 @@
 //! The gate and up projections read the same input, so they are stacked into one product at load.
 use candle_core::{Module, Tensor};
 use candle_nn::VarBuilder;
+use kernels::cpu_math::Glu;
 use layers::Linear;
 
 #[derive(Debug, Clone)]
@@ -25,13 +26,18 @@ impl Mlp {
     }
 }
 
+impl Mlp {
+    /// `mlp(x) + residual`: the GeLU gate taken and the residual added inside the products where
+    /// `layers::Linear` can (a prompt on an AVX-512 CPU), by separate passes elsewhere.
+    pub fn forward_add(&self, x: &Tensor, residual: &Tensor) -> candle_core::Result<Tensor> {
+        self.down_proj
+            .forward_add(&self.gate_up_proj.forward_glu(x, Glu::GeluTanh)?, residual)
+    }
+}
+
 impl Module for Mlp {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        // One fused pass for f32 on the CPU; candle's `gelu` (the tanh approximation) elsewhere.
-        let product = kernels::cpu_math::glu_halves(
-            &self.gate_up_proj.forward(x)?,
-            kernels::cpu_math::Glu::GeluTanh,
-        )?;
-        self.down_proj.forward(&product)
+        self.down_proj
+            .forward(&self.gate_up_proj.forward_glu(x, Glu::GeluTanh)?)
     }
 }

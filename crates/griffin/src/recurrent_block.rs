@@ -45,6 +45,29 @@ impl RecurrentBlock {
         state: &mut RecurrentState,
         step: &Step,
     ) -> candle_core::Result<Tensor> {
+        self.linear_out.forward(&self.mix(x, state, step)?)
+    }
+
+    /// [`RecurrentBlock::forward`] plus `residual` (the residual block's input), added by
+    /// `linear_out` as it stores its tiles.
+    pub fn forward_add(
+        &self,
+        x: &Tensor,
+        residual: &Tensor,
+        state: &mut RecurrentState,
+        step: &Step,
+    ) -> candle_core::Result<Tensor> {
+        self.linear_out
+            .forward_add(&self.mix(x, state, step)?, residual)
+    }
+
+    /// The RG-LRU branch times the GeLU branch, before `linear_out`: `[B, T, lru_width]`.
+    fn mix(
+        &self,
+        x: &Tensor,
+        state: &mut RecurrentState,
+        step: &Step,
+    ) -> candle_core::Result<Tensor> {
         let xy = self.linear_xy.forward(x)?;
         let w = self.lru_width;
         let mut u = xy.narrow(D::Minus1, 0, w)?;
@@ -56,6 +79,6 @@ impl RecurrentBlock {
         let (u, h) = self.rg_lru.forward(&u, &y, &state.h, step)?;
         state.conv = conv;
         state.h = h;
-        self.linear_out.forward(&u)
+        Ok(u)
     }
 }

@@ -3,8 +3,6 @@
 use candle_core::{Module, Tensor};
 use candle_nn::VarBuilder;
 
-use kernels::cpu_math::add_tensors;
-
 use crate::config::{BlockType, Config};
 use crate::local_attention::LocalAttention;
 use crate::mlp::Mlp;
@@ -53,21 +51,17 @@ impl ResidualBlock {
         step: &Step,
     ) -> candle_core::Result<Tensor> {
         let normed = self.temporal_pre_norm.forward(x)?;
-        let mixed = match (&self.temporal_block, state) {
+        // Each branch's last product adds the residual as it stores its output.
+        let residual = match (&self.temporal_block, state) {
             (TemporalBlock::Recurrent(b), LayerState::Recurrent(s)) => {
-                b.forward(&normed, s, step)?
+                b.forward_add(&normed, x, s, step)?
             }
             (TemporalBlock::Attention(b), LayerState::Attention(s)) => {
-                b.forward(&normed, s, step)?
+                b.forward_add(&normed, x, s, step)?
             }
             _ => candle_core::bail!("griffin: a layer's state does not match its block type"),
         };
-        let residual = add_tensors(&mixed, x)?;
-        add_tensors(
-            &residual,
-            &self
-                .mlp_block
-                .forward(&self.channel_pre_norm.forward(&residual)?)?,
-        )
+        self.mlp_block
+            .forward_add(&self.channel_pre_norm.forward(&residual)?, &residual)
     }
 }

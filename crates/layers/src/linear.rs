@@ -66,6 +66,24 @@ impl Linear {
         self.bias.as_ref()
     }
 
+    /// `forward(x) + residual` (a residual connection after the layer): for a prompt on an
+    /// AVX-512 CPU the residual is added as the product's tiles are stored, otherwise by a second
+    /// pass ([`kernels::cpu_linear::linear_add`]).
+    pub fn forward_add(&self, x: &Tensor, residual: &Tensor) -> candle_core::Result<Tensor> {
+        kernels::cpu_linear::linear_add(x, &self.weight, self.bias.as_ref(), residual)
+    }
+
+    /// `act(g) ⊙ u` for this layer's output `[g | u]` (a stacked gate and up projection), `[..,
+    /// out / 2]`: for a prompt on an AVX-512 CPU taken as the product's tiles are stored, the
+    /// stacked output never written ([`kernels::cpu_linear::linear_glu`]).
+    pub fn forward_glu(
+        &self,
+        x: &Tensor,
+        act: kernels::cpu_math::Glu,
+    ) -> candle_core::Result<Tensor> {
+        kernels::cpu_linear::linear_glu(x, &self.weight, self.bias.as_ref(), act)
+    }
+
     /// One layer computing several that read the same input: their weights stacked along the
     /// output dimension (outputs in the order given), so one product (one pass over the input,
     /// one threaded GEMV when decoding) replaces several. All or none must have a bias.

@@ -88,6 +88,35 @@ impl Attention {
         start: usize,
         last_only: bool,
     ) -> Result<Tensor> {
+        let o = self.attend(x, rope, kv, start, last_only)?;
+        Ok(self.o_proj.forward(&o)?)
+    }
+
+    /// [`Attention::forward`] plus `residual` (`[B, T, D]`, or `[B, 1, D]` with `last_only`),
+    /// added by `o_proj` as it stores its output (for a prompt on an AVX-512 CPU; a second pass
+    /// otherwise).
+    pub fn forward_add(
+        &self,
+        x: &Tensor,
+        residual: &Tensor,
+        rope: &(Tensor, Tensor),
+        kv: &mut KvBuffer,
+        start: usize,
+        last_only: bool,
+    ) -> Result<Tensor> {
+        let o = self.attend(x, rope, kv, start, last_only)?;
+        Ok(self.o_proj.forward_add(&o, residual)?)
+    }
+
+    /// The heads' outputs before `o_proj`, `[B, T, heads · head_dim]`.
+    fn attend(
+        &self,
+        x: &Tensor,
+        rope: &(Tensor, Tensor),
+        kv: &mut KvBuffer,
+        start: usize,
+        last_only: bool,
+    ) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
         let (h, hk, d) = (self.heads, self.kv_heads, self.head_dim);
         let rotate = |p: Tensor, heads: usize| -> Result<Tensor> {
@@ -116,7 +145,6 @@ impl Attention {
                 scale: (d as f32).powf(-0.5),
             },
         )?;
-        let o = o.reshape((b, t, h * d))?;
-        Ok(self.o_proj.forward(&o)?)
+        Ok(o.reshape((b, t, h * d))?)
     }
 }

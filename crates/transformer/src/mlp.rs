@@ -2,7 +2,7 @@
 //! the same input: stacked into one product at load.
 use candle_core::{Module, Tensor};
 use candle_nn::VarBuilder;
-use kernels::cpu_math::{glu_halves, Glu};
+use kernels::cpu_math::Glu;
 use layers::Linear;
 
 use crate::attention::linear;
@@ -30,7 +30,14 @@ impl Mlp {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let h = glu_halves(&self.gate_up_proj.forward(x)?, Glu::Silu)?;
+        let h = self.gate_up_proj.forward_glu(x, Glu::Silu)?;
         Ok(self.down_proj.forward(&h)?)
+    }
+
+    /// `forward(x) + residual`, the residual added by `down_proj` as it stores its output (for a
+    /// prompt on an AVX-512 CPU; a second pass otherwise).
+    pub fn forward_add(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor> {
+        let h = self.gate_up_proj.forward_glu(x, Glu::Silu)?;
+        Ok(self.down_proj.forward_add(&h, residual)?)
     }
 }

@@ -2,7 +2,6 @@
 //! RMSNorm, output projection (tied to the embedding when the config says so).
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Embedding, RmsNorm, VarBuilder};
-use kernels::cpu_math::add_tensors;
 use layers::Linear;
 
 use crate::attention::{linear, rope_tables, Attention};
@@ -130,13 +129,15 @@ impl Transformer {
             // block runs on that row alone (as llama.cpp skips outputs no one asked for). Rows
             // are independent from here on, so the result is the same.
             let last_only = i + 1 == n && t > 1;
-            let a = block.self_attn.forward(&h, &rope, kv, start, last_only)?;
             if last_only {
                 x = x.narrow(1, t - 1, 1)?;
             }
-            x = add_tensors(&x, &a)?;
+            // Each sublayer's last product adds the residual as it stores its output.
+            x = block
+                .self_attn
+                .forward_add(&h, &x, &rope, kv, start, last_only)?;
             let h = block.post_attention_layernorm.forward(&x)?;
-            x = add_tensors(&x, &block.mlp.forward(&h)?)?;
+            x = block.mlp.forward_add(&h, &x)?;
             layers::finite::ensure_finite(&x, || format!("in the output of layer {i} of {n}"))?;
         }
         cache.advance(t);

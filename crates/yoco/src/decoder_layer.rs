@@ -32,9 +32,7 @@ impl Sublayers {
         mixer: impl FnOnce(&Tensor) -> Result<Tensor>,
     ) -> Result<Tensor> {
         let h = add_tensors(x, &mixer(&norm::apply(&self.mixer_layer_norm, x)?)?)?;
-        let f = self
-            .ffn
-            .forward(&norm::apply(&self.final_layer_norm, &h)?)?;
-        Ok(add_tensors(&h, &f)?)
+        self.ffn
+            .forward_add(&norm::apply(&self.final_layer_norm, &h)?, &h)
     }
 }

@@ -29,10 +29,14 @@ impl FeedForward {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let h = kernels::cpu_math::glu_halves(
-            &self.fc1_gate.forward(x)?,
-            kernels::cpu_math::Glu::Silu,
-        )?;
+        let h = self.fc1_gate.forward_glu(x, kernels::cpu_math::Glu::Silu)?;
         Ok(self.fc2.forward(&h)?)
+    }
+
+    /// `forward(x) + residual`, the residual added by `fc2` as it stores its output (for a prompt
+    /// on an AVX-512 CPU; a second pass otherwise).
+    pub fn forward_add(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor> {
+        let h = self.fc1_gate.forward_glu(x, kernels::cpu_math::Glu::Silu)?;
+        Ok(self.fc2.forward_add(&h, residual)?)
     }
 }

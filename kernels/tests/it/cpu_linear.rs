@@ -3,7 +3,11 @@
 
 use crate::common::{f32s, Rng};
 use candle_core::{DType, Device, Tensor};
-use kernels::cpu_linear::{bf16_if_exact, gemv, gemv_bf16, linear, matmul, Weights};
+use kernels::cpu_linear::{
+    bf16_if_exact, gemv, gemv_bf16, linear, linear_add, linear_glu, matmul, matmul_with, Epilogue,
+    Weights,
+};
+use kernels::cpu_math::{add_tensors, gelu_tanh_mul_halves, glu_halves, silu_mul_halves, Glu};
 use proptest::prelude::*;
 
 fn naive(x: &[f32], m: usize, w: &[f32], n: usize, k: usize) -> Vec<f32> {
@@ -225,6 +229,7 @@ fn matmul_at_the_blocking_edges_on_several_pools() {
         for (m, n, k) in [
             (193, 33, 257),
             (400, 300, 600),
+            (37, 70, 513),
             (25, 7, 16),
             (13, 600, 31),
             (5, 1, 1),
@@ -258,6 +263,160 @@ fn matmul_at_the_blocking_edges_on_several_pools() {
                 near(&bf16_got, &with_bias(naive(&x, m, &wide, n, k), n, bias));
             }
         }
+    }
+}
+
+/// The epilogues inside the product give what the product then a second pass gives, to the bit
+/// where the sums are the same (the same sums in the same order, then the same functions): a
+/// residual added, and both GLUs, whose `[g | u]` halves the product pairs up panel by panel; a
+/// GLU over `k` of 257 to 512 sums in one step what the plain product sums in two (within
+/// rounding), and past 512 takes the second pass. Shapes across the blocking's edges: `k` in one
+/// step (16, 31), in two (257, 512) and in several (513, 600), halves
+/// of 1, 17, 33 and 150 columns (part panels, several groups), rows across tiles, passes and
+/// chunks; pools of 1, 2 and 3 threads; f32 and bf16 weights, with and without a bias. And the
+/// errors: an odd `n` for a GLU, a residual of the wrong length.
+#[test]
+fn matmul_epilogues_match_the_product_then_a_second_pass() {
+    let mut rng = Rng::new(23);
+    for threads in [1, 2, 3] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        for (m, n, k) in [
+            (193, 66, 257),
+            (400, 300, 600),
+            (25, 2, 16),
+            (13, 34, 31),
+            (30, 1000, 513),
+            (40, 64, 512),
+            (790, 40, 20),
+        ] {
+            let x = rng.vec(m * k, -1.0, 1.0);
+            let w = rng.vec(n * k, -1.0, 1.0);
+            let bias = rng.vec(n, -1.0, 1.0);
+            let residual = rng.vec(m * n, -1.0, 1.0);
+            let wb: Vec<half::bf16> = w.iter().map(|&v| half::bf16::from_f32(v)).collect();
+            for weights in [Weights::F32(&w), Weights::Bf16(&wb)] {
+                for bias in [None, Some(bias.as_slice())] {
+                    pool.install(|| {
+                        let plain = matmul(&x, m, weights, n, k, bias).unwrap();
+                        let with = |e| matmul_with(&x, m, weights, n, k, bias, e).unwrap();
+                        let added: Vec<f32> = plain.iter().zip(&residual).map(|(y, r)| y + r).collect();
+                        let cases = [
+                            ("add", with(Epilogue::Add(&residual)), added),
+                            (
+                                "gelu",
+                                with(Epilogue::Glu(Glu::GeluTanh)),
+                                gelu_tanh_mul_halves(&plain, n / 2).unwrap(),
+                            ),
+                            (
+                                "silu",
+                                with(Epilogue::Glu(Glu::Silu)),
+                                silu_mul_halves(&plain, n / 2).unwrap(),
+                            ),
+                        ];
+                        for (what, got, want) in cases {
+                            assert_eq!(got.len(), want.len(), "{what} [m {m}, n {n}, k {k}]");
+                            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                                let at = format!(
+                                    "{what} [m {m}, n {n}, k {k}] threads {threads} [{i}]: {g} vs {w}"
+                                );
+                                if what == "add" || k <= 256 {
+                                    assert_eq!(g.to_bits(), w.to_bits(), "{at}");
+                                } else {
+                                    // A GLU takes all of k in one step, the plain product
+                                    // 256 at a time: the same sums in another order.
+                                    let (row, col) = (i / (n / 2), i % (n / 2));
+                                    let (pg, pu) = (plain[row * n + col], plain[row * n + n / 2 + col]);
+                                    let tol = (1e-5 + 2e-6 * k as f32) * (1.0 + pg.abs()) * (1.0 + pu.abs());
+                                    assert!((g - w).abs() <= tol, "{at}");
+                                }
+                            }
+                        }
+                    });
+                }
+            }
+        }
+    }
+    let (x, w) = (vec![0.5f32; 6 * 4], vec![0.25f32; 3 * 4]);
+    let err = matmul_with(
+        &x,
+        6,
+        Weights::F32(&w),
+        3,
+        4,
+        None,
+        Epilogue::Glu(Glu::Silu),
+    );
+    assert!(err.unwrap_err().to_string().contains("even"));
+    let err = matmul_with(
+        &x,
+        6,
+        Weights::F32(&w),
+        3,
+        4,
+        None,
+        Epilogue::Add(&[1.0; 17]),
+    );
+    assert!(err.unwrap_err().to_string().contains("residual"));
+}
+
+/// `linear_add` and `linear_glu` against `linear` and the separate pass, on every path: a prompt
+/// (fused on AVX-512), a decode step (the GEMV, then the pass), bf16 weights, a strided input and
+/// residual, and a residual of another dtype (the pass, which candle's add then checks).
+#[test]
+fn linear_add_and_glu_agree_with_linear_then_the_pass() {
+    let mut rng = Rng::new(29);
+    let (n, k) = (48, 40);
+    let w = Tensor::from_vec(rng.vec(n * k, -1.0, 1.0), (n, k), &Device::Cpu).unwrap();
+    let b = Tensor::from_vec(rng.vec(n, -1.0, 1.0), n, &Device::Cpu).unwrap();
+    let wb = w.to_dtype(DType::BF16).unwrap();
+    for rows in [3, 37] {
+        let x =
+            Tensor::from_vec(rng.vec(2 * rows * k, -1.0, 1.0), (2, rows, k), &Device::Cpu).unwrap();
+        let r =
+            Tensor::from_vec(rng.vec(2 * rows * n, -1.0, 1.0), (2, rows, n), &Device::Cpu).unwrap();
+        let strided_x =
+            Tensor::from_vec(rng.vec(2 * k * rows, -1.0, 1.0), (2, k, rows), &Device::Cpu)
+                .unwrap()
+                .transpose(1, 2)
+                .unwrap();
+        for (x, w) in [(&x, &w), (&x, &wb), (&strided_x, &w)] {
+            let plain = linear(x, w, Some(&b)).unwrap();
+            let same = |got: Tensor, want: Tensor| {
+                assert_eq!(got.dims(), want.dims());
+                let (g, w) = (
+                    got.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                    want.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                );
+                assert_eq!(g, w, "rows {rows}");
+            };
+            same(
+                linear_add(x, w, Some(&b), &r).unwrap(),
+                add_tensors(&plain, &r).unwrap(),
+            );
+            let r_t = r
+                .transpose(0, 1)
+                .unwrap()
+                .contiguous()
+                .unwrap()
+                .transpose(0, 1)
+                .unwrap();
+            same(
+                linear_add(x, w, Some(&b), &r_t).unwrap(),
+                add_tensors(&plain, &r).unwrap(),
+            );
+            for act in [Glu::GeluTanh, Glu::Silu] {
+                same(
+                    linear_glu(x, w, Some(&b), act).unwrap(),
+                    glu_halves(&plain, act).unwrap(),
+                );
+            }
+        }
+        // A residual that is not f32 goes to the second pass, which refuses it.
+        let r16 = r.to_dtype(DType::F16).unwrap();
+        assert!(linear_add(&x, &w, Some(&b), &r16).is_err());
     }
 }
 
