@@ -612,20 +612,31 @@ unsafe fn pack_rows(
     use std::arch::x86_64::*;
     debug_assert!(packed.len() >= kc * MR && rows <= MR && k0 + kc <= k);
     let tile_lanes: __mmask16 = (1 << MR) - 1;
+    let start = x.as_ptr().wrapping_add(first * k + k0);
     for c0 in (0..kc).step_by(16) {
         let width = 16.min(kc - c0);
         let mask = (u32::MAX >> (32 - width)) as __mmask16;
+        // All MR rows at fixed places, so that the 16 vectors stay in registers: a row past
+        // `rows` loads nothing (its mask is empty: no lane is read, so no address is touched).
         let mut r = [_mm512_setzero_ps(); 16];
-        for (i, r) in r.iter_mut().take(rows).enumerate() {
-            // SAFETY: `width` values of row first + i from column k0 + c0 lie inside x.
-            *r = unsafe { _mm512_maskz_loadu_ps(mask, x.as_ptr().add((first + i) * k + k0 + c0)) };
+        for (i, r) in r.iter_mut().enumerate().take(MR) {
+            let lanes = if i < rows { mask } else { 0 };
+            // SAFETY: the lanes read, `width` values of row first + i from column k0 + c0, lie
+            // inside x; a row past `rows` reads none.
+            *r = unsafe { _mm512_maskz_loadu_ps(lanes, start.wrapping_add(i * k + c0)) };
         }
         let t = transpose16(r);
-        for (c, v) in t.iter().take(width).enumerate() {
-            // SAFETY: (c0 + c) · MR + MR ≤ kc · MR.
-            unsafe {
-                _mm512_mask_storeu_ps(packed.as_mut_ptr().add((c0 + c) * MR), tile_lanes, *v)
-            };
+        let to = packed.as_mut_ptr().wrapping_add(c0 * MR);
+        if width == 16 {
+            for (c, v) in t.iter().enumerate() {
+                // SAFETY: (c0 + c) · MR + MR ≤ kc · MR.
+                unsafe { _mm512_mask_storeu_ps(to.add(c * MR), tile_lanes, *v) };
+            }
+        } else {
+            for (c, v) in t.iter().take(width).enumerate() {
+                // SAFETY: as above.
+                unsafe { _mm512_mask_storeu_ps(to.add(c * MR), tile_lanes, *v) };
+            }
         }
     }
 }
