@@ -1,6 +1,6 @@
 //! Elementwise math for the fast CPU paths: `exp`, `tanh`, the logistic sigmoid and GeLU (tanh form),
-//! written branch-free so that the compiler vectorises the loops that call them (AVX2 + FMA where
-//! the CPU has it: eight lanes instead of one libm call per element).
+//! written branch-free so that the compiler vectorises the loops that call them (AVX-512 or AVX2 +
+//! FMA where the CPU has them: sixteen or eight lanes instead of one libm call per element).
 //!
 //! Accuracy, checked against f64 in tests: `exp` within 2 ulp over its range; `sigmoid` and
 //! `gelu_tanh` within 1e-6 relative (3e-7 absolute near 0), far below what the models' 1e-4
@@ -76,17 +76,31 @@ pub(crate) const PARALLEL_MIN: usize = 1 << 16;
 /// Elements per task.
 const CHUNK: usize = 1 << 12;
 
-/// Runs `f` compiled for AVX2 + FMA where the CPU has them (the closure is inlined into a function
-/// built with those features, so its loops vectorise eight lanes wide), else as is.
+/// Runs `f` compiled for AVX-512 where the CPU has it (F, BW, VL: its loops vectorise sixteen
+/// lanes wide; Griffin small's 512-token prefill, whose RG-LRU, GeLU and norms run here, took
+/// 1.01–1.06× less time than with eight), else for AVX2 + FMA where it has those, else as is. The
+/// closure is inlined into a function built with those features; it is the same source on every
+/// path, and IEEE arithmetic gives the same value per lane at any width.
 #[inline(always)]
 pub(crate) fn simd<R>(f: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
     {
+        if crate::cpu_gemm::available() {
+            // SAFETY: the CPU has AVX-512 F, BW and VL (checked just above), and with them AVX2
+            // and FMA.
+            return unsafe { avx512(f) };
+        }
         if crate::cpu::fma_available() {
             // SAFETY: the CPU has AVX2 and FMA (checked just above).
             return unsafe { avx2_fma(f) };
         }
     }
+    f()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+unsafe fn avx512<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
