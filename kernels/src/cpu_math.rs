@@ -79,8 +79,9 @@ const CHUNK: usize = 1 << 12;
 /// Runs `f` compiled for AVX-512 where the CPU has it (F, BW, VL: its loops vectorise sixteen
 /// lanes wide; Griffin small's 512-token prefill, whose RG-LRU, GeLU and norms run here, took
 /// 1.01–1.06× less time than with eight), else for AVX2 + FMA where it has those, else as is. The
-/// closure is inlined into a function built with those features; it is the same source on every
-/// path, and IEEE arithmetic gives the same value per lane at any width.
+/// closure is inlined into a function built with those features: the same source on every path,
+/// elementwise values the same at any width (sums, such as a norm's mean of squares, add in
+/// another order).
 #[inline(always)]
 pub(crate) fn simd<R>(f: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
