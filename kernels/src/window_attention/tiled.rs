@@ -10,7 +10,8 @@
 //! - outputs `[QB × 16 dimensions]` per step in eight registers: one broadcast probability times
 //!   two vectors of a value row.
 //!
-//! Keys, values and the transposed block stay in L1 while every query of the tile uses them.
+//! Keys, values and the transposed block stay in L1 while every query of the tile uses them. On
+//! AVX-512 the two products run sixteen lanes wide (32 keys, 32 dimensions a step).
 //! Inline assembly is not used: the intrinsics below compile (and are tested) like any Rust.
 use std::arch::x86_64::*;
 
@@ -108,6 +109,8 @@ pub(super) unsafe fn prefill_tile(
 pub(super) unsafe fn attend_tile(t: &Tile<'_>, out: &mut [f32]) {
     let (h, hk, d) = (t.heads, t.kv_heads, t.head_dim);
     let group = h / hk;
+    // Sixteen lanes for the two products where the CPU has AVX-512 (F, BW, VL).
+    let wide = crate::cpu_gemm::available();
     let rows = t.visible.len();
     let visible = t.visible;
     let (Some(lo), Some(hi)) = (
@@ -151,9 +154,15 @@ pub(super) unsafe fn attend_tile(t: &Tile<'_>, out: &mut [f32]) {
                     &t.q[(r * h + head) * d..][..d]
                 });
                 let mut p = [[0.0f32; KB]; QB];
-                // SAFETY: AVX2 and FMA are present (this function's contract); `kt` holds
-                // d·KB values and every `q` row d.
-                unsafe { scores(&q, &kt, d, &mut p) };
+                // SAFETY: AVX2 and FMA are present (this function's contract), AVX-512 where
+                // `wide` says so; `kt` holds d·KB values and every `q` row d.
+                unsafe {
+                    if wide {
+                        scores_avx512(&q, &kt, d, &mut p)
+                    } else {
+                        scores(&q, &kt, d, &mut p)
+                    }
+                };
                 for (i, &slot) in chunk.iter().enumerate() {
                     let row = &mut p[i];
                     let Some((vlo, vhi)) = visible[slot / h] else {
@@ -184,10 +193,16 @@ pub(super) unsafe fn attend_tile(t: &Tile<'_>, out: &mut [f32]) {
                     Some(&slot) => unsafe { base.add(slot * d) },
                     None => scratch.as_mut_ptr(),
                 });
-                // SAFETY: AVX2 and FMA are present; `values` holds n rows of d at `stride`
-                // (sliced above); every `dst` row holds d floats, and distinct queries of the
-                // chunk have distinct slots, so no two rows overlap.
-                unsafe { weighted_values(&p, values, n, stride, d, dst) };
+                // SAFETY: AVX2 and FMA are present, AVX-512 where `wide` says so; `values` holds
+                // n rows of d at `stride` (sliced above); every `dst` row holds d floats, and
+                // distinct queries of the chunk have distinct slots, so no two rows overlap.
+                unsafe {
+                    if wide {
+                        weighted_values_avx512(&p, values, n, stride, d, dst)
+                    } else {
+                        weighted_values(&p, values, n, stride, d, dst)
+                    }
+                };
             }
             start += n;
         }
@@ -278,6 +293,83 @@ unsafe fn weighted_values(
                 *row.add(c) = a;
             }
             c += 1;
+        }
+    }
+}
+
+/// [`scores`] sixteen lanes wide: 32 keys per step.
+///
+/// # Safety
+/// AVX-512 F is present; `kt.len() ≥ d·KB`; every `q[i].len() ≥ d`.
+#[target_feature(enable = "avx512f")]
+unsafe fn scores_avx512(q: &[&[f32]; QB], kt: &[f32], d: usize, p: &mut [[f32; KB]; QB]) {
+    // SAFETY: every load reads kt[c·KB + j .. c·KB + j + 32] with c < d and j + 32 ≤ KB, inside
+    // kt; every q[i] read is at c < d; every store writes p[i][j .. j + 32] with j + 32 ≤ KB.
+    unsafe {
+        for j in (0..KB).step_by(32) {
+            let mut acc = [[_mm512_setzero_ps(); 2]; QB];
+            for c in 0..d {
+                let k = kt.as_ptr().add(c * KB + j);
+                let (k0, k1) = (_mm512_loadu_ps(k), _mm512_loadu_ps(k.add(16)));
+                for (a, q) in acc.iter_mut().zip(q) {
+                    let x = _mm512_set1_ps(*q.get_unchecked(c));
+                    a[0] = _mm512_fmadd_ps(x, k0, a[0]);
+                    a[1] = _mm512_fmadd_ps(x, k1, a[1]);
+                }
+            }
+            for (a, row) in acc.iter().zip(p.iter_mut()) {
+                _mm512_storeu_ps(row.as_mut_ptr().add(j), a[0]);
+                _mm512_storeu_ps(row.as_mut_ptr().add(j + 16), a[1]);
+            }
+        }
+    }
+}
+
+/// [`weighted_values`] sixteen lanes wide: 32 dimensions per pass, the last pass masked to the
+/// dimensions left.
+///
+/// # Safety
+/// As [`weighted_values`], with AVX-512 F (and BW for the masks) present.
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn weighted_values_avx512(
+    p: &[[f32; KB]; QB],
+    values: &[f32],
+    n: usize,
+    stride: usize,
+    d: usize,
+    dst: [*mut f32; QB],
+) {
+    // SAFETY: every lane read of `values` is at t·stride + c + lane with t < n and c + lane < d
+    // (the masks), inside the slice (the contract); every lane of dst[i] at c + lane < d.
+    unsafe {
+        let v = values.as_ptr();
+        for c in (0..d).step_by(32) {
+            let lanes = |from: usize| -> __mmask16 {
+                let left = d.saturating_sub(c + from).min(16);
+                (u32::MAX.checked_shr(32 - left as u32).unwrap_or(0)) as __mmask16
+            };
+            let (m0, m1) = (lanes(0), lanes(16));
+            let mut acc = [[_mm512_setzero_ps(); 2]; QB];
+            for (a, &row) in acc.iter_mut().zip(&dst) {
+                a[0] = _mm512_maskz_loadu_ps(m0, row.wrapping_add(c));
+                a[1] = _mm512_maskz_loadu_ps(m1, row.wrapping_add(c + 16));
+            }
+            for t in 0..n {
+                let vt = v.wrapping_add(t * stride + c);
+                let (v0, v1) = (
+                    _mm512_maskz_loadu_ps(m0, vt),
+                    _mm512_maskz_loadu_ps(m1, vt.wrapping_add(16)),
+                );
+                for (a, pi) in acc.iter_mut().zip(p) {
+                    let x = _mm512_set1_ps(*pi.get_unchecked(t));
+                    a[0] = _mm512_fmadd_ps(x, v0, a[0]);
+                    a[1] = _mm512_fmadd_ps(x, v1, a[1]);
+                }
+            }
+            for (a, &row) in acc.iter().zip(&dst) {
+                _mm512_mask_storeu_ps(row.wrapping_add(c), m0, a[0]);
+                _mm512_mask_storeu_ps(row.wrapping_add(c + 16), m1, a[1]);
+            }
         }
     }
 }
