@@ -59,6 +59,17 @@ impl CpuFeatures {
     }
 }
 
+/// Whether the kernels may take their AVX-512 forms: true unless the environment variable
+/// `FRUGAL_NO_AVX512` is set (to anything) when the first kernel asks. With it set, every kernel
+/// that has an AVX-512 and an AVX2 form (frugal's prompt product, the elementwise passes, prefill
+/// attention, the ternary GEMM, Smart Bird's selection, the 12-bit head) takes the AVX2 one, as on
+/// a CPU without AVX-512: for a CPU that slows its clock under AVX-512, and for the tests, which
+/// CI runs both ways on its AVX-512 machine so that both forms are compared with the reference.
+pub fn avx512_allowed() -> bool {
+    static ALLOWED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ALLOWED.get_or_init(|| std::env::var_os("FRUGAL_NO_AVX512").is_none())
+}
+
 /// AVX2 and FMA, detected at run time (the [`dot`] fast path).
 pub(crate) fn fma_available() -> bool {
     #[cfg(target_arch = "x86_64")]

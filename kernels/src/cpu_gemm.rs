@@ -78,13 +78,14 @@ pub(crate) fn takes(m: usize, k: usize, epilogue: Epilogue<'_>) -> bool {
 }
 
 /// Whether this machine runs [`gemm`] (AVX-512 F, BW and VL, detected once: every AVX-512 x86
-/// core since 2017 has the three).
+/// core since 2017 has the three), and [`crate::cpu::avx512_allowed`] lets it.
 pub fn available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         static AVX512: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
         *AVX512.get_or_init(|| {
-            std::arch::is_x86_feature_detected!("avx512f")
+            crate::cpu::avx512_allowed()
+                && std::arch::is_x86_feature_detected!("avx512f")
                 && std::arch::is_x86_feature_detected!("avx512bw")
                 && std::arch::is_x86_feature_detected!("avx512vl")
         })

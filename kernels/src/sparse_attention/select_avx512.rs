@@ -31,7 +31,8 @@ const COARSE_BITS: u32 = 5;
 
 /// Whether this CPU runs [`bounded_candidates`]: AVX-512 F and DQ (64-bit lane multiplies).
 pub(super) fn available() -> bool {
-    std::arch::is_x86_feature_detected!("avx512f")
+    crate::cpu::avx512_allowed()
+        && std::arch::is_x86_feature_detected!("avx512f")
         && std::arch::is_x86_feature_detected!("avx512dq")
 }
 

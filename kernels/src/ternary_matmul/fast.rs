@@ -277,7 +277,8 @@ mod vnni {
     use super::{BLOCK, MAX_TOKENS_PER_PASS};
 
     pub(super) fn available() -> bool {
-        std::arch::is_x86_feature_detected!("avx512f")
+        crate::cpu::avx512_allowed()
+            && std::arch::is_x86_feature_detected!("avx512f")
             && std::arch::is_x86_feature_detected!("avx512bw")
             && std::arch::is_x86_feature_detected!("avx512vnni")
     }

@@ -217,7 +217,7 @@ fn only_values_bf16_holds_exactly_are_kept_in_bf16() {
 fn matmul_at_the_blocking_edges_on_several_pools() {
     if !kernels::cpu_gemm::available() {
         eprintln!(
-            "no AVX-512 (F, BW, VL) here: the blocking checks run on the gemm crate's path instead"
+            "no AVX-512 (F, BW, VL) here, or FRUGAL_NO_AVX512 set: the blocking checks run on the gemm crate's path instead"
         );
     }
     let mut rng = Rng::new(11);
@@ -444,7 +444,7 @@ fn block_diagonal_naive(x: &[f32], rows: usize, width: usize, heads: usize, w: &
 #[test]
 fn block_diagonal_pair_matches_the_plain_loop() {
     if !kernels::cpu_gemm::available() {
-        eprintln!("skipped: no AVX-512 (F, BW, VL) here; Griffin takes candle's batched matmul");
+        eprintln!("skipped: no AVX-512 (F, BW, VL) here, or FRUGAL_NO_AVX512 set; Griffin takes candle's batched matmul");
         return;
     }
     let mut rng = Rng::new(21);
