@@ -42,10 +42,16 @@ impl Conv1d {
         let t = x.dim(1)?;
         let k = self.width;
         let out = kernels::fused::causal_conv1d(x, state, &self.taps, &self.bias)?;
-        let xs = Tensor::cat(&[state, x], 1)?;
         let new_state = if step.all_real() {
-            xs.narrow(1, t, k - 1)?
+            // The last K-1 rows of [state, x]: from x alone when it has that many (a prompt;
+            // joining the whole prompt to the state would copy all of it for K-1 rows).
+            if t >= k - 1 {
+                x.narrow(1, t - (k - 1), k - 1)?
+            } else {
+                Tensor::cat(&[state, x], 1)?.narrow(1, t, k - 1)?
+            }
         } else {
+            let xs = Tensor::cat(&[state, x], 1)?;
             // Per sequence, the last K-1 rows of [state, x] that are not padding.
             let rows = t + k - 1;
             let mut idx = Vec::with_capacity(step.batch * (k - 1));
