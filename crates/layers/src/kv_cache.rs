@@ -59,6 +59,12 @@ impl Positions {
     pub fn advance(&mut self, tokens: usize) {
         self.len += tokens;
     }
+
+    /// Forgets the positions from `len` on (none if it already holds no more): a pass that
+    /// failed part-way gives back the positions its earlier parts recorded.
+    pub fn rewind(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
 }
 
 /// The dtypes a KV cache can be kept in: f32 (exact), or f16 / bf16 (half the memory and the

@@ -89,4 +89,8 @@ impl KvCache {
     pub(crate) fn advance(&mut self, t: usize) {
         self.positions.advance(t);
     }
+
+    pub(crate) fn rewind(&mut self, len: usize) {
+        self.positions.rewind(len);
+    }
 }

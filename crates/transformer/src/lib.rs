@@ -35,4 +35,4 @@ pub mod model;
 pub use cache::KvCache;
 pub use config::Config;
 pub use error::{Result, TransformerError};
-pub use model::Transformer;
+pub use model::{Transformer, PREFILL_CHUNK};

@@ -10,6 +10,12 @@ use crate::config::Config;
 use crate::error::{Result, TransformerError};
 use crate::mlp::Mlp;
 
+/// Positions a prompt runs through the layers at once unless [`Transformer::with_prefill_chunk`]
+/// says otherwise. llama.cpp's default micro-batch too; with one sequence a chunk's products stay
+/// under `kernels::cpu_gemm::MAX_ROWS` rows, where frugal's own product (the SwiGLU and the
+/// residual additions inside it) takes them.
+pub const PREFILL_CHUNK: usize = 512;
+
 #[derive(Debug, Clone)]
 struct Block {
     input_layernorm: RmsNorm,
@@ -25,6 +31,8 @@ pub struct Transformer {
     layers: Vec<Block>,
     norm: RmsNorm,
     lm_head: Linear,
+    /// Positions a prompt runs through the layers at once ([`PREFILL_CHUNK`] by default).
+    prefill_chunk: usize,
     /// The run dtype (the embedding may be kept in bf16 under f32: `layers::linear::as_shipped`).
     dtype: DType,
     device: Device,
@@ -72,9 +80,17 @@ impl Transformer {
             layers,
             norm: rms_norm(dim, eps, m.pp("norm"))?,
             lm_head,
+            prefill_chunk: PREFILL_CHUNK,
             dtype: vb.dtype(),
             device: vb.device().clone(),
         })
+    }
+
+    /// Sets how many positions a prompt runs through the layers at once (at least 1; the same
+    /// result whatever the size, up to rounding).
+    pub fn with_prefill_chunk(mut self, positions: usize) -> Self {
+        self.prefill_chunk = positions.max(1);
+        self
     }
 
     pub fn config(&self) -> &Config {
@@ -112,8 +128,36 @@ impl Transformer {
         layers::pool::on_pool(|| self.forward_last_in_pool(&tokens, cache))
     }
 
+    /// A prompt in chunks of `prefill_chunk` positions (each attending to the cache and to
+    /// itself, the same result as one pass), the last chunk's logits; an error in any chunk leaves
+    /// the cache as it was before the call.
     fn forward_last_in_pool(&self, tokens: &[&[u32]], cache: &mut KvCache) -> Result<Tensor> {
-        let (b, t) = self.check(tokens, cache)?;
+        let (_, t) = self.check(tokens, cache)?;
+        let before = cache.len();
+        let mut logits = Vec::with_capacity(1);
+        for start in (0..t).step_by(self.prefill_chunk) {
+            let end = (start + self.prefill_chunk).min(t);
+            let chunk: Vec<&[u32]> = tokens.iter().map(|s| &s[start..end]).collect();
+            match self.forward_chunk(&chunk, cache) {
+                Ok(l) => {
+                    logits.clear();
+                    logits.push(l);
+                }
+                Err(e) => {
+                    cache.rewind(before);
+                    return Err(e);
+                }
+            }
+        }
+        logits
+            .pop()
+            .ok_or_else(|| TransformerError::Input("no tokens".into()))
+    }
+
+    /// One chunk of positions (checked by the caller) through the layers: its last position's
+    /// logits.
+    fn forward_chunk(&self, tokens: &[&[u32]], cache: &mut KvCache) -> Result<Tensor> {
+        let (b, t) = (tokens.len(), tokens.first().map_or(0, |s| s.len()));
         let start = cache.len();
         let ids: Vec<u32> = tokens.iter().flat_map(|s| s.iter().copied()).collect();
         let mut x = self

@@ -140,6 +140,54 @@ fn matches_candle_llama_grouped_query_and_tied_embedding() {
     check_against_peer(1, false, false);
 }
 
+/// A prompt longer than two of the model's prefill chunks (`PREFILL_CHUNK`): the same logits as
+/// in one pass and in chunks of other sizes (to f32 rounding), near the peer's one pass (rounding
+/// grows with the positions: the rotary angles and softmaxes over a thousand keys), and the
+/// cached step after it continues from every position.
+#[test]
+fn a_prompt_past_two_prefill_chunks_equals_one_pass() {
+    let n = 2 * transformer::PREFILL_CHUNK + 37;
+    let mut json = config_json(2, false);
+    json["max_position_embeddings"] = serde_json::json!(n + 8);
+    let (ours, theirs, peer_cfg) = pair(&json, false);
+    let p = prompt(n, 5);
+    let run = |model: &Transformer| {
+        let mut cache = model.new_cache(1, n + 1).expect("cache");
+        let prompt = model.forward_last(&[&p], &mut cache).expect("prompt");
+        assert_eq!(cache.len(), n);
+        let step = model.forward_last(&[[7u32]], &mut cache).expect("step");
+        (prompt, step)
+    };
+    let (a, a_step) = run(&ours);
+    let scale = max_diff(&a, &a.zeros_like().expect("zeros"));
+    for chunk in [n, 100, 7] {
+        let (b, b_step) = run(&ours.clone().with_prefill_chunk(chunk));
+        let (d, d_step) = (max_diff(&a, &b), max_diff(&a_step, &b_step));
+        assert!(
+            d <= 5e-6 * (1.0 + scale) && d_step <= 5e-6 * (1.0 + scale),
+            "chunks of {chunk}: logits differ by {d}, the next step's by {d_step}"
+        );
+    }
+    let mut peer_cache =
+        peer::Cache::new(true, DType::F32, &peer_cfg, &Device::Cpu).expect("peer cache");
+    let ids = Tensor::new(p.as_slice(), &Device::Cpu)
+        .and_then(|t| t.unsqueeze(0))
+        .expect("ids");
+    let b = theirs.forward(&ids, 0, &mut peer_cache).expect("peer");
+    let d = max_diff(&a, &b);
+    assert!(
+        d <= 2e-4 * (1.0 + scale),
+        "prompt logits differ from the peer's by {d}"
+    );
+    let ids = Tensor::new(&[[7u32]], &Device::Cpu).expect("ids");
+    let b = theirs.forward(&ids, n, &mut peer_cache).expect("peer step");
+    let d = max_diff(&a_step, &b);
+    assert!(
+        d <= 2e-4 * (1.0 + scale),
+        "the step after the prompt differs by {d}"
+    );
+}
+
 #[test]
 fn chunked_prefill_and_batches_equal_one_pass() {
     let (ours, _, _) = pair(&config_json(2, false), false);
@@ -227,6 +275,55 @@ fn a_half_precision_cache_stays_near_f32_in_half_the_bytes() {
         .expect_err("u8")
         .to_string();
     assert!(e.contains("u8") && e.contains("f32, f16 or bf16"), "{e}");
+}
+
+/// A prompt that fails in a later chunk (a token whose embedding is not finite, past the first
+/// chunk) is an error, and the cache is as it was before the call: the positions the earlier
+/// chunks recorded are given back.
+#[test]
+fn a_prompt_failing_in_a_later_chunk_leaves_the_cache_alone() {
+    let cfg = Config::from_json(&config_json(2, false).to_string()).expect("config");
+    let map = VarMap::new();
+    let vb = || VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
+    Transformer::new(&cfg, vb()).expect("build");
+    {
+        let data = map.data().lock().expect("varmap");
+        let embed = data.get("model.embed_tokens.weight").expect("embedding");
+        let mut values = embed
+            .as_tensor()
+            .flatten_all()
+            .and_then(|t| t.to_vec1::<f32>())
+            .expect("values");
+        values[100 * 64..101 * 64].fill(f32::NAN);
+        let poisoned = Tensor::from_vec(values, embed.shape(), &Device::Cpu).expect("tensor");
+        embed.set(&poisoned).expect("set");
+    }
+    let model = Transformer::new(&cfg, vb())
+        .expect("ours")
+        .with_prefill_chunk(4);
+    let clean = |n, seed| -> Vec<u32> {
+        prompt(n, seed)
+            .into_iter()
+            .map(|t| if t == 100 { 3 } else { t })
+            .collect()
+    };
+    let mut cache = model.new_cache(1, 32).expect("cache");
+    model
+        .forward_last(&[clean(5, 0)], &mut cache)
+        .expect("prefill");
+    let before = model
+        .forward_last(&[[3u32]], &mut cache.clone())
+        .expect("next");
+    let mut bad = clean(10, 1);
+    bad[7] = 100; // in the second chunk of four
+    let e = model
+        .forward_last(&[bad], &mut cache)
+        .expect_err("a non-finite embedding")
+        .to_string();
+    assert!(e.contains("finite"), "{e}");
+    assert_eq!(cache.len(), 5);
+    let after = model.forward_last(&[[3u32]], &mut cache).expect("next");
+    assert!(max_diff(&before, &after) == 0.0);
 }
 
 #[test]
