@@ -79,6 +79,36 @@ fn threaded_gemv_matches_the_plain_loop_at_task_and_row_edges() {
     }
 }
 
+/// Pools of 1, 2 and 3 threads (the product shares its rows and panels out differently on each),
+/// with their sizes.
+fn pools() -> Vec<(usize, rayon::ThreadPool)> {
+    [1, 2, 3]
+        .into_iter()
+        .map(|threads| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            (threads, pool)
+        })
+        .collect()
+}
+
+/// A product's random operands, uniform in ±1: `x [m, k]`, `w [n, k]`, `w` rounded to bf16, and
+/// a bias `[n]`.
+fn random_product(
+    rng: &mut Rng,
+    m: usize,
+    n: usize,
+    k: usize,
+) -> (Vec<f32>, Vec<f32>, Vec<half::bf16>, Vec<f32>) {
+    let x = rng.vec(m * k, -1.0, 1.0);
+    let w = rng.vec(n * k, -1.0, 1.0);
+    let bias = rng.vec(n, -1.0, 1.0);
+    let wb = w.iter().map(|&v| half::bf16::from_f32(v)).collect();
+    (x, w, wb, bias)
+}
+
 fn with_bias(mut y: Vec<f32>, n: usize, bias: Option<&[f32]>) -> Vec<f32> {
     if let Some(bias) = bias {
         for row in y.chunks_mut(n) {
@@ -221,11 +251,7 @@ fn matmul_at_the_blocking_edges_on_several_pools() {
         );
     }
     let mut rng = Rng::new(11);
-    for threads in [1, 2, 3] {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
+    for (_, pool) in pools() {
         for (m, n, k) in [
             (193, 33, 257),
             (400, 300, 600),
@@ -235,10 +261,7 @@ fn matmul_at_the_blocking_edges_on_several_pools() {
             (5, 1, 1),
             (790, 40, 20),
         ] {
-            let x = rng.vec(m * k, -1.0, 1.0);
-            let w = rng.vec(n * k, -1.0, 1.0);
-            let bias = rng.vec(n, -1.0, 1.0);
-            let wb: Vec<half::bf16> = w.iter().map(|&v| half::bf16::from_f32(v)).collect();
+            let (x, w, wb, bias) = random_product(&mut rng, m, n, k);
             let wide: Vec<f32> = wb.iter().map(|v| v.to_f32()).collect();
             for bias in [None, Some(bias.as_slice())] {
                 let (f32_got, bf16_got) = pool.install(|| {
@@ -278,11 +301,7 @@ fn matmul_at_the_blocking_edges_on_several_pools() {
 #[test]
 fn matmul_epilogues_match_the_product_then_a_second_pass() {
     let mut rng = Rng::new(23);
-    for threads in [1, 2, 3] {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
+    for (threads, pool) in pools() {
         for (m, n, k) in [
             (193, 66, 257),
             (400, 300, 600),
@@ -292,11 +311,8 @@ fn matmul_epilogues_match_the_product_then_a_second_pass() {
             (40, 64, 512),
             (790, 40, 20),
         ] {
-            let x = rng.vec(m * k, -1.0, 1.0);
-            let w = rng.vec(n * k, -1.0, 1.0);
-            let bias = rng.vec(n, -1.0, 1.0);
+            let (x, w, wb, bias) = random_product(&mut rng, m, n, k);
             let residual = rng.vec(m * n, -1.0, 1.0);
-            let wb: Vec<half::bf16> = w.iter().map(|&v| half::bf16::from_f32(v)).collect();
             for weights in [Weights::F32(&w), Weights::Bf16(&wb)] {
                 for bias in [None, Some(bias.as_slice())] {
                     pool.install(|| {
