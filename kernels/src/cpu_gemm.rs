@@ -27,8 +27,8 @@
 //! added (a layer's last product and the connection around it), or a gated linear unit taken (a
 //! stacked gate and up projection: each panel then holds 16 columns of `g` beside the same 16 of
 //! `u`, so a tile holds both halves of its outputs). Either way the output is written once and
-//! not read back by a second pass; in Griffin small's 512-token prefill the two together took
-//! 1.05–1.11× off the time (the GLU alone skips writing and re-reading its `[m, 2·width]` product).
+//! not read back by a second pass; Griffin small's 512-token prefill ran 1.05–1.11× faster with
+//! the two (the GLU alone skips writing and re-reading its `[m, 2·width]` product).
 //! A GLU needs its sums complete in one step along `k`, so it takes all of `k` (up to
 //! [`GLU_MAX_K`]) at once.
 //!
