@@ -203,11 +203,13 @@ fn linear_host(
     let epilogue_fits = match epilogue {
         HostEpilogue::Store => true,
         HostEpilogue::Add(r) => {
+            // The product's own shape (anything else is the second pass's to refuse).
+            let lead = dims.split_last().map_or(&[][..], |(_, lead)| lead);
+            let same_shape = r.dims().split_last() == Some((&n, lead));
             fused(Epilogue::Add(&[]))
                 && r.dtype() == DType::F32
                 && matches!(r.device(), Device::Cpu)
-                && r.elem_count() == rows * n
-                && r.dims().last() == Some(&n)
+                && same_shape
         }
         HostEpilogue::Glu(act) => fused(Epilogue::Glu(act)) && n.is_multiple_of(2),
     };

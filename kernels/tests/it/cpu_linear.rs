@@ -430,9 +430,12 @@ fn linear_add_and_glu_agree_with_linear_then_the_pass() {
                 );
             }
         }
-        // A residual that is not f32 goes to the second pass, which refuses it.
+        // A residual that is not f32, or not of the product's shape (with as many values), goes
+        // to the second pass, which refuses it.
         let r16 = r.to_dtype(DType::F16).unwrap();
         assert!(linear_add(&x, &w, Some(&b), &r16).is_err());
+        let swapped = r.reshape((rows, 2, n)).unwrap();
+        assert!(linear_add(&x, &w, Some(&b), &swapped).is_err());
     }
 }
 
