@@ -14,8 +14,12 @@ fn dir(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// A fresh directory of its own for each call: tests run at once, and two of them loading the
+/// same fixture into one directory would read each other's half-copied files.
 fn scratch(name: &str) -> PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{call}"));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
