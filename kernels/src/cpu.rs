@@ -96,6 +96,13 @@ pub(crate) fn prefetch_ahead(at: *const u8) {
     prefetch(at.wrapping_add(PREFETCH_AHEAD));
 }
 
+/// The mask of the first `n` of 16 lanes (all 16 from `n` = 16 up; none at 0): an AVX-512 mask
+/// for a row's last, partial vector.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+pub(crate) fn lane_mask(n: usize) -> u16 {
+    (u32::MAX.checked_shr(32 - n.min(16) as u32).unwrap_or(0)) as u16
+}
+
 /// Asks for the cache line holding `at` into L1: a hint, so an address past the end of the
 /// weights is not read and cannot fault. Nothing off x86-64.
 #[inline(always)]

@@ -40,6 +40,7 @@
 //! rows as well when not; each writes its own part of `y`, each once per `KC` step.
 use rayon::prelude::*;
 
+use crate::cpu::lane_mask;
 use crate::cpu_linear::{Epilogue, Weights};
 use crate::cpu_math::Glu;
 use crate::error::{check_len, KernelError, Result};
@@ -392,7 +393,7 @@ unsafe fn head_gates(
                     to[..cols].copy_from_slice(from);
                     to[cols..].fill(0.0);
                 }
-                let masks = [lanes(cols), lanes(cols.saturating_sub(16))];
+                let masks = [lane_mask(cols), lane_mask(cols.saturating_sub(16))];
                 for t in 0..tiles {
                     let end = TileEnd {
                         sums: out.wrapping_add(t * MR * width + col0 + j0),
@@ -509,7 +510,7 @@ unsafe fn task_product(
                     for (slot, p) in group.clone().enumerate() {
                         let panel = buffer[slot * kc_step * NR..].as_ptr();
                         let halves = shape.halves(p);
-                        let masks = [lanes(halves[0].1), lanes(halves[1].1)];
+                        let masks = [lane_mask(halves[0].1), lane_mask(halves[1].1)];
                         for t in t0..t1 {
                             let first = rows.start + t * MR;
                             let end =
@@ -550,12 +551,6 @@ unsafe fn task_product(
     unreachable!("cpu_gemm runs only where `available` holds (x86-64 with AVX-512)")
 }
 
-/// A lane mask for the first `n` (≤ 16) of 16 lanes.
-#[cfg(target_arch = "x86_64")]
-fn lanes(n: usize) -> u16 {
-    (u32::MAX.checked_shr(32 - n.min(16) as u32).unwrap_or(0)) as u16
-}
-
 /// `panel[c][16·h + j] = w[start_h + j][k0 + c]` for `c < kc` and each half `h` of the panel,
 /// `(start_h, count_h)` in `halves`, `j < count_h` (f32, bf16 widened exactly), and 0 for the
 /// columns past `count_h`. 16 rows by 16 values at a time, read as rows and transposed in
@@ -580,7 +575,7 @@ unsafe fn pack_panel(
         debug_assert!(count <= 16);
         for c0 in (0..kc).step_by(16) {
             let width = 16.min(kc - c0);
-            let mask = (u32::MAX >> (32 - width)) as __mmask16;
+            let mask = lane_mask(width);
             // All 16 rows at fixed places, so that the vectors stay in registers (as in
             // `pack_rows`; Griffin small's prefill 1.02–1.10× faster than loading only `count`).
             let mut r = [_mm512_setzero_ps(); 16];
@@ -635,7 +630,7 @@ unsafe fn pack_rows(
     let start = x.as_ptr().wrapping_add(first * k + k0);
     for c0 in (0..kc).step_by(16) {
         let width = 16.min(kc - c0);
-        let mask = (u32::MAX >> (32 - width)) as __mmask16;
+        let mask = lane_mask(width);
         // All MR rows at fixed places, so that the 16 vectors stay in registers: a row past
         // `rows` loads nothing (its mask is empty: no lane is read, so no address is touched).
         let mut r = [_mm512_setzero_ps(); 16];

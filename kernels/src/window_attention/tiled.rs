@@ -344,10 +344,7 @@ unsafe fn weighted_values_avx512(
     unsafe {
         let v = values.as_ptr();
         for c in (0..d).step_by(32) {
-            let lanes = |from: usize| -> __mmask16 {
-                let left = d.saturating_sub(c + from).min(16);
-                (u32::MAX.checked_shr(32 - left as u32).unwrap_or(0)) as __mmask16
-            };
+            let lanes = |from: usize| crate::cpu::lane_mask(d.saturating_sub(c + from));
             let (m0, m1) = (lanes(0), lanes(16));
             let mut acc = [[_mm512_setzero_ps(); 2]; QB];
             for (a, &row) in acc.iter_mut().zip(&dst) {
