@@ -90,16 +90,16 @@ pub(crate) fn fma_available() -> bool {
 /// read's rate over the same bytes (1–4 KB ahead measured alike, 512 B and 8 KB less).
 pub(crate) const PREFETCH_AHEAD: usize = 2048;
 
-/// How far ahead the same loops also ask for lines into L2 only ([`prefetch_l2`]). A core has
-/// few L1 fill buffers (a prefetch into L1 holds one until its line arrives), so the L1
-/// prefetches alone keep only 2 KB in flight, about one memory latency of one core's reading;
-/// requests into L2 queue apart from them, and these keep 16 KB more on the way. On the 2-core
-/// AVX-512 Xeon of the latest stops (2 threads), the 12-bit head's GEMV over 128256 × 2560 cold
-/// weights went from 21.8 to 16.9 ms with them (8–64 KB ahead measured within 2% of 16), BitNet's
-/// 4-layer decode at 2B4T widths 1.14× faster, Griffin small's decode 1.30×; the ternary GEMV
-/// alone, cold, 1.05× at 6912 × 2560 and 1.2–1.5× at 2560 × 2560. Where the weights are in cache
-/// the extra instruction costs a little: Griffin at hidden 256 (12 MB of weights) decoded 0.95–0.98×
-/// as fast, the dense baseline at that size alike within its noise.
+/// How far ahead the same loops also ask for lines into L2 only ([`prefetch_l2`]). A core has few
+/// L1 fill buffers (a prefetch into L1 holds one until its line arrives), so the L1 prefetches
+/// alone keep only 2 KB in flight, about one memory latency of one core's reading; requests into L2
+/// queue apart from them, and these keep 16 KB more on the way. On the 2-core AVX-512 Xeon of the
+/// latest stops (2 threads), the 12-bit head's GEMV over 128256 × 2560 cold weights went from 21.8
+/// to 16.9 ms with them (8–64 KB ahead measured within 2% of 16), BitNet's 4-layer decode at 2B4T
+/// widths 1.14× faster, Griffin small's decode 1.30×; the ternary GEMV alone, cold, 1.05–1.07× at
+/// 6912 × 2560 and 2560 × 6912, 1.2–1.5× at 2560 × 2560. Where the weights are in cache the extra
+/// instruction costs a little: Griffin at hidden 256 (12 MB of weights) decoded 0.95–0.98× as fast,
+/// the dense baseline at that size alike within its noise.
 pub(crate) const PREFETCH_L2_AHEAD: usize = 16384;
 
 /// Asks for the cache line [`PREFETCH_AHEAD`] bytes past `at` into L1 ([`prefetch`]) and the
@@ -121,27 +121,31 @@ pub(crate) fn lane_mask(n: usize) -> u16 {
 /// weights is not read and cannot fault. Nothing off x86-64.
 #[inline(always)]
 pub(crate) fn prefetch(at: *const u8) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        // SAFETY: prefetching is a hint that never faults, whatever the address (SSE, which
-        // x86-64 always has).
-        unsafe { _mm_prefetch::<_MM_HINT_T0>(at as *const i8) };
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = at;
+    prefetch_into::<1>(at);
 }
 
 /// Asks for the cache line holding `at` into L2 (not L1): as [`prefetch`], a hint that cannot
 /// fault.
 #[inline(always)]
 pub(crate) fn prefetch_l2(at: *const u8) {
+    prefetch_into::<2>(at);
+}
+
+/// `prefetcht0` (`LEVEL` 1) or `prefetcht1` (2) of `at`.
+#[inline(always)]
+fn prefetch_into<const LEVEL: u8>(at: *const u8) {
     #[cfg(target_arch = "x86_64")]
     {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0, _MM_HINT_T1};
         // SAFETY: prefetching is a hint that never faults, whatever the address (SSE, which
         // x86-64 always has).
-        unsafe { _mm_prefetch::<_MM_HINT_T1>(at as *const i8) };
+        unsafe {
+            if LEVEL == 1 {
+                _mm_prefetch::<_MM_HINT_T0>(at as *const i8)
+            } else {
+                _mm_prefetch::<_MM_HINT_T1>(at as *const i8)
+            }
+        };
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = at;
