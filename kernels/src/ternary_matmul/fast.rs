@@ -50,6 +50,27 @@ pub fn ternary_matmul_cpu(x: &[f32], m: usize, w: &PackedTernary) -> Result<Vec<
 /// `y [m, n]` from activations already quantised (several matrices reading one input, such as
 /// q/k/v or gate/up, quantise it once).
 pub fn ternary_matmul_quantized(qa: &QuantizedActivations, w: &PackedTernary) -> Result<Vec<f32>> {
+    check_quantized(qa, w)?;
+    Ok(matmul_with(Isa::best(), qa, w))
+}
+
+/// [`ternary_matmul_quantized`] for several matrices reading the same activations (q/k/v,
+/// gate/up): one parallel loop over all their rows instead of one per matrix, so a decode step
+/// waits for the pool's threads once per group, not once per matrix. Each output is the one
+/// [`ternary_matmul_quantized`] gives, to the bit.
+pub fn ternary_matmul_quantized_many(
+    qa: &QuantizedActivations,
+    ws: &[&PackedTernary],
+) -> Result<Vec<Vec<f32>>> {
+    for w in ws {
+        check_quantized(qa, w)?;
+    }
+    Ok(matmul_many_with(Isa::best(), qa, ws))
+}
+
+/// An error unless `qa` was quantised for `w`'s `k` and holds `m` whole rows with their scales
+/// and sums.
+fn check_quantized(qa: &QuantizedActivations, w: &PackedTernary) -> Result<()> {
     if qa.k != w.k() || qa.k_padded != w.k_padded() {
         return Err(KernelError::Shape {
             kernel: KERNEL,
@@ -72,8 +93,7 @@ pub fn ternary_matmul_quantized(qa: &QuantizedActivations, w: &PackedTernary) ->
         &shape,
     )?;
     check_len(KERNEL, "activation scales", qa.scale.len(), qa.m, &shape)?;
-    check_len(KERNEL, "activation sums", qa.sum.len(), qa.m, &shape)?;
-    Ok(matmul_with(Isa::best(), qa, w))
+    check_len(KERNEL, "activation sums", qa.sum.len(), qa.m, &shape)
 }
 
 /// The instruction sets the product can take, best last.
@@ -121,9 +141,33 @@ impl Isa {
 
 /// [`ternary_matmul_quantized`] in the form `isa` (which the caller checked this CPU runs).
 pub(crate) fn matmul_with(isa: Isa, qa: &QuantizedActivations, w: &PackedTernary) -> Vec<f32> {
-    let (m, n) = (qa.m, w.n());
-    let mut y = vec![0.0f32; m * n];
-    let out = SharedMut(y.as_mut_ptr());
+    matmul_many_with(isa, qa, &[w]).pop().unwrap_or_default()
+}
+
+/// [`ternary_matmul_quantized_many`] in the form `isa`: the tasks of [`ROWS_PER_TASK`] rows of
+/// every matrix in one parallel loop, each writing its rows of its matrix's output.
+pub(crate) fn matmul_many_with(
+    isa: Isa,
+    qa: &QuantizedActivations,
+    ws: &[&PackedTernary],
+) -> Vec<Vec<f32>> {
+    let m = qa.m;
+    let mut ys: Vec<Vec<f32>> = ws.iter().map(|w| vec![0.0f32; m * w.n()]).collect();
+    let outs: Vec<SharedMut<f32>> = ys.iter_mut().map(|y| SharedMut(y.as_mut_ptr())).collect();
+    // Task `t` is matrix `mat`'s task `t - first[mat]` for the last `mat` with `first[mat] <= t`
+    // (a matrix without rows has no task).
+    let first: Vec<usize> = ws
+        .iter()
+        .scan(0, |at, w| {
+            let here = *at;
+            *at += w.n().div_ceil(ROWS_PER_TASK);
+            Some(here)
+        })
+        .collect();
+    let tasks = ws
+        .iter()
+        .map(|w| w.n().div_ceil(ROWS_PER_TASK))
+        .sum::<usize>();
     // The VNNI loop reads activations two blocks at a time, interleaved (see `vnni`).
     let paired;
     let acts_all: &[i8] = if isa == Isa::Avx512Vnni {
@@ -137,27 +181,29 @@ pub(crate) fn matmul_with(isa: Isa, qa: &QuantizedActivations, w: &PackedTernary
     } else {
         TOKENS_PER_PASS
     };
-    (0..n.div_ceil(ROWS_PER_TASK))
-        .into_par_iter()
-        .for_each(|task| {
-            let rows = task * ROWS_PER_TASK..((task + 1) * ROWS_PER_TASK).min(n);
-            let mut acc = [0i32; MAX_TOKENS_PER_PASS];
-            for t0 in (0..m).step_by(tokens_per_pass) {
-                let tokens = (m - t0).min(tokens_per_pass);
-                let acts = &acts_all[t0 * qa.k_padded..(t0 + tokens) * qa.k_padded];
-                for row in rows.clone() {
-                    let wrow = &w.bytes()[row * w.row_bytes()..(row + 1) * w.row_bytes()];
-                    row_dot(isa, wrow, acts, tokens, &mut acc);
-                    for (i, &a) in acc[..tokens].iter().enumerate() {
-                        let t = t0 + i;
-                        let v = (a - qa.sum[t]) as f32 / qa.scale[t] * w.scale();
-                        // SAFETY: (t, row) is written by this task only (rows are disjoint), inside y.
-                        unsafe { *out.ptr().add(t * n + row) = v };
-                    }
+    (0..tasks).into_par_iter().for_each(|task| {
+        let mat = first.partition_point(|&f| f <= task) - 1;
+        let (w, out, task) = (ws[mat], outs[mat], task - first[mat]);
+        let n = w.n();
+        let rows = task * ROWS_PER_TASK..((task + 1) * ROWS_PER_TASK).min(n);
+        let mut acc = [0i32; MAX_TOKENS_PER_PASS];
+        for t0 in (0..m).step_by(tokens_per_pass) {
+            let tokens = (m - t0).min(tokens_per_pass);
+            let acts = &acts_all[t0 * qa.k_padded..(t0 + tokens) * qa.k_padded];
+            for row in rows.clone() {
+                let wrow = &w.bytes()[row * w.row_bytes()..(row + 1) * w.row_bytes()];
+                row_dot(isa, wrow, acts, tokens, &mut acc);
+                for (i, &a) in acc[..tokens].iter().enumerate() {
+                    let t = t0 + i;
+                    let v = (a - qa.sum[t]) as f32 / qa.scale[t] * w.scale();
+                    // SAFETY: (t, row) of matrix `mat`'s output is written by this task only
+                    // (its rows are disjoint from every other task's), inside that output.
+                    unsafe { *out.ptr().add(t * n + row) = v };
                 }
             }
-        });
-    y
+        }
+    });
+    ys
 }
 
 /// Tokens the VNNI loop shares one unpacked pair of blocks across (eight accumulators and four
@@ -475,5 +521,61 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Several matrices in one parallel loop give each matrix's own product, to the bit, in every
+    /// form: row counts under, at and past a task (32) side by side, so tasks map to the right
+    /// matrix at every boundary; a matrix of another `k` is an error naming it, none is no output.
+    #[test]
+    fn several_matrices_in_one_loop_equal_each_alone() {
+        let mut seed = 0x2545_f491u32;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            seed
+        };
+        let k = 384;
+        let mut matrix = |n: usize, scale: f32| {
+            let codes: Vec<i8> = (0..n * k).map(|_| (next() % 3) as i8 - 1).collect();
+            PackedTernary::from_ternary(&codes, n, k, scale).unwrap()
+        };
+        let ws = [
+            matrix(1, 0.5),
+            matrix(32, 0.25),
+            matrix(70, 2.0),
+            matrix(33, 1.0),
+            matrix(5, 0.75),
+        ];
+        let refs: Vec<&PackedTernary> = ws.iter().collect();
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        for m in [1, 5, 9] {
+            let x: Vec<f32> = (0..m * k)
+                .map(|i| ((i * 7919 % 2001) as f32) / 1000.0 - 1.0)
+                .collect();
+            let qa = quantize_activations(&x, m, &ws[0]).unwrap();
+            for isa in Isa::available() {
+                let many = matmul_many_with(isa, &qa, &refs);
+                assert_eq!(many.len(), ws.len());
+                for (w, got) in ws.iter().zip(&many) {
+                    let alone = matmul_with(isa, &qa, w);
+                    assert_eq!(bits(got), bits(&alone), "{isa:?} n {} m {m}", w.n());
+                }
+            }
+            let public = ternary_matmul_quantized_many(&qa, &refs).unwrap();
+            for (w, got) in ws.iter().zip(&public) {
+                assert_eq!(bits(got), bits(&ternary_matmul_quantized(&qa, w).unwrap()));
+            }
+        }
+        let qa = quantize_activations(&vec![0.5; k], 1, &ws[0]).unwrap();
+        let other = PackedTernary::from_ternary(&vec![1; 4 * 256], 4, 256, 1.0).unwrap();
+        let err = ternary_matmul_quantized_many(&qa, &[&ws[0], &other])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("quantized activations") && err.contains("k 256"),
+            "{err}"
+        );
+        assert!(ternary_matmul_quantized_many(&qa, &[]).unwrap().is_empty());
     }
 }

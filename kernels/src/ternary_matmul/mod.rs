@@ -30,7 +30,10 @@ mod pack;
 pub mod plan;
 mod reference;
 
-pub use fast::{quantize_activations, ternary_matmul_cpu, ternary_matmul_quantized};
+pub use fast::{
+    quantize_activations, ternary_matmul_cpu, ternary_matmul_quantized,
+    ternary_matmul_quantized_many,
+};
 pub use op::{ternary_matmul, ternary_matmul_shared, TernaryWeights};
 pub use reference::ternary_matmul_reference;
 

@@ -4,7 +4,10 @@
 //! GEMV/GEMM). Either way the weights stay packed at 2 bits from load to matmul.
 use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Shape, Tensor};
 
-use super::{quantize_activations, ternary_matmul_quantized, PackedTernary, KERNEL};
+use super::{
+    quantize_activations, ternary_matmul_quantized, ternary_matmul_quantized_many, PackedTernary,
+    KERNEL,
+};
 use crate::op::{checked, cpu_f32, device_name, wrap};
 
 /// Where the packed bytes live.
@@ -119,7 +122,8 @@ pub fn ternary_matmul(x: &Tensor, w: &TernaryWeights) -> candle_core::Result<Ten
 }
 
 /// Several matrices reading the same input (q/k/v, gate/up): on the CPU the input is quantised
-/// once for all of them.
+/// once for all of them, and all their rows run in one parallel loop
+/// ([`ternary_matmul_quantized_many`]).
 pub fn ternary_matmul_shared(
     x: &Tensor,
     ws: &[&TernaryWeights],
@@ -136,10 +140,12 @@ pub fn ternary_matmul_shared(
             let qa = crate::cpu::with_cpu_f32(&x2, |data| quantize_activations(data, m, packed[0]))
                 .ok_or_else(|| crate::op::unsupported(KERNEL, x.device(), x2.dtype()))?
                 .map_err(wrap)?;
+            // All the matrices' rows in one parallel loop (one wait for the pool per group).
+            let ys = ternary_matmul_quantized_many(&qa, &packed).map_err(wrap)?;
             packed
                 .iter()
-                .map(|w| {
-                    let y = ternary_matmul_quantized(&qa, w).map_err(wrap)?;
+                .zip(ys)
+                .map(|(w, y)| {
                     let mut dims = out.clone();
                     if let Some(last) = dims.last_mut() {
                         *last = w.n();
