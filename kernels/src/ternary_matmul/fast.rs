@@ -154,20 +154,14 @@ pub(crate) fn matmul_many_with(
     let m = qa.m;
     let mut ys: Vec<Vec<f32>> = ws.iter().map(|w| vec![0.0f32; m * w.n()]).collect();
     let outs: Vec<SharedMut<f32>> = ys.iter_mut().map(|y| SharedMut(y.as_mut_ptr())).collect();
-    // Task `t` is matrix `mat`'s task `t - first[mat]` for the last `mat` with `first[mat] <= t`
-    // (a matrix without rows has no task).
-    let first: Vec<usize> = ws
-        .iter()
-        .scan(0, |at, w| {
-            let here = *at;
-            *at += w.n().div_ceil(ROWS_PER_TASK);
-            Some(here)
-        })
-        .collect();
-    let tasks = ws
-        .iter()
-        .map(|w| w.n().div_ceil(ROWS_PER_TASK))
-        .sum::<usize>();
+    // `first[mat]` is matrix `mat`'s first task, `first[ws.len()]` the count of all: task `t` is
+    // matrix `mat`'s task `t - first[mat]` for the last `mat` with `first[mat] <= t` (a matrix
+    // without rows has no task).
+    let mut first = vec![0usize];
+    for w in ws {
+        first.push(first[first.len() - 1] + w.n().div_ceil(ROWS_PER_TASK));
+    }
+    let tasks = first[ws.len()];
     // The VNNI loop reads activations two blocks at a time, interleaved (see `vnni`).
     let paired;
     let acts_all: &[i8] = if isa == Isa::Avx512Vnni {
@@ -482,18 +476,22 @@ mod tests {
     use super::*;
     use crate::ternary_matmul::ternary_matmul_reference;
 
+    /// A xorshift generator from `seed` (nonzero): the tests' random codes and activations.
+    fn xorshift(mut seed: u32) -> impl FnMut() -> u32 {
+        move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            seed
+        }
+    }
+
     /// Every form this CPU runs gives the scalar form's integer sums, so the same bits, and the
     /// reference's: token counts around each form's pass (4 and 8) and the VNNI threshold, odd
     /// and even block counts (the VNNI form pairs blocks), rows around a task (32).
     #[test]
     fn every_form_matches_the_scalar_one_and_the_reference() {
-        let mut seed = 0x9e37_79b9u32;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 17;
-            seed ^= seed << 5;
-            seed
-        };
+        let mut next = xorshift(0x9e37_79b9);
         let forms = Isa::available();
         println!("forms checked against the scalar one: {forms:?}");
         for (n, k) in [
@@ -528,13 +526,7 @@ mod tests {
     /// matrix at every boundary; a matrix of another `k` is an error naming it, none is no output.
     #[test]
     fn several_matrices_in_one_loop_equal_each_alone() {
-        let mut seed = 0x2545_f491u32;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 17;
-            seed ^= seed << 5;
-            seed
-        };
+        let mut next = xorshift(0x2545_f491);
         let k = 384;
         let mut matrix = |n: usize, scale: f32| {
             let codes: Vec<i8> = (0..n * k).map(|_| (next() % 3) as i8 - 1).collect();
