@@ -21,7 +21,7 @@
 use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::{VarBuilder, VarMap};
+use candle_nn::VarBuilder;
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 
 struct Pair {
@@ -52,9 +52,8 @@ fn hf_config(
 
 fn pair(json: &serde_json::Value) -> Pair {
     let cfg = griffin::Config::from_json(&json.to_string()).expect("config");
-    let varmap = VarMap::new();
-    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-    let ours = griffin::Model::new(&cfg, vb).expect("our model");
+    // Random f32 weights (not the zeros a bare VarMap gives, which would be kept in bf16).
+    let (ours, varmap) = frugal_benches::random_f32_model(|vb| griffin::Model::new(&cfg, vb));
     // The same tensors, by name, for the peer.
     let weight_bytes = varmap.all_vars().iter().map(|v| v.elem_count() * 4).sum();
     let tensors: HashMap<String, Tensor> = varmap

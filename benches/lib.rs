@@ -30,6 +30,29 @@ pub fn median_secs(runs: usize, mut f: impl FnMut()) -> f64 {
     t[t.len() / 2]
 }
 
+/// A model over random f32 weights: `build` runs once over an empty `VarMap` (which creates its
+/// variables, as candle's builders do, filled with their defaults: zero for a bare `get`), every
+/// variable is then set to N(0, 0.02) noise, and `build` runs again over the filled map.
+///
+/// Why not the first build: its weights are mostly zeros, and zeros are bf16 values, so the
+/// layers that keep a weight as shipped (`layers::Linear`) store them in bf16 and read half the
+/// bytes an f32 checkpoint makes them read (the Griffin bench measured such weights until this
+/// helper; see README.md). Returns the model and the map (the same tensors, for a peer).
+pub fn random_f32_model<M, E: std::fmt::Debug>(
+    build: impl Fn(candle_nn::VarBuilder) -> Result<M, E>,
+) -> (M, candle_nn::VarMap) {
+    use candle_core::{DType, Device, Tensor};
+    let map = candle_nn::VarMap::new();
+    build(candle_nn::VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu)).expect("first build");
+    for var in map.all_vars() {
+        let noise = Tensor::randn(0f32, 0.02, var.shape(), &Device::Cpu).expect("noise");
+        var.set(&noise).expect("set");
+    }
+    let model = build(candle_nn::VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu))
+        .expect("second build");
+    (model, map)
+}
+
 /// Bytes per second of a threaded read (sum) over `bytes`, and of a threaded memcpy of `bytes`:
 /// what any decode step that streams its weights from memory is bounded by.
 pub fn bandwidth(bytes: usize) -> (f64, f64) {

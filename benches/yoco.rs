@@ -15,8 +15,6 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use candle_core::{DType, Device};
-use candle_nn::{Init, VarBuilder, VarMap};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use kernels::gated_retention::{gated_retention_cpu, RetentionInput, RetentionShape};
 use kernels::window_attention::{window_attention_cpu, WindowInput, WindowShape};
@@ -105,21 +103,6 @@ fn small_config(sliding_window: Option<usize>) -> Config {
     }
 }
 
-/// A builder over `map` whose embedding (`key`) starts as N(0, 0.02) rather than candle's N(0, 1).
-fn random_vb(cfg: &Config, map: &VarMap, key: &str) -> VarBuilder<'static> {
-    let vb = VarBuilder::from_varmap(map, DType::F32, &Device::Cpu);
-    vb.get_with_hints(
-        (cfg.vocab_size, cfg.dim),
-        key,
-        Init::Randn {
-            mean: 0.0,
-            stdev: 0.02,
-        },
-    )
-    .expect("embedding");
-    vb
-}
-
 fn secs(f: impl FnOnce()) -> f64 {
     let s = Instant::now();
     f();
@@ -129,15 +112,11 @@ fn secs(f: impl FnOnce()) -> f64 {
 fn speed_tables() {
     let cfg = small_config(None);
     let swa_cfg = small_config(Some(512));
-    let (m1, m2, m3) = (VarMap::new(), VarMap::new(), VarMap::new());
-    let yoco = yoco::Model::new(&cfg, random_vb(&cfg, &m1, "embed_tokens.weight")).expect("yoco");
-    let swa = yoco::Model::new(&swa_cfg, random_vb(&swa_cfg, &m2, "embed_tokens.weight"))
-        .expect("yoco swa");
-    let base = Transformer::new(
-        &same_size_transformer(&cfg),
-        random_vb(&cfg, &m3, "model.embed_tokens.weight"),
-    )
-    .expect("transformer");
+    // Every weight N(0, 0.02) in f32 (a bare VarMap's zeros would be kept in bf16).
+    let (yoco, _) = frugal_benches::random_f32_model(|vb| yoco::Model::new(&cfg, vb));
+    let (swa, _) = frugal_benches::random_f32_model(|vb| yoco::Model::new(&swa_cfg, vb));
+    let base_cfg = same_size_transformer(&cfg);
+    let (base, _) = frugal_benches::random_f32_model(|vb| Transformer::new(&base_cfg, vb));
     let prompt = |t: usize| -> Vec<u32> { (0..t as u32).map(|i| (i * 7919) % 4096).collect() };
 
     println!(
