@@ -54,6 +54,7 @@ fn memory_table() {
         ..Config::yoco_3b()
     };
     let gib = |b: usize| format!("{:.3} GiB", b as f64 / (1u64 << 30) as f64);
+    let mut too_large = None;
     for t in [4096usize, 32_768, 131_072] {
         let y = Cache::for_config(&gret, 1, t, &candle_core::Device::Cpu)
             .expect("cache")
@@ -63,22 +64,38 @@ fn memory_table() {
             .expect("cache")
             .bytes(Cache::window_ring_bytes(&swa, 1))
             .total();
-        let tr = KvCache::new(
-            &same_size_transformer(&gret),
-            1,
-            t,
-            &candle_core::Device::Cpu,
-        )
-        .expect("cache")
-        .bytes();
+        // The Transformer's cache from its real object where this machine can hold it; past its
+        // memory (the cache refuses to be made), from the size the made ones are checked to have:
+        // layers · T · 2 (keys and values) · kv_heads · head_dim · 4 bytes.
+        let tcfg = same_size_transformer(&gret);
+        let formula = tcfg.num_hidden_layers * t * 2 * tcfg.kv_row() * 4;
+        let (tr, mark) = match KvCache::new(&tcfg, 1, t, &candle_core::Device::Cpu) {
+            Ok(cache) => {
+                assert_eq!(
+                    cache.bytes(),
+                    formula,
+                    "the Transformer's cache size at T = {t}"
+                );
+                (cache.bytes(), "")
+            }
+            Err(e) => {
+                too_large = Some(e.to_string());
+                (formula, "*")
+            }
+        };
         println!(
             "{:>6} | {:>14} | {:>14} | {:>16} | {:>7.1}x | {:>7.1}x",
             t,
             gib(y),
             gib(s),
-            gib(tr),
+            format!("{}{mark}", gib(tr)),
             tr as f64 / y as f64,
             tr as f64 / s as f64
+        );
+    }
+    if let Some(e) = too_large {
+        println!(
+            "* not made here ({e}): its size by the formula the sizes above are checked against"
         );
     }
     println!();
