@@ -170,6 +170,119 @@ fn prefill_flops_per_token(cfg: &griffin::Config, t: usize) -> f64 {
     (0..cfg.num_hidden_layers).map(per_layer).sum()
 }
 
+/// The prefill's dense products alone, at the model's shapes and in its order (per layer: the
+/// temporal block's projections with their bias and residual epilogues, the RG-LRU's two
+/// block-diagonal gates, the MLP's stacked gate and up with its GeLU gate taken, the down
+/// projection adding the residual), each on f32 weights of its own (the model's bytes), then the
+/// last token's logits GEMV over a vocabulary-sized f32 matrix. Returns (products s, logits s, the products' FLOPs): what the
+/// prefill would take if its recurrence, attention, norms, conv and copies took no time.
+fn products_alone(cfg: &griffin::Config, t: usize) -> (f64, f64, f64) {
+    use griffin::config::BlockType;
+    use kernels::cpu_linear::{matmul_with, Epilogue, Weights};
+    #[derive(Clone, Copy)]
+    enum End {
+        Store,
+        Add,
+        Glu,
+    }
+    let (d, w, f) = (cfg.hidden_size, cfg.lru_width, cfg.mlp_width);
+    let (h, hd, kv) = (
+        cfg.num_attention_heads,
+        cfg.head_dim,
+        cfg.num_key_value_heads,
+    );
+    let block = w / h;
+    // (n, k, bias, end) of each product; `None` for the gates' block-diagonal pair.
+    let mut products: Vec<Option<(usize, usize, bool, End)>> = Vec::new();
+    for i in 0..cfg.num_hidden_layers {
+        match cfg.block_type(i) {
+            BlockType::Recurrent => products.extend([
+                Some((2 * w, d, true, End::Store)),
+                None,
+                Some((d, w, true, End::Add)),
+            ]),
+            BlockType::Attention => products.extend([
+                Some((h * hd, d, false, End::Store)),
+                Some((kv * hd, d, false, End::Store)),
+                Some((kv * hd, d, false, End::Store)),
+                Some((d, h * hd, true, End::Add)),
+            ]),
+        }
+        products.extend([Some((2 * f, d, true, End::Glu)), Some((d, f, true, End::Add))]);
+    }
+    // Values of no consequence that are not bf16 values (so nothing could take a bf16 path).
+    let values = |len: usize, seed: usize| -> Vec<f32> {
+        (0..len)
+            .map(|i| ((i * 2_654_435_761 + seed * 40_503) % 65_521) as f32 / 65_521.0 - 0.5)
+            .collect()
+    };
+    let widest = [d, w, f, h * hd].into_iter().max().unwrap_or(d);
+    let x = values(t * widest, 1);
+    let residual = values(t * d, 2);
+    let gate_weights = (values(h * block * block, 3), values(h * block * block, 4));
+    // Each product's own weights, as the model's: between two rounds every other weight and the
+    // embedding pass through the caches, as between two prompts.
+    let weights: Vec<Option<(Vec<f32>, Vec<f32>)>> = products
+        .iter()
+        .enumerate()
+        .map(|(i, p)| p.map(|(n, k, _, _)| (values(n * k, 10 + i), values(n, 5))))
+        .collect();
+    let embedding = values(cfg.vocab_size * d, 6);
+    let flops: f64 = products
+        .iter()
+        .map(|p| match p {
+            Some((n, k, _, _)) => 2.0 * (t * n * k) as f64,
+            None => 2.0 * 2.0 * (t * w * block) as f64,
+        })
+        .sum();
+    let mut best = (f64::INFINITY, f64::INFINITY);
+    // A warm-up round, then the best of three.
+    for r in 0..4 {
+        let (products_s, logits_s) = layers::pool::on_pool(|| {
+            let start = std::time::Instant::now();
+            for (p, wb) in products.iter().zip(&weights) {
+                let out = match (p, wb) {
+                    (Some((n, k, bias, end)), Some((wt, b))) => {
+                        let end = match end {
+                            End::Store => Epilogue::Store,
+                            End::Add => Epilogue::Add(&residual),
+                            End::Glu => Epilogue::Glu(kernels::cpu_math::Glu::GeluTanh),
+                        };
+                        let b = bias.then_some(b.as_slice());
+                        matmul_with(&x[..t * k], t, Weights::F32(wt), *n, *k, b, end)
+                            .expect("product")
+                    }
+                    _ => {
+                        let (gx, ga) = kernels::cpu_gemm::block_diagonal_pair(
+                            &x[..t * w],
+                            t,
+                            w,
+                            h,
+                            &gate_weights.0,
+                            &gate_weights.1,
+                        )
+                        .expect("gates");
+                        std::hint::black_box(ga);
+                        gx
+                    }
+                };
+                std::hint::black_box(out);
+            }
+            let products_s = start.elapsed().as_secs_f64();
+            let start = std::time::Instant::now();
+            // The GEMV the model's `linear` takes for one row.
+            let logits = kernels::cpu_linear::gemv(&x[..d], 1, &embedding, cfg.vocab_size, d);
+            std::hint::black_box(logits.expect("logits"));
+            (products_s, start.elapsed().as_secs_f64())
+        });
+        // The first round warms the code and the pool.
+        if r > 0 {
+            best = (best.0.min(products_s), best.1.min(logits_s));
+        }
+    }
+    (best.0, best.1, flops)
+}
+
 /// This machine's f32 matmul rate (FLOP/s) at the small config's largest prefill product, and at
 /// a square 1024 one, the best of candle's (the `gemm` crate) and frugal's own
 /// (`kernels::cpu_linear::matmul`, AVX-512 where the machine has it) at either: what this
@@ -254,6 +367,24 @@ fn roofline(p: &Pair, t: usize) {
         ratios.len(),
         ratios[0],
         ratios[ratios.len() - 1]
+    );
+    // Where the prefill's time goes against that peak: its products and logits alone.
+    let (products_s, logits_s, product_flops) = products_alone(&p.cfg, t);
+    println!(
+        "         its products alone {:.1} ms = {:.1} GFLOP/s = {:.2} of the peak; the logits GEMV {:.1} ms ({:.0} MB of f32)",
+        products_s * 1e3,
+        product_flops / products_s / 1e9,
+        product_flops / products_s / peak,
+        logits_s * 1e3,
+        (p.cfg.vocab_size * p.cfg.hidden_size * 4) as f64 / 1e6
+    );
+    let rest = ours - products_s - logits_s;
+    let budget = flops / (0.85 * peak) - products_s - logits_s;
+    println!(
+        "         with nothing else the prefill would run at {:.2} of the peak; the rest (recurrence, attention, norms, conv, copies) takes {:.1} ms, {:.1} ms at 0.85",
+        flops / (products_s + logits_s) / peak,
+        rest * 1e3,
+        budget * 1e3
     );
     println!(
         "         ours/peer {:.2}x; 5x the peer needs {:.1} GFLOP/s = {:.2}x the matmul peak",
