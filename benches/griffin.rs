@@ -208,7 +208,10 @@ fn products_alone(cfg: &griffin::Config, t: usize) -> (f64, f64, f64) {
                 Some((d, h * hd, true, End::Add)),
             ]),
         }
-        products.extend([Some((2 * f, d, true, End::Glu)), Some((d, f, true, End::Add))]);
+        products.extend([
+            Some((2 * f, d, true, End::Glu)),
+            Some((d, f, true, End::Add)),
+        ]);
     }
     // Values of no consequence that are not bf16 values (so nothing could take a bf16 path).
     let values = |len: usize, seed: usize| -> Vec<f32> {
