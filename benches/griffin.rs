@@ -138,18 +138,47 @@ fn bench_config(c: &mut Criterion, name: &str, json: serde_json::Value, prefill:
     group.finish();
 }
 
+/// A config's widths, in the names the FLOP count and the products below use.
+struct Widths {
+    /// Hidden, RG-LRU and MLP widths.
+    d: usize,
+    w: usize,
+    f: usize,
+    /// Attention heads, their width, KV heads; the RG-LRU gates' block (`w / h`).
+    h: usize,
+    hd: usize,
+    kv: usize,
+    block: usize,
+}
+
+impl Widths {
+    fn of(cfg: &griffin::Config) -> Widths {
+        Widths {
+            d: cfg.hidden_size,
+            w: cfg.lru_width,
+            f: cfg.mlp_width,
+            h: cfg.num_attention_heads,
+            hd: cfg.head_dim,
+            kv: cfg.num_key_value_heads,
+            block: cfg.lru_width / cfg.num_attention_heads,
+        }
+    }
+}
+
 /// Floating-point operations per token of a `t`-token prefill: every layer's matmuls (2 per
 /// multiply-add) and the local attention's scores and weighted sums, averaged over the prompt. The
 /// output projection is left out (both compute it for the last token only).
 fn prefill_flops_per_token(cfg: &griffin::Config, t: usize) -> f64 {
     use griffin::config::BlockType;
-    let (d, w, f) = (cfg.hidden_size, cfg.lru_width, cfg.mlp_width);
-    let (h, hd, kv) = (
-        cfg.num_attention_heads,
-        cfg.head_dim,
-        cfg.num_key_value_heads,
-    );
-    let block = w / h;
+    let Widths {
+        d,
+        w,
+        f,
+        h,
+        hd,
+        kv,
+        block,
+    } = Widths::of(cfg);
     let avg_keys = (0..t)
         .map(|i| (i + 1).min(cfg.attention_window_size))
         .sum::<usize>() as f64
@@ -174,8 +203,9 @@ fn prefill_flops_per_token(cfg: &griffin::Config, t: usize) -> f64 {
 /// temporal block's projections with their bias and residual epilogues, the RG-LRU's two
 /// block-diagonal gates, the MLP's stacked gate and up with its GeLU gate taken, the down
 /// projection adding the residual), each on f32 weights of its own (the model's bytes), then the
-/// last token's logits GEMV over a vocabulary-sized f32 matrix. Returns (products s, logits s, the products' FLOPs): what the
-/// prefill would take if its recurrence, attention, norms, conv and copies took no time.
+/// last token's logits GEMV over a vocabulary-sized f32 matrix. Returns (products s, logits s,
+/// the products' FLOPs): what the prefill would take if its recurrence, attention, norms, conv
+/// and copies took no time.
 fn products_alone(cfg: &griffin::Config, t: usize) -> (f64, f64, f64) {
     use griffin::config::BlockType;
     use kernels::cpu_linear::{matmul_with, Epilogue, Weights};
@@ -185,13 +215,15 @@ fn products_alone(cfg: &griffin::Config, t: usize) -> (f64, f64, f64) {
         Add,
         Glu,
     }
-    let (d, w, f) = (cfg.hidden_size, cfg.lru_width, cfg.mlp_width);
-    let (h, hd, kv) = (
-        cfg.num_attention_heads,
-        cfg.head_dim,
-        cfg.num_key_value_heads,
-    );
-    let block = w / h;
+    let Widths {
+        d,
+        w,
+        f,
+        h,
+        hd,
+        kv,
+        block,
+    } = Widths::of(cfg);
     // (n, k, bias, end) of each product; `None` for the gates' block-diagonal pair.
     let mut products: Vec<Option<(usize, usize, bool, End)>> = Vec::new();
     for i in 0..cfg.num_hidden_layers {
