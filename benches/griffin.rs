@@ -209,12 +209,6 @@ fn prefill_flops_per_token(cfg: &griffin::Config, t: usize) -> f64 {
 fn products_alone(cfg: &griffin::Config, t: usize) -> (f64, f64, f64) {
     use griffin::config::BlockType;
     use kernels::cpu_linear::{matmul_with, Epilogue, Weights};
-    #[derive(Clone, Copy)]
-    enum End {
-        Store,
-        Add,
-        Glu,
-    }
     let Widths {
         d,
         w,
@@ -224,36 +218,36 @@ fn products_alone(cfg: &griffin::Config, t: usize) -> (f64, f64, f64) {
         kv,
         block,
     } = Widths::of(cfg);
-    // (n, k, bias, end) of each product; `None` for the gates' block-diagonal pair.
-    let mut products: Vec<Option<(usize, usize, bool, End)>> = Vec::new();
-    for i in 0..cfg.num_hidden_layers {
-        match cfg.block_type(i) {
-            BlockType::Recurrent => products.extend([
-                Some((2 * w, d, true, End::Store)),
-                None,
-                Some((d, w, true, End::Add)),
-            ]),
-            BlockType::Attention => products.extend([
-                Some((h * hd, d, false, End::Store)),
-                Some((kv * hd, d, false, End::Store)),
-                Some((kv * hd, d, false, End::Store)),
-                Some((d, h * hd, true, End::Add)),
-            ]),
-        }
-        products.extend([
-            Some((2 * f, d, true, End::Glu)),
-            Some((d, f, true, End::Add)),
-        ]);
-    }
     // Values of no consequence that are not bf16 values (so nothing could take a bf16 path).
     let values = |len: usize, seed: usize| -> Vec<f32> {
         (0..len)
             .map(|i| ((i * 2_654_435_761 + seed * 40_503) % 65_521) as f32 / 65_521.0 - 0.5)
             .collect()
     };
+    let residual = values(t * d, 2);
+    let (store, add, glu) = (
+        Epilogue::Store,
+        Epilogue::Add(&residual),
+        Epilogue::Glu(kernels::cpu_math::Glu::GeluTanh),
+    );
+    // (n, k, bias, epilogue) of each product; `None` for the gates' block-diagonal pair.
+    let mut products: Vec<Option<(usize, usize, bool, Epilogue)>> = Vec::new();
+    for i in 0..cfg.num_hidden_layers {
+        match cfg.block_type(i) {
+            BlockType::Recurrent => {
+                products.extend([Some((2 * w, d, true, store)), None, Some((d, w, true, add))])
+            }
+            BlockType::Attention => products.extend([
+                Some((h * hd, d, false, store)),
+                Some((kv * hd, d, false, store)),
+                Some((kv * hd, d, false, store)),
+                Some((d, h * hd, true, add)),
+            ]),
+        }
+        products.extend([Some((2 * f, d, true, glu)), Some((d, f, true, add))]);
+    }
     let widest = [d, w, f, h * hd].into_iter().max().unwrap_or(d);
     let x = values(t * widest, 1);
-    let residual = values(t * d, 2);
     let gate_weights = (values(h * block * block, 3), values(h * block * block, 4));
     // Each product's own weights, as the model's: between two rounds every other weight and the
     // embedding pass through the caches, as between two prompts.
@@ -278,13 +272,8 @@ fn products_alone(cfg: &griffin::Config, t: usize) -> (f64, f64, f64) {
             for (p, wb) in products.iter().zip(&weights) {
                 let out = match (p, wb) {
                     (Some((n, k, bias, end)), Some((wt, b))) => {
-                        let end = match end {
-                            End::Store => Epilogue::Store,
-                            End::Add => Epilogue::Add(&residual),
-                            End::Glu => Epilogue::Glu(kernels::cpu_math::Glu::GeluTanh),
-                        };
                         let b = bias.then_some(b.as_slice());
-                        matmul_with(&x[..t * k], t, Weights::F32(wt), *n, *k, b, end)
+                        matmul_with(&x[..t * k], t, Weights::F32(wt), *n, *k, b, *end)
                             .expect("product")
                     }
                     _ => {
@@ -384,11 +373,14 @@ fn roofline(p: &Pair, t: usize) {
         let mut m = p.peer.clone();
         std::hint::black_box(m.forward(&ids, 0).expect("peer prefill"));
     });
-    let mut ratios: Vec<f64> = rounds.iter().map(|r| flops / r.0 / r.1).collect();
-    ratios.sort_by(f64::total_cmp);
-    // The round whose ratio is the median, for the figures printed beside it.
-    let median = ratios[ratios.len() / 2];
-    rounds.sort_by(|a, b| (flops / a.0 / a.1).total_cmp(&(flops / b.0 / b.1)));
+    // Rounds in order of their ratio: the median round's figures are printed beside it.
+    let ratio = |r: &(f64, f64, f64, f64)| flops / r.0 / r.1;
+    rounds.sort_by(|a, b| ratio(a).total_cmp(&ratio(b)));
+    let (median, lowest, highest) = (
+        ratio(&rounds[rounds.len() / 2]),
+        ratio(&rounds[0]),
+        ratio(&rounds[rounds.len() - 1]),
+    );
     let (ours, peak, candle_peak, our_peak) = rounds[rounds.len() / 2];
     println!("Griffin \"small\" against this machine's limits (prefill T = {t}, decode after 128 tokens)");
     println!(
@@ -399,9 +391,9 @@ fn roofline(p: &Pair, t: usize) {
     println!(
         "         ours = {:.2} of the matmul peak (the median of {} rounds, each measuring both; {:.2}–{:.2})",
         median,
-        ratios.len(),
-        ratios[0],
-        ratios[ratios.len() - 1]
+        rounds.len(),
+        lowest,
+        highest
     );
     // Where the prefill's time goes against that peak: its products and logits alone.
     let (products_s, logits_s, product_flops) = products_alone(&p.cfg, t);

@@ -43,22 +43,13 @@ pub fn random_f32_model<M, E: std::fmt::Debug>(
 ) -> (M, candle_nn::VarMap) {
     use candle_core::{DType, Device, Tensor};
     let map = candle_nn::VarMap::new();
-    build(candle_nn::VarBuilder::from_varmap(
-        &map,
-        DType::F32,
-        &Device::Cpu,
-    ))
-    .expect("first build");
+    let vb = || candle_nn::VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
+    build(vb()).expect("first build");
     for var in map.all_vars() {
         let noise = Tensor::randn(0f32, 0.02, var.shape(), &Device::Cpu).expect("noise");
         var.set(&noise).expect("set");
     }
-    let model = build(candle_nn::VarBuilder::from_varmap(
-        &map,
-        DType::F32,
-        &Device::Cpu,
-    ))
-    .expect("second build");
+    let model = build(vb()).expect("second build");
     (model, map)
 }
 

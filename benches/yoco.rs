@@ -55,6 +55,7 @@ fn memory_table() {
     };
     let gib = |b: usize| format!("{:.3} GiB", b as f64 / (1u64 << 30) as f64);
     let mut too_large = None;
+    let tcfg = same_size_transformer(&gret);
     for t in [4096usize, 32_768, 131_072] {
         let y = Cache::for_config(&gret, 1, t, &candle_core::Device::Cpu)
             .expect("cache")
@@ -67,7 +68,6 @@ fn memory_table() {
         // The Transformer's cache from its real object where this machine can hold it; past its
         // memory (the cache refuses to be made), from the size the made ones are checked to have:
         // layers · T · 2 (keys and values) · kv_heads · head_dim · 4 bytes.
-        let tcfg = same_size_transformer(&gret);
         let formula = tcfg.num_hidden_layers * t * 2 * tcfg.kv_row() * 4;
         let (tr, mark) = match KvCache::new(&tcfg, 1, t, &candle_core::Device::Cpu) {
             Ok(cache) => {
